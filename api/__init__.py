@@ -1,0 +1,1 @@
+"""The duty officers' HTTP API (FastAPI)."""

@@ -1,0 +1,5 @@
+import sys
+
+from geowarn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""Embedded defaults for a machine with only Python.
+
+When GEOWARN_DATABASE_URL is unset, a real PostgreSQL 16 from the PyPI package `pgserver` is
+started with its data directory inside the project (`.geowarn/pgdata`). Run as root, pgserver
+creates an OS user `pgserver` and loosens the permissions of the folders above its data
+directory so that user can reach it; keeping the data directory inside the project confines that.
+
+When GEOWARN_MQTT_URL is unset, a Mosquitto is started on a free local port if the binary is
+installed, else an in-process amqtt broker (MQTT 3.1.1, QoS 0/1 only, 3-5x slower).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from geowarn.errors import ConfigurationError
+from geowarn.settings import get_settings
+
+_db_url: str | None = None
+
+
+def embedded_database_url() -> str:
+    global _db_url
+    if _db_url is not None:
+        return _db_url
+    try:
+        import pgserver
+    except ImportError:
+        raise ConfigurationError(
+            "no database configured: set GEOWARN_DATABASE_URL=postgresql://... or install the "
+            "embedded PostgreSQL with `pip install -e .[embedded]`"
+        ) from None
+    data = get_settings().data_dir / "pgdata"
+    data.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(data), cleanup_mode="stop")
+    _db_url = server.get_uri()
+    return _db_url
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_mosquitto(config_text: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """Start Mosquitto with `config_text` plus a listener on `port`; wait until it listens."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise ConfigurationError("mosquitto is not installed (apt-get install mosquitto)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    # Started as root, Mosquitto 2 drops to the `mosquitto` user and then cannot write its
+    # persistence file or read password files in a private temporary folder; a broker started
+    # by GeoWarn (demo, tests) runs as whoever started it.
+    as_user = f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+    conf.write_text(
+        config_text
+        + f"\n{as_user}listener {port} 127.0.0.1\npersistence_location {workdir}/\n"
+        + f"log_dest file {workdir}/mosquitto.log\n"
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    if not _wait_for_port(port, 10):
+        proc.kill()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise ConfigurationError(f"mosquitto did not start on port {port}: {err}")
+    return proc
+
+
+def embedded_mqtt_url() -> str:
+    """Start a local broker for the demo and return its URL (stopped at exit)."""
+    port = free_port()
+    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+        from ingest.broker_config import gateway_broker_config
+
+        workdir = Path(tempfile.mkdtemp(prefix="geowarn-mosquitto-"))
+        proc = start_mosquitto(gateway_broker_config(), port, workdir)
+        atexit.register(proc.terminate)
+    else:
+        _start_amqtt(port)
+    return f"mqtt://127.0.0.1:{port}"
+
+
+def _start_amqtt(port: int) -> None:
+    try:
+        import asyncio
+        import threading
+
+        from amqtt.broker import Broker
+    except ImportError:
+        raise ConfigurationError(
+            "no broker configured and mosquitto is not installed: set GEOWARN_MQTT_URL, "
+            "apt-get install mosquitto, or pip install -e .[embedded]"
+        ) from None
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "auth": {"allow-anonymous": True},
+        "topic-check": {"enabled": False},
+    }
+    loop = asyncio.new_event_loop()
+    broker = Broker(config, loop=loop)
+    threading.Thread(target=loop.run_forever, daemon=True, name="amqtt").start()
+    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(timeout=10)
+    if not _wait_for_port(port, 10):
+        raise ConfigurationError(f"in-process broker did not start on port {port}")

@@ -1,0 +1,1 @@
+"""Hazard points, shelters, households and spatial matching (shapely 2)."""

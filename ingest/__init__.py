@@ -1,0 +1,1 @@
+"""The MQTT ingest gateway: device messages in, readings committed exactly once."""

@@ -1,0 +1,1 @@
+"""Simulated and recorded device streams, published over real MQTT."""
