@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     max_clock_skew_s: float = Field(default=300.0, gt=0)
     max_backlog_days: float = Field(default=90.0, gt=0)
 
+    # Ingest gateway. The client id must be fixed per gateway instance: the broker keeps its
+    # persistent session (and the messages queued while it was away) under that id.
+    gateway_name: str = "gateway-1"
+    gateway_group: str = "geowarn"  # MQTT shared-subscription group of all gateways
+    gateway_inflight: int = Field(default=1000, ge=1, le=65535)  # unacked messages at most
+    gateway_batch_messages: int = Field(default=1000, ge=1)
+    gateway_batch_ms: float = Field(default=50.0, gt=0)
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A reused sequence number with another payload within this window is a firmware fault.
+    duplicate_seq_window_s: float = Field(default=600.0, gt=0)
+
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -1,0 +1,112 @@
+"""`geowarn ingest` (run a gateway, or --stats) and `geowarn deadletters`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from geowarn.db import connect
+from geowarn.errors import InvalidInput
+from geowarn.settings import get_settings
+from ingest.deadletters import list_dead_letters, payload_excerpt
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="run the MQTT ingest gateway (or show its counters)")
+    p.add_argument("--name", help="gateway instance name = fixed MQTT client id "
+                                  "(default GEOWARN_GATEWAY_NAME)")
+    p.add_argument("--group", help="shared-subscription group (default GEOWARN_GATEWAY_GROUP); "
+                                   "'' subscribes without sharing")
+    p.add_argument("--stats", action="store_true",
+                   help="print the counters the running gateways last saved, and exit")
+    p.add_argument("--json", action="store_true", help="with --stats: JSON output")
+    p.set_defaults(func=_ingest)
+
+    d = sub.add_parser("deadletters", help="rejected messages with their reasons")
+    d.add_argument("--since", help="ISO 8601 time or a duration back from now (30m, 24h, 7d)")
+    d.add_argument("--device", help="only this device")
+    d.add_argument("--reason", help="only this reason code")
+    d.add_argument("--limit", type=int, default=50)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_deadletters)
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """An ISO 8601 time, or a duration back from now such as 30m, 24h, 7d."""
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--since {text!r}: expected an ISO 8601 time or a duration "
+                           "like 30m, 24h, 7d") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    if args.stats:
+        return _print_stats(args.json)
+    from ingest.gateway import Gateway, GatewayConfig
+
+    settings = get_settings()
+    if settings.mqtt_url is None:
+        raise InvalidInput("set GEOWARN_MQTT_URL (e.g. mqtt://127.0.0.1:1883) for the gateway")
+    overrides: dict[str, Any] = {}
+    if args.name:
+        overrides["name"] = args.name
+    if args.group is not None:
+        overrides["group"] = args.group or None
+    gateway = Gateway(GatewayConfig.from_settings(settings, **overrides))
+    signal.signal(signal.SIGTERM, lambda *_: gateway._stop.set())
+    print(f"gateway {gateway.config.name} ingesting from "
+          f"{gateway.config.host}:{gateway.config.port}", file=sys.stderr)
+    gateway.run_forever()
+    return 0
+
+
+def _print_stats(as_json: bool) -> int:
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT gateway, updated_at, started_at, counters FROM ingest_stats "
+            "ORDER BY gateway").fetchall()
+    if as_json:
+        print(json.dumps([{"gateway": g, "updated_at": u.isoformat(),
+                           "started_at": s.isoformat(), "counters": c}
+                          for g, u, s, c in rows], indent=1))
+        return 0
+    if not rows:
+        print("no gateway has reported yet")
+    for gateway, updated, _started, counters in rows:
+        print(f"{gateway} (updated {updated:%Y-%m-%d %H:%M:%S%z})")
+        for key in sorted(counters):
+            print(f"  {key}: {counters[key]}")
+    return 0
+
+
+def _deadletters(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        rows = list_dead_letters(conn, since=parse_since(args.since), device_id=args.device,
+                                 reason=args.reason, limit=args.limit)
+    if args.json:
+        print(json.dumps([{**{k: v for k, v in r.items() if k != "payload"},
+                           "received_at": r["received_at"].isoformat(),
+                           "reading_ts": r["reading_ts"].isoformat() if r["reading_ts"] else None,
+                           "payload_excerpt": payload_excerpt(bytes(r["payload"]))}
+                          for r in rows], ensure_ascii=False, indent=1))
+        return 0
+    for r in rows:
+        where = r["device_id"] or "?"
+        if r["channel"]:
+            where += f"/{r['channel']}"
+        print(f"{r['received_at']:%Y-%m-%d %H:%M:%S} {r['reason']:<20} {where:<28} "
+              f"{r['topic']}\n    {r['detail']}\n    {payload_excerpt(bytes(r['payload']))}")
+    if not rows:
+        print("no dead letters")
+    return 0

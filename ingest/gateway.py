@@ -1,0 +1,272 @@
+"""The ingest gateway: MQTT in, readings committed exactly once in effect.
+
+Threads: paho's network loop (ingest.mqtt_client) puts received messages on a queue that the
+broker's Receive Maximum keeps bounded; one writer thread takes batches by size and age,
+decodes them (ingest.pipeline), commits each batch in one transaction (ingest.writer) and only
+then acknowledges its messages. While the database is down the writer retries with backoff and
+acknowledges nothing, the broker stops sending once Receive Maximum messages are unacknowledged,
+and everything else waits in the gateway's persistent session on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import psycopg
+
+from devices.catalogue import load_catalogue
+from devices.decode import decode
+from devices.messages import Decoded
+from geowarn.db import database_url
+from geowarn.settings import Settings
+from ingest.deadletters import DeadLetter, write_dead_letters
+from ingest.device_cache import DeviceCache
+from ingest.mqtt_client import GatewayConnection
+from ingest.pipeline import ReceivedMessage, plan_batch
+from ingest.stats import IngestStats
+from ingest.writer import BatchWriter, CommitResult
+
+log = logging.getLogger(__name__)
+
+NATIVE_TOPICS = ("gw/v1/+/telemetry", "gw/v1/+/status", "gw/v1/+/presence", "gw/v1/+/reply/+")
+NATIONAL_TOPICS = ("$dp", "$dp/+", "$dr", "$crsp/+")
+STORAGE_ERROR = "storage_error"
+T = TypeVar("T")
+
+
+class GatewayStopping(Exception):
+    """Raised inside the writer when asked to stop while waiting for the database."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    name: str
+    group: str | None
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    inflight: int
+    batch_messages: int
+    batch_seconds: float
+    keepalive: int
+    max_payload: int
+    max_clock_skew_s: float
+    max_backlog_days: float
+    duplicate_seq_window: timedelta
+    stats_interval_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, s: Settings, **overrides: object) -> GatewayConfig:
+        values: dict[str, object] = dict(
+            name=s.gateway_name, group=s.gateway_group, host=s.mqtt_host, port=s.mqtt_port,
+            username=s.mqtt_username,
+            password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+            inflight=s.gateway_inflight, batch_messages=s.gateway_batch_messages,
+            batch_seconds=s.gateway_batch_ms / 1000.0, keepalive=s.mqtt_keepalive_s,
+            max_payload=s.max_payload_bytes, max_clock_skew_s=s.max_clock_skew_s,
+            max_backlog_days=s.max_backlog_days,
+            duplicate_seq_window=timedelta(seconds=s.duplicate_seq_window_s))
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def topics(self) -> list[str]:
+        topics = [*NATIVE_TOPICS, *NATIONAL_TOPICS]
+        if self.group:
+            # MQTT 5 shared subscriptions: the gateways of one group split the stream.
+            return [f"$share/{self.group}/{t}" for t in topics]
+        return topics
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, db_url: str | None = None) -> None:
+        self.config = config
+        self.db_url = db_url or database_url()
+        self.stats = IngestStats()
+        self.inbox: queue.Queue[ReceivedMessage] = queue.Queue(maxsize=config.inflight * 2)
+        self.devices = DeviceCache(self._connect)
+        self.writer = BatchWriter(config.name, duplicate_seq_window=config.duplicate_seq_window)
+        self.catalogue = load_catalogue()
+        self.mqtt = GatewayConnection(
+            host=config.host, port=config.port, client_id=config.name, topics=config.topics,
+            inbox=self.inbox, receive_maximum=config.inflight, username=config.username,
+            password=config.password, keepalive=config.keepalive)
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._thread: threading.Thread | None = None
+        self._last_stats = time.monotonic()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._retry(self.devices.refresh, "loading the device registry")
+        self.mqtt.start()
+        self._thread = threading.Thread(target=self._write_loop, name="ingest-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.mqtt.stop()
+        if self._thread:
+            self._thread.join(timeout=30)
+        if self._conn is not None:
+            self._conn.close()
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # --- the writer thread -------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.db_url, connect_timeout=5)
+
+    def _db(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def _decode(self, topic: str, payload: bytes, now: datetime) -> Decoded:
+        return decode(topic, payload, now=now, lookup=self.devices.get,
+                      catalogue=self.catalogue, max_payload=self.config.max_payload,
+                      max_clock_skew_s=self.config.max_clock_skew_s,
+                      max_backlog_days=self.config.max_backlog_days)
+
+    def _next_batch(self) -> list[ReceivedMessage]:
+        try:
+            first = self.inbox.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.config.batch_seconds
+        while len(batch) < self.config.batch_messages:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                self.stats.queue_depth = self.inbox.qsize()
+                if batch:
+                    self._process(batch)
+                self._maybe_flush_stats()
+        except GatewayStopping:
+            # Stopped while the database was away: nothing was acknowledged, the broker
+            # redelivers the batch to the next gateway session.
+            log.info("stopped with an uncommitted batch; it will be redelivered")
+
+    def _process(self, batch: list[ReceivedMessage]) -> None:
+        self.stats.add("messages_received", len(batch))
+        plan = self._retry(lambda: plan_batch(batch, self._decode), "decoding a batch")
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            result = self._retry(lambda: self.writer.commit(self._db(), plan, now),
+                                 "committing a batch")
+        except psycopg.Error as exc:
+            # Not a connection problem: something in this batch cannot be stored. Store
+            # message by message so one bad message cannot block the stream.
+            log.error("batch of %d messages failed (%s); committing one by one", len(batch), exc)
+            for message in batch:
+                self._process_single(message)
+            self.mqtt.ack([m.token for m in batch])
+            return
+        self.stats.batch(len(batch), time.perf_counter() - started)
+        self._count(plan.dead_letters, result)
+        self.mqtt.ack([m.token for m in batch])
+
+    def _count(self, letters: list[DeadLetter], result: CommitResult) -> None:
+        self.stats.add("readings_stored", result.stored)
+        self.stats.add("readings_duplicate", result.duplicates)
+        self.stats.add("messages_duplicate", result.duplicate_messages)
+        self.stats.add("dead_letters", result.dead_letters)
+        for letter in letters:
+            self.stats.reject(letter.reason)
+
+    def _process_single(self, message: ReceivedMessage) -> None:
+        plan = self._retry(lambda: plan_batch([message], self._decode), "decoding a message")
+        try:
+            result = self._retry(
+                lambda: self.writer.commit(self._db(), plan, datetime.now(UTC)),
+                "committing a message")
+            self._count(plan.dead_letters, result)
+        except psycopg.Error as exc:
+            letter = DeadLetter(topic=message.topic, reason=STORAGE_ERROR,
+                                detail=f"the database refused the message: {exc}"[:500],
+                                payload=message.payload, received_at=message.received_at)
+            self._retry(lambda: self._store_letter(letter), "dead-lettering")
+            self.stats.reject(STORAGE_ERROR)
+
+    def _store_letter(self, letter: DeadLetter) -> None:
+        conn = self._db()
+        with conn.transaction():
+            write_dead_letters(conn, [letter], gateway=self.config.name)
+
+    def _retry(self, action: Callable[[], T], what: str) -> T:
+        """Run `action` until it succeeds, backing off with jitter while the database is
+        unreachable. Other database errors are raised to the caller."""
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except psycopg.OperationalError as exc:
+                self._drop_connection()
+                attempt += 1
+                delay = random.uniform(0.05, min(5.0, 0.1 * 2 ** min(attempt, 10)))
+                self.stats.add("database_retries")
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("%s: database unavailable (%s); retry %d in %.2fs",
+                            what, first_line, attempt, delay)
+                if self._stop.wait(delay):
+                    raise GatewayStopping(what) from exc
+            except psycopg.Error:
+                self._drop_connection()
+                raise
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _maybe_flush_stats(self) -> None:
+        if time.monotonic() - self._last_stats < self.config.stats_interval_s:
+            return
+        self._last_stats = time.monotonic()
+        snapshot = self.stats.snapshot()
+        log.info("ingest stats %s", json.dumps(snapshot, sort_keys=True))
+        try:
+            conn = self._db()
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO ingest_stats (gateway, updated_at, started_at, counters) "
+                    "VALUES (%s, now(), to_timestamp(%s), %s) ON CONFLICT (gateway) DO UPDATE "
+                    "SET updated_at = now(), started_at = EXCLUDED.started_at, "
+                    "counters = EXCLUDED.counters",
+                    (self.config.name, self.stats.started_at, json.dumps(snapshot)))
+        except psycopg.Error as exc:
+            self._drop_connection()
+            log.debug("stats not saved: %s", exc)
+
+

@@ -1,0 +1,172 @@
+"""The gateway's MQTT connection: paho-mqtt 2, MQTT 5, QoS 1, manual acknowledgement.
+
+- Persistent session: clean_start off, a fixed client id, a session expiry, so messages that
+  arrive while the gateway is down wait in the broker.
+- Flow control by the broker: the CONNECT property Receive Maximum caps how many unacknowledged
+  QoS 1 messages the broker sends us. paho's own max_inflight setting halves QoS 1 throughput
+  (measured), so the cap lives here instead, and the receive queue can never overflow.
+- Acks are sent only for messages of the current connection: after a reconnect the broker
+  redelivers what was not acknowledged, and a packet id from the old connection may already
+  name another message on the new one.
+- Our own reconnect loop with exponential backoff and full jitter; subscriptions are renewed on
+  every connect (the session keeps them, but a broker that lost its state must not leave us deaf).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from geowarn.errors import GeoWarnError
+from ingest.pipeline import ReceivedMessage
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class MqttError(GeoWarnError):
+    """A paho return code that is not success, translated in one place."""
+
+
+def check_rc(rc: mqtt.MQTTErrorCode | int, what: str) -> None:
+    if rc != mqtt.MQTT_ERR_SUCCESS:
+        raise MqttError(f"{what} failed: {mqtt.error_string(int(rc))}")
+
+
+@dataclass(frozen=True)
+class AckToken:
+    generation: int
+    mid: int
+    qos: int
+
+
+class GatewayConnection:
+    def __init__(self, *, host: str, port: int, client_id: str, topics: Sequence[str],
+                 inbox: queue.Queue[ReceivedMessage], receive_maximum: int,
+                 username: str | None = None, password: str | None = None,
+                 keepalive: int = 30, min_backoff: float = 0.2, max_backoff: float = 30.0
+                 ) -> None:
+        self.host, self.port = host, port
+        self.topics = list(topics)
+        self.inbox = inbox
+        self.receive_maximum = receive_maximum
+        self.keepalive = keepalive
+        self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):  # best effort while shutting down
+            self.client.disconnect()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.receive_maximum
+        return props
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self.client.connect(self.host, self.port, keepalive=self.keepalive,
+                                    clean_start=False, properties=self._connect_properties())
+            except OSError as exc:
+                attempt += 1
+                delay = self._backoff(attempt)
+                log.warning("broker %s:%s unreachable (%s); retrying in %.1fs",
+                            self.host, self.port, exc, delay)
+                self._stop.wait(delay)
+                continue
+            attempt = 0
+            # Runs until the connection drops; paho's own reconnect is not used.
+            rc = mqtt.MQTT_ERR_SUCCESS
+            while not self._stop.is_set() and rc == mqtt.MQTT_ERR_SUCCESS:
+                rc = self.client.loop(timeout=0.5)
+            self.connected.clear()
+            if not self._stop.is_set():
+                attempt += 1
+                delay = self._backoff(attempt)
+                log.warning("connection to broker lost (%s); reconnecting in %.1fs",
+                            mqtt.error_string(int(rc)), delay)
+                self._stop.wait(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: many gateways restarting together do not reconnect in lockstep.
+        return random.uniform(self.min_backoff,
+                              min(self.max_backoff, self.min_backoff * 2 ** min(attempt, 16)))
+
+    # --- callbacks (network thread) ----------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        log.info("connected to %s:%s (session present: %s)", self.host, self.port,
+                 flags.session_present)
+        rc, _mid = client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in self.topics])
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            log.error("subscribe failed: %s", mqtt.error_string(int(rc)))
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object,
+                       flags: mqtt.DisconnectFlags, reason_code: mqtt.ReasonCode,
+                       properties: Properties | None) -> None:
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    message: mqtt.MQTTMessage) -> None:
+        token = AckToken(self._generation, message.mid, message.qos)
+        # Never full in practice: the broker sends at most receive_maximum unacked messages.
+        self.inbox.put(ReceivedMessage(topic=message.topic, payload=bytes(message.payload),
+                                       received_at=datetime.now(UTC), token=token))
+
+    # --- acknowledgement (writer thread) -----------------------------------------------------
+    def ack(self, tokens: Sequence[object]) -> int:
+        """Acknowledge committed messages; returns how many acks were sent."""
+        sent = 0
+        with self._lock:
+            generation = self._generation
+        for token in tokens:
+            if not isinstance(token, AckToken) or token.qos == 0:
+                continue
+            if token.generation != generation:
+                continue  # from an earlier connection: the broker redelivers it
+            rc = self.client.ack(token.mid, token.qos)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                # The connection dropped meanwhile; the redelivery is deduplicated by the store.
+                log.debug("ack of mid %s not sent: %s", token.mid, mqtt.error_string(int(rc)))
+                continue
+            sent += 1
+        return sent
