@@ -1,0 +1,188 @@
+"""Simulated device streams: messages in either profile, with injectable faults.
+
+Pure and deterministic under a seed: `generate(...)` yields `SimMessage`s (topic, payload and
+the canonical readings a correct gateway must store from it), so tests can check every reading
+end to end, and benchmarks can pre-build their traffic before timing it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from devices.catalogue import Catalogue, SensorKind, load_catalogue
+from simulators.signals import ChannelSignal, RainSignal, rain_gauge_values, signals_for
+
+ExpectedReading = tuple[str, str, datetime, float]  # device id, channel key, time, value
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Probabilities per message (0..1)."""
+
+    duplicate: float = 0.0  # the same message published twice
+    out_of_order: float = 0.0  # swapped with the next message of the stream
+    gap: float = 0.0  # never sent (the device was offline)
+    garbage: float = 0.0  # an extra malformed message on the device's topic
+    spoof: float = 0.0  # an extra message claiming to be another device
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        """From "duplicate=0.01,gap=0.02"."""
+        values: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, _, number = part.partition("=")
+            if name not in cls.__dataclass_fields__:
+                raise ValueError(f"unknown fault {name!r} (known: "
+                                 f"{', '.join(cls.__dataclass_fields__)})")
+            values[name] = float(number)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SimMessage:
+    topic: str
+    payload: bytes
+    expected: tuple[ExpectedReading, ...]
+    fault: str | None = None  # None for ordinary traffic
+
+
+@dataclass
+class SimDevice:
+    device_id: str
+    kind: SensorKind
+    profile: str  # native | national
+    signals: dict[str, ChannelSignal | RainSignal]
+    seq: int = 0
+    samples: int = 0
+    _pending: list[tuple[datetime, str, float]] = field(default_factory=list)
+
+    @property
+    def channel_prefix(self) -> str:
+        return f"{self.kind.national_code}_1." if self.profile == "national" else ""
+
+    def sample(self, ts: datetime, t: float) -> None:
+        self.samples += 1
+        if self.kind.kind == "rain_gauge":
+            rain = next(iter(self.signals.values()))
+            assert isinstance(rain, RainSignal)
+            values = rain_gauge_values(rain, t)
+        else:
+            values = {name: sig.value_at(t) for name, sig in self.signals.items()}
+        for name, value in values.items():
+            self._pending.append((ts, name, value))
+
+    def take(self, n: int) -> list[tuple[datetime, str, float]]:
+        taken, self._pending = self._pending[:n], self._pending[n:]
+        return taken
+
+
+def device_ids(kinds: Sequence[str], count: int, prefix: str = "SIM") -> list[tuple[str, str]]:
+    """Deterministic (device id, kind) pairs cycling through `kinds`."""
+    return [(f"{prefix}-{kinds[i % len(kinds)].upper().replace('_', '')}-{i:05d}",
+             kinds[i % len(kinds)]) for i in range(count)]
+
+
+def make_devices(pairs: Sequence[tuple[str, str]], profile: str, seed: int,
+                 catalogue: Catalogue | None = None) -> list[SimDevice]:
+    catalogue = catalogue or load_catalogue()
+    rng = np.random.default_rng(seed)
+    devices = []
+    for i, (device_id, kind_name) in enumerate(pairs):
+        kind = catalogue.kind(kind_name)
+        dev_profile = profile
+        if profile == "mixed":
+            dev_profile = "national" if i % 2 and kind.national_code else "native"
+        if dev_profile == "national" and not kind.national_code:
+            dev_profile = "native"  # no national code for this kind (e.g. water quality)
+        devices.append(SimDevice(device_id, kind, dev_profile,
+                                 signals_for(kind, np.random.default_rng(rng.integers(2**63)),
+                                             kind.reporting_interval_s)))
+    return devices
+
+
+def encode_native(device: SimDevice, items: list[tuple[datetime, str, float]]) -> bytes:
+    device.seq = (device.seq + 1) % 2**32
+    return json.dumps({"seq": device.seq, "readings": [
+        {"ts": ts.isoformat().replace("+00:00", "Z"), "channel": ch, "value": value}
+        for ts, ch, value in items]}, separators=(",", ":")).encode()
+
+
+def encode_national(device: SimDevice, items: list[tuple[datetime, str, float]],
+                    device_id: str | None = None) -> bytes:
+    sensor = f"{device.kind.national_code}_1"
+    by_ts: dict[str, dict[str, float]] = {}
+    for ts, ch, value in items:
+        field_name = device.kind.channel(ch).national_field or "value"
+        stamp = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+        by_ts.setdefault(stamp, {})[field_name] = value
+    body = json.dumps({device_id or device.device_id: {sensor: by_ts}},
+                      separators=(",", ":")).encode()
+    # Frame type 2 (timestamped values), then the JSON length, big-endian.
+    return struct.pack(">BH", 2, len(body)) + body
+
+
+def topic_for(device: SimDevice) -> str:
+    if device.profile == "national":
+        return f"$dp/{device.device_id}"
+    return f"gw/v1/{device.device_id}/telemetry"
+
+
+def generate(devices: Sequence[SimDevice], *, start: datetime, messages_per_device: int,
+             readings_per_message: int = 1, step: timedelta | None = None,
+             faults: Faults = Faults(), seed: int = 0) -> Iterator[SimMessage]:
+    """Interleaved traffic of all devices in event-time order (before faults reorder it)."""
+    rng = np.random.default_rng(seed + 1)
+    held: SimMessage | None = None  # an out-of-order message waiting for its successor
+    for _ in range(messages_per_device):
+        for device in devices:
+            interval = step or timedelta(seconds=device.kind.reporting_interval_s)
+            while len(device._pending) < readings_per_message:
+                ts = start + interval * device.samples
+                device.sample(ts, (ts - start).total_seconds())
+            items = device.take(readings_per_message)
+            payload = (encode_national(device, items) if device.profile == "national"
+                       else encode_native(device, items))
+            expected = tuple((device.device_id, device.channel_prefix + ch, ts, value)
+                             for ts, ch, value in items)
+            msg = SimMessage(topic_for(device), payload, expected)
+            if rng.random() < faults.gap:
+                yield SimMessage(msg.topic, b"", (), fault="gap")  # marker: not to be sent
+                continue
+            if held is not None:
+                yield msg
+                yield held
+                held = None
+            elif rng.random() < faults.out_of_order:
+                held = SimMessage(msg.topic, msg.payload, msg.expected, fault="out_of_order")
+            else:
+                yield msg
+            if rng.random() < faults.duplicate:
+                yield SimMessage(msg.topic, msg.payload, msg.expected, fault="duplicate")
+            if rng.random() < faults.garbage:
+                yield SimMessage(msg.topic, _garbage(rng, start), (), fault="garbage")
+            if rng.random() < faults.spoof and len(devices) > 1:
+                victim = devices[int(rng.integers(len(devices)))]
+                if victim is not device and device.profile == "national":
+                    spoofed = encode_national(device, items, device_id=victim.device_id)
+                    yield SimMessage(topic_for(device), spoofed, (), fault="spoof")
+    if held is not None:
+        yield held
+
+
+def _garbage(rng: np.random.Generator, when: datetime) -> bytes:
+    choice = int(rng.integers(4))
+    if choice == 0:
+        return bytes(rng.integers(0, 256, size=int(rng.integers(1, 64)), dtype=np.uint8))
+    if choice == 1:
+        return b'{"seq": 1, "readings": [{"ts": '  # truncated JSON
+    if choice == 2:
+        return b'{"seq": "one", "readings": []}'
+    return json.dumps({"seq": 1, "readings": [
+        {"ts": when.isoformat(), "channel": "no_such_channel", "value": 1}]}
+    ).encode()
