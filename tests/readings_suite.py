@@ -1,0 +1,256 @@
+"""The readings query suite, written once and run against every storage path.
+
+A test module imports these tests and defines a `store` fixture: an autocommit connection to
+a migrated database of the path it tests (tests/test_readings.py: whatever the server gives,
+plain PostgreSQL here; tests/test_readings_timescale.py: TimescaleDB or a clean skip). Each
+test checks hand-computed numbers or an independent numpy computation over random data, so
+both paths are held to the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import psycopg
+import pytest
+
+from geowarn import readings as rd
+
+T0 = datetime(2026, 7, 1, tzinfo=UTC)
+H = timedelta(hours=1)
+BEIJING = timezone(timedelta(hours=8))
+
+
+def make_channels(conn: psycopg.Connection, n: int, device_id: str = "RG-0001") -> list[int]:
+    """A rain gauge device with `n` channels; returns their channel ids."""
+    conn.execute("INSERT INTO devices (device_id, kind) VALUES (%s, 'rain_gauge') "
+                 "ON CONFLICT DO NOTHING", (device_id,))
+    ids = []
+    for i in range(n):
+        row = conn.execute(
+            "INSERT INTO channels (device_id, channel, kind, spec, unit) "
+            "VALUES (%s, %s, 'rain_gauge', 'rain', 'mm') RETURNING channel_id",
+            (device_id, f"rain{i}" if i else "rain")).fetchone()
+        assert row is not None
+        ids.append(row[0])
+    return ids
+
+
+def random_data(rng: np.random.Generator, ids: Sequence[int], n: int = 1500,
+                span: timedelta = timedelta(days=5)) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per channel: sorted unique ts (int64 µs since epoch, whole seconds) and values."""
+    t0 = int(T0.timestamp()) * 1_000_000
+    out = {}
+    for cid in ids:
+        secs = np.sort(rng.choice(int(span.total_seconds()), size=n, replace=False))
+        out[cid] = (t0 + secs.astype(np.int64) * 1_000_000, rng.gamma(0.6, 2.0, size=n))
+    return out
+
+
+def store_data(conn: psycopg.Connection, data: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rows = [(cid, epoch + timedelta(microseconds=int(t)), float(v), 0)
+            for cid, (ts, vals) in data.items() for t, v in zip(ts, vals, strict=True)]
+    result = rd.write_readings(conn, rows)
+    assert result == rd.WriteResult(len(rows), 0)
+
+
+def us(t: datetime) -> int:
+    return int((t - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+
+
+def numpy_downsample(ts: np.ndarray, vals: np.ndarray, start: datetime, end: datetime,
+                     width: timedelta, origin: datetime, agg: str,
+                     closed: str = "left") -> list[tuple[int, float, int]]:
+    """(bucket start µs, value, n) computed with numpy only."""
+    w, o = width // timedelta(microseconds=1), us(origin)
+    if closed == "left":
+        keep = (ts >= us(start)) & (ts < us(end))
+        b = (ts[keep] - o) // w * w + o
+    else:
+        keep = (ts > us(start)) & (ts <= us(end))
+        b = (ts[keep] - 1 - o) // w * w + o
+    v = vals[keep]
+    out = []
+    for edge in np.unique(b):
+        sel = v[b == edge]
+        value = {"avg": sel.mean(), "min": sel.min(), "max": sel.max(), "sum": sel.sum(),
+                 "count": float(len(sel)), "first": sel[0], "last": sel[-1]}[agg]
+        out.append((int(edge), float(value), len(sel)))
+    return out
+
+
+def assert_buckets(got: list[rd.Bucket], cid: int,
+                   want: list[tuple[int, float, int]]) -> None:
+    mine = [b for b in got if b.channel_id == cid]
+    assert [us(b.start) for b in mine] == [w[0] for w in want]
+    assert [b.n for b in mine] == [w[2] for w in want]
+    np.testing.assert_allclose([b.value for b in mine], [w[1] for w in want], rtol=1e-12)
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+def test_duplicates_stored_once(store: psycopg.Connection) -> None:
+    (cid,) = make_channels(store, 1)
+    a, b = (cid, T0, 1.5, 0), (cid, T0 + H, 2.5, 0)
+    assert rd.write_readings(store, [a, a, b]) == rd.WriteResult(2, 1)
+    # The same rows again, plus one new: only the new one is stored; the first value wins.
+    assert rd.write_readings(store, [(cid, T0, 9.0, 0), b, (cid, T0 + 2 * H, 3.0, 1)]) \
+        == rd.WriteResult(1, 2)
+    series = rd.raw(store, cid, T0, T0 + 3 * H)
+    assert series.value.tolist() == [1.5, 2.5, 3.0]
+    assert series.quality.tolist() == [0, 0, 1]
+    count = store.execute("SELECT count(*) FROM readings").fetchone()
+    assert count is not None and count[0] == 3
+
+
+def test_same_instant_in_another_zone_is_a_duplicate(store: psycopg.Connection) -> None:
+    (cid,) = make_channels(store, 1)
+    assert rd.write_readings(store, [(cid, T0, 1.0, 0),
+                                     (cid, T0.astimezone(BEIJING), 2.0, 0)]) \
+        == rd.WriteResult(1, 1)
+
+
+# ---- raw -------------------------------------------------------------------------------------
+
+def test_raw_is_start_inclusive_end_exclusive(store: psycopg.Connection) -> None:
+    cid, other = make_channels(store, 2)
+    rd.write_readings(store, [(cid, T0 + i * H, float(i), 0) for i in range(5)]
+                      + [(other, T0 + H, 99.0, 0)])
+    s = rd.raw(store, cid, T0 + H, T0 + 4 * H)
+    assert s.value.tolist() == [1.0, 2.0, 3.0]
+    assert s.ts.dtype == np.dtype("datetime64[us]")
+    assert [r[0] for r in s.rows()] == [T0 + H, T0 + 2 * H, T0 + 3 * H]
+    assert len(rd.raw(store, cid, T0 + 10 * H, T0 + 11 * H)) == 0
+
+
+def test_raw_matches_numpy(store: psycopg.Connection) -> None:
+    ids = make_channels(store, 2)
+    data = random_data(np.random.default_rng(1), ids, n=800)
+    store_data(store, data)
+    start, end = T0 + timedelta(hours=13, seconds=17), T0 + timedelta(days=3, minutes=5)
+    ts, vals = data[ids[1]]
+    keep = (ts >= us(start)) & (ts < us(end))
+    s = rd.raw(store, ids[1], start, end)
+    assert s.ts.astype(np.int64).tolist() == ts[keep].tolist()
+    assert s.value.tolist() == vals[keep].tolist()
+
+
+# ---- downsample ------------------------------------------------------------------------------
+
+def test_downsample_hand_computed(store: psycopg.Connection) -> None:
+    (cid,) = make_channels(store, 1)
+    # 00:00 1, 00:30 3, 01:00 5, 02:59:59 7 -> hour 0: {1, 3}, hour 1: {5}, hour 2: {7}.
+    rd.write_readings(store, [(cid, T0, 1.0, 0), (cid, T0 + H / 2, 3.0, 0),
+                              (cid, T0 + H, 5.0, 0),
+                              (cid, T0 + 3 * H - timedelta(seconds=1), 7.0, 0)])
+    want = {"avg": [2.0, 5.0, 7.0], "min": [1.0, 5.0, 7.0], "max": [3.0, 5.0, 7.0],
+            "sum": [4.0, 5.0, 7.0], "count": [2.0, 1.0, 1.0], "first": [1.0, 5.0, 7.0],
+            "last": [3.0, 5.0, 7.0]}
+    for agg, values in want.items():
+        got = rd.downsample(store, cid, T0, T0 + 4 * H, H, agg)  # type: ignore[arg-type]
+        assert [b.value for b in got] == values, agg
+        assert [b.start for b in got] == [T0, T0 + H, T0 + 2 * H]
+        assert [b.n for b in got] == [2, 1, 1]
+    # Empty range: no bucket at all, not a zero bucket.
+    assert rd.downsample(store, cid, T0 + 5 * H, T0 + 9 * H, H, "sum") == []
+    # Right-closed: the reading at 01:00 closes the first hour.
+    got = rd.downsample(store, cid, T0 - H, T0 + 3 * H, H, "sum", closed="right")
+    assert [(b.start, b.value) for b in got] == [(T0 - H, 1.0), (T0, 8.0), (T0 + 2 * H, 7.0)]
+
+
+@pytest.mark.parametrize("agg", ["avg", "min", "max", "sum", "count", "first", "last"])
+def test_downsample_matches_numpy(store: psycopg.Connection, agg: str) -> None:
+    ids = make_channels(store, 3)
+    data = random_data(np.random.default_rng(2), ids)
+    store_data(store, data)
+    cases = [
+        # (start, end, width, origin, closed): aligned hourly and daily (rollup-eligible on
+        # TimescaleDB), then ranges cutting buckets, odd widths and shifted origins.
+        (T0, T0 + timedelta(days=5), H, rd.DEFAULT_ORIGIN, "left"),
+        (T0, T0 + timedelta(days=5), timedelta(days=1), rd.DEFAULT_ORIGIN, "left"),
+        (T0 + timedelta(minutes=17), T0 + timedelta(days=2, hours=5), H, rd.DEFAULT_ORIGIN,
+         "left"),
+        (T0, T0 + timedelta(days=4), timedelta(minutes=90),
+         datetime(2026, 1, 1, 0, 20, tzinfo=UTC), "left"),
+        (T0, T0 + timedelta(days=5), timedelta(days=1), datetime(2000, 1, 1, 8, tzinfo=BEIJING),
+         "right"),
+    ]
+    for start, end, width, origin, closed in cases:
+        got = rd.downsample(store, ids, start, end, width, agg,  # type: ignore[arg-type]
+                            origin=origin, closed=closed)  # type: ignore[arg-type]
+        assert [b.channel_id for b in got] == sorted(b.channel_id for b in got)
+        for cid in ids:
+            assert_buckets(got, cid, numpy_downsample(*data[cid], start, end, width, origin,
+                                                      agg, closed))
+
+
+def test_rain_day_by_offset_or_by_zone(store: psycopg.Connection) -> None:
+    (cid,) = make_channels(store, 1)
+    day = datetime(2026, 7, 2, 8, tzinfo=BEIJING)  # opens the rain day of 3 July
+    rd.write_readings(store, [(cid, day, 1.0, 0),                        # closes 1 July 08:00 day
+                              (cid, day + timedelta(seconds=1), 2.0, 0),  # opens this day
+                              (cid, day + timedelta(hours=24), 4.0, 0),   # closes this day
+                              (cid, day + timedelta(hours=24, seconds=1), 8.0, 0)])
+    start, end = day - timedelta(days=1), day + timedelta(days=2)
+    by_offset = rd.downsample(store, cid, start, end, timedelta(days=1), "sum",
+                              origin=datetime(2000, 1, 1, 8, tzinfo=BEIJING), closed="right")
+    by_zone = rd.downsample(store, cid, start, end, timedelta(days=1), "sum",
+                            origin=datetime(2000, 1, 1, 8), timezone="Asia/Shanghai",
+                            closed="right")
+    want = [(day - timedelta(days=1), 1.0), (day, 6.0), (day + timedelta(days=1), 8.0)]
+    assert [(b.start, b.value) for b in by_offset] == want
+    assert [(b.start, b.value) for b in by_zone] == want
+
+
+# ---- latest ----------------------------------------------------------------------------------
+
+def test_latest(store: psycopg.Connection) -> None:
+    ids = make_channels(store, 4)
+    data = random_data(np.random.default_rng(3), ids[:3], n=300)
+    store_data(store, data)
+    got = rd.latest(store, ids)
+    assert set(got) == set(ids[:3])  # the channel without readings is absent
+    for cid in ids[:3]:
+        ts, vals = data[cid]
+        assert us(got[cid].ts) == ts[-1]
+        assert got[cid].value == vals[-1]
+        assert got[cid].quality == 0
+
+
+# ---- accumulations ---------------------------------------------------------------------------
+
+def test_accumulation_window_edges(store: psycopg.Connection) -> None:
+    cid, empty = make_channels(store, 2)
+    end = T0 + timedelta(days=3)
+    rd.write_readings(store, [
+        (cid, end, 1.0, 0),                          # at end: in every window
+        (cid, end - H, 10.0, 0),                     # exactly end - 1 h: not in 1 h
+        (cid, end - H + timedelta(seconds=1), 100.0, 2),
+        (cid, end - 3 * H, 1000.0, 0),               # exactly end - 3 h: in 6 h, not 3 h
+        (cid, end - timedelta(hours=72), 5.0, 0),    # exactly end - 72 h: in none
+        (cid, end + timedelta(seconds=1), 7.0, 0),   # after end: in none
+    ])
+    got = rd.accumulations(store, [cid, empty], end)
+    hours = {w // H: v for w, v in got[cid].items()}
+    assert hours == {1: 101.0, 3: 111.0, 6: 1111.0, 12: 1111.0, 24: 1111.0, 72: 1111.0}
+    assert got[empty] == {w: 0.0 for w in rd.ACCUMULATION_WINDOWS}
+    reliable = rd.accumulations(store, [cid], end, [H, 6 * H], max_quality=0)
+    assert reliable[cid] == {H: 1.0, 6 * H: 1011.0}
+
+
+def test_accumulations_match_numpy(store: psycopg.Connection) -> None:
+    ids = make_channels(store, 3)
+    data = random_data(np.random.default_rng(4), ids, n=2000)
+    store_data(store, data)
+    # An end that falls exactly on stored readings of some channel, so edges are exercised.
+    end_us = int(data[ids[0]][0][1200])
+    end = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=end_us)
+    got = rd.accumulations(store, ids, end)
+    for cid in ids:
+        ts, vals = data[cid]
+        for w in rd.ACCUMULATION_WINDOWS:
+            keep = (ts > end_us - w // timedelta(microseconds=1)) & (ts <= end_us)
+            assert got[cid][w] == pytest.approx(vals[keep].sum(), rel=1e-12, abs=1e-12)
