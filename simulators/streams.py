@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from devices.catalogue import Catalogue, SensorKind, load_catalogue
+from devices.messages import Profile
 from simulators.signals import ChannelSignal, RainSignal, rain_gauge_values, signals_for
 
 ExpectedReading = tuple[str, str, datetime, float]  # device id, channel key, time, value
@@ -56,7 +57,7 @@ class SimMessage:
 class SimDevice:
     device_id: str
     kind: SensorKind
-    profile: str  # native | national
+    profile: Profile
     signals: dict[str, ChannelSignal | RainSignal]
     seq: int = 0
     samples: int = 0
@@ -95,11 +96,11 @@ def make_devices(pairs: Sequence[tuple[str, str]], profile: str, seed: int,
     devices = []
     for i, (device_id, kind_name) in enumerate(pairs):
         kind = catalogue.kind(kind_name)
-        dev_profile = profile
-        if profile == "mixed":
-            dev_profile = "national" if i % 2 and kind.national_code else "native"
-        if dev_profile == "national" and not kind.national_code:
-            dev_profile = "native"  # no national code for this kind (e.g. water quality)
+        # Mixed: every other device speaks the national profile. Kinds without a national
+        # code (water and air quality) always speak the native one.
+        wants_national = profile == "national" or (profile == "mixed" and i % 2 == 1)
+        dev_profile: Profile = ("national" if wants_national and kind.national_code
+                                else "native")
         devices.append(SimDevice(device_id, kind, dev_profile,
                                  signals_for(kind, np.random.default_rng(rng.integers(2**63)),
                                              kind.reporting_interval_s)))
