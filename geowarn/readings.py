@@ -30,6 +30,7 @@ from psycopg import sql
 
 from geowarn.errors import InvalidInput
 from geowarn.readings_write import (
+    Pruned,
     Row,
     WriteResult,
     device_channels,
@@ -39,7 +40,8 @@ from geowarn.readings_write import (
 )
 
 __all__ = [
-    "ACCUMULATION_WINDOWS", "Bucket", "Latest", "Row", "Series", "WriteResult",
+    "ACCUMULATION_WINDOWS", "Bucket", "DeviceReading", "Latest", "Pruned", "Row", "Series",
+    "WriteResult",
     "accumulations", "device_channels", "device_readings", "downsample", "latest", "prune",
     "raw", "resolve", "window_bounds", "write_readings",
 ]

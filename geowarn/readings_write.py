@@ -118,17 +118,24 @@ def device_channels(conn: psycopg.Connection, device_id: str) -> dict[str, int]:
     return {key: cid for key, cid in rows if key is not None}
 
 
-def prune(conn: psycopg.Connection, older_than: timedelta) -> int:
-    """Delete raw readings with ts before now() - older_than; returns how many (plain path)
-    or how many chunks (TimescaleDB, where whole chunks are dropped as its retention policy
-    does). Rollups on TimescaleDB are kept."""
+@dataclass(frozen=True)
+class Pruned:
+    count: int
+    unit: str  # "readings" (plain PostgreSQL) or "chunks" (TimescaleDB)
+
+
+def prune(conn: psycopg.Connection, older_than: timedelta) -> Pruned:
+    """Delete raw readings with ts before now() - older_than.
+
+    Plain PostgreSQL deletes rows; TimescaleDB drops whole chunks, as its own retention policy
+    does, and keeps the rollups."""
     if older_than <= timedelta(0):
         raise InvalidInput(f"older_than must be positive, got {older_than}")
     with conn.transaction():
         if has_timescaledb(conn):
             dropped = conn.execute("SELECT drop_chunks('readings', older_than => %s::interval)",
                                    (older_than,)).fetchall()
-            return len(dropped)
+            return Pruned(len(dropped), "chunks")
         cur = conn.execute("DELETE FROM readings WHERE ts < now() - %s::interval",
                            (older_than,))
-        return cur.rowcount
+        return Pruned(cur.rowcount, "readings")

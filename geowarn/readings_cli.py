@@ -1,0 +1,118 @@
+"""`geowarn readings DEVICE_ID ...` (show stored readings) and `geowarn readings-prune`.
+
+Times on the command line are ISO 8601 with a UTC offset (2026-07-01T08:00+08:00, or Z) or
+relative to now (30m, 24h, 7d, 2w, 90s); a time without an offset is refused rather than
+guessed, since operators work in Beijing time and servers in UTC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from geowarn import readings
+from geowarn.db import connect
+from geowarn.errors import InvalidInput
+from geowarn.settings import get_settings
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '30m', '24h', '7d', '2w' -> timedelta."""
+    m = _DURATION.match(text.strip().lower())
+    if not m:
+        raise InvalidInput(f"{text!r} is not a duration like 30m, 24h, 7d or 2w")
+    value = timedelta(**{_UNIT[m.group(2)]: float(m.group(1))})
+    if value <= timedelta(0):
+        raise InvalidInput(f"duration {text!r} must be positive")
+    return value
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """ISO 8601 with an offset, 'now', or a duration meaning that long before `now`."""
+    text = text.strip()
+    if text.lower() == "now":
+        return now
+    if _DURATION.match(text.lower()):
+        return now - parse_duration(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is neither an ISO 8601 time (2026-07-01T08:00+08:00) "
+                           "nor a relative time (24h, 7d)") from None
+    if t.tzinfo is None:
+        raise InvalidInput(f"time {text!r} has no UTC offset; add one, e.g. {text}+08:00 "
+                           f"or {text}Z")
+    return t
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("readings", help="show a device's stored readings",
+                       description="Show a device's stored readings, oldest first. Times are "
+                       "ISO 8601 with an offset or relative to now (24h, 7d).")
+    p.add_argument("device_id", metavar="DEVICE_ID")
+    p.add_argument("--channel", help="one channel key, e.g. opening or L1_LF_1.opening")
+    p.add_argument("--since", default="24h", help="from this time, inclusive (default 24h)")
+    p.add_argument("--until", default="now", help="to this time, exclusive (default now)")
+    p.add_argument("--limit", type=int, default=1000,
+                   help="show at most the newest N readings (default 1000)")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=_show)
+
+    prune = sub.add_parser(
+        "readings-prune", help="delete raw readings older than the retention",
+        description="Delete raw readings older than --older-than (default GEOWARN_RETENTION). "
+        "On TimescaleDB whole chunks are dropped, as its retention policy does on its own.")
+    prune.add_argument("--older-than", help="a duration such as 400d (default: the retention "
+                       "setting, as a duration)")
+    prune.set_defaults(func=_prune)
+
+
+def _show(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    start, end = parse_time(args.since, now), parse_time(args.until, now)
+    if args.limit <= 0:
+        raise InvalidInput(f"--limit must be positive, got {args.limit}")
+    with connect(autocommit=True) as conn:
+        rows = readings.device_readings(conn, args.device_id, start, end,
+                                        channel=args.channel, limit=args.limit)
+    if args.json:
+        json.dump([{"channel": r.channel, "ts": r.ts.astimezone(UTC).isoformat(),
+                    "value": r.value, "unit": r.unit, "quality": r.quality} for r in rows],
+                  sys.stdout, ensure_ascii=False)
+        print()
+        return 0
+    for r in rows:
+        print(f"{r.ts.astimezone(UTC).isoformat()}  {r.channel}  {r.value:g} {r.unit}"
+              f"  q={r.quality}")
+    if not rows:
+        print(f"no readings from {start.isoformat()} to {end.isoformat()}", file=sys.stderr)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    text = args.older_than or get_settings().retention
+    if not text:
+        raise InvalidInput("give --older-than (e.g. 400d) or set GEOWARN_RETENTION")
+    with connect(autocommit=True) as conn:
+        if _DURATION.match(text.strip().lower()):
+            older_than = parse_duration(text)
+        else:
+            # GEOWARN_RETENTION is a PostgreSQL interval ('400 days'), as the migration reads it.
+            try:
+                row = conn.execute("SELECT %s::interval", (text,)).fetchone()
+            except psycopg.DataError:
+                raise InvalidInput(f"{text!r} is neither a duration (400d) nor a PostgreSQL "
+                                   "interval ('400 days')") from None
+            assert row is not None
+            older_than = row[0]
+        pruned = readings.prune(conn, older_than)
+    print(f"pruned {pruned.count} {pruned.unit} older than {older_than}")
+    return 0
