@@ -112,6 +112,8 @@ class Telemetry:
     seq: int | None
     readings: tuple[Reading, ...]
     rejections: tuple[Rejection, ...] = ()
+    # A national $dp frame may carry the logger's status group (S1_ZT_1) beside its readings.
+    status: StatusReport | None = None
 
 
 @dataclass(frozen=True)

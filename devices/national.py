@@ -1,0 +1,433 @@
+"""China's geohazard universal-device profile, accepted unchanged (firmware-contracts/national.md):
+`$dp` uplink frames, `$creq` downlink commands and `$dr` / `$crsp` replies.
+
+Choices the sources leave open (see national.md for the reasoning):
+- Bare JSON (no 3-byte header) is read per sensor: an object whose keys start with a digit is
+  keyed by timestamp (type 2), anything else is a plain value stamped with the receive time.
+- A comma-joined string fills the sensor's catalogue fields in catalogue order; fewer parts
+  than fields fill a prefix, more parts are refused.
+- sensor_state -1 (power fault) and -2 (data error) make that sensor's readings in the same
+  frame UNRELIABLE; -3 (no data) with a value present anyway makes them DOUBTFUL.
+- Values carry no unit: they are taken in the catalogue's canonical unit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from devices.canonical import (
+    ReadingContext,
+    ReadingRefused,
+    canonical_reading,
+    check_schema,
+    loads_strict,
+)
+from devices.catalogue import Catalogue, SensorKind
+from devices.messages import (
+    CommandReply,
+    DecodeError,
+    DeviceInfo,
+    Quality,
+    Reading,
+    Reason,
+    Rejection,
+    StatusReport,
+    Telemetry,
+)
+from devices.native import COMMAND_ID, DEVICE_ID, check_command
+from devices.timestamps import TimestampError, parse_timestamp
+from geowarn.errors import InvalidInput
+
+STATUS_GROUP = "S1_ZT_1"
+SENSOR_ID = re.compile(r"^(?P<code>[A-Z][0-9]_[A-Z]{2})_(?P<n>[0-9]{1,3})$")
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_NOT_FINITE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.IGNORECASE)
+# Frame types (byte 0): 1 plain values, 2 timestamped values, 3 file, 4 firmware packets.
+_ACCEPTED_TYPES = {1: "plain", 2: "timestamped"}
+_REFUSED_TYPES = {3: "file description and stream", 4: "firmware upgrade packets"}
+# sensor_state code -> quality of that sensor's readings in the same frame
+_STATE_QUALITY = {-1: Quality.UNRELIABLE, -2: Quality.UNRELIABLE, -3: Quality.DOUBTFUL}
+
+
+def frame(body: bytes, frame_type: int = 2) -> bytes:
+    """A $dp frame: type byte, big-endian body length, body (what a logger sends)."""
+    if len(body) > 0xFFFF:
+        raise InvalidInput(f"a $dp body holds at most 65535 bytes, got {len(body)}")
+    return bytes([frame_type]) + len(body).to_bytes(2, "big") + body
+
+
+def unframe(payload: bytes) -> tuple[int | None, bytes]:
+    """(frame type or None for bare JSON, JSON body) of a $dp payload."""
+    stripped = payload.lstrip(b" \t\r\n")
+    if stripped.startswith(b"{"):
+        return None, stripped
+    if len(payload) < 3:
+        raise DecodeError(
+            Reason.MALFORMED_FRAME,
+            f"frame of {len(payload)} bytes is shorter than the 3-byte header",
+        )
+    ftype, declared = payload[0], int.from_bytes(payload[1:3], "big")
+    if ftype in _REFUSED_TYPES:
+        raise DecodeError(
+            Reason.MALFORMED_FRAME,
+            f"frame type {ftype} ({_REFUSED_TYPES[ftype]}) is not accepted: GeoWarn takes "
+            "type 1 (plain values) and type 2 (timestamped values)",
+        )
+    if ftype not in _ACCEPTED_TYPES:
+        raise DecodeError(
+            Reason.MALFORMED_FRAME,
+            f"unknown frame type {ftype} (byte 0 is 0x{ftype:02x}); expected 1 or 2, "
+            "or bare JSON starting with '{'",
+        )
+    if declared != len(payload) - 3:
+        raise DecodeError(
+            Reason.MALFORMED_FRAME,
+            f"header declares a {declared}-byte body but {len(payload) - 3} bytes follow it",
+        )
+    return ftype, payload[3:]
+
+
+def parse_dp_topic(topic: str) -> str | None:
+    """The device id bound by the broker (`$dp/{device_id}`), or None for plain `$dp`."""
+    if topic == "$dp":
+        return None
+    rest = topic.removeprefix("$dp/")
+    if rest != topic and DEVICE_ID.match(rest):
+        return rest
+    raise DecodeError(Reason.UNKNOWN_TOPIC, f"topic {topic!r} is not $dp or $dp/{{device_id}}")
+
+
+def read_dp(topic: str, payload: bytes) -> tuple[int | None, str, dict[str, Any]]:
+    """Unframe, parse and structurally check a $dp payload: (frame type, device id, sensors)."""
+    bound = parse_dp_topic(topic)
+    ftype, body = unframe(payload)
+    doc = loads_strict(body, device_id=bound)
+    check_schema("national-dp.schema.json", doc, device_id=bound)
+    ((device_id, sensors),) = doc.items()
+    if bound is not None and device_id != bound:
+        raise DecodeError(
+            Reason.TOPIC_MISMATCH,
+            f"frame speaks for device {device_id!r} but was published by {bound!r}",
+            device_id=bound,
+        )
+    return ftype, device_id, sensors
+
+
+def decode_dp(
+    ftype: int | None,
+    sensors: Mapping[str, Any],
+    *,
+    device: DeviceInfo,
+    catalogue: Catalogue,
+    ctx: ReadingContext,
+    now: datetime,
+) -> Telemetry | StatusReport:
+    """Readings (and the status group, if any) of one $dp frame from a looked-up device."""
+    rejections: list[Rejection] = []
+    status: StatusReport | None = None
+    if STATUS_GROUP in sensors:
+        try:
+            status = _status(device.device_id, ftype, sensors[STATUS_GROUP], now)
+        except ReadingRefused as exc:
+            if len(sensors) == 1:
+                raise DecodeError(exc.reason, exc.detail, device_id=device.device_id) from None
+            rejections.append(Rejection(exc.reason, exc.detail, channel=STATUS_GROUP))
+    if status is not None and len(sensors) == 1:
+        return status
+    states = status.sensor_state if status is not None else {}
+    readings: list[Reading] = []
+    for sensor_id, raw in sensors.items():
+        if sensor_id == STATUS_GROUP:
+            continue
+        try:
+            kind = _sensor_kind(sensor_id, device, catalogue)
+        except ReadingRefused as exc:
+            rejections.append(Rejection(exc.reason, exc.detail, channel=sensor_id))
+            continue
+        quality = _STATE_QUALITY.get(states.get(sensor_id, 0))
+        for ts_key, value in _samples(ftype, raw):
+            ts: datetime | None = now
+            if ts_key is not None:
+                try:
+                    ts = parse_timestamp(ts_key, digits_are_epoch_ms=True)
+                except TimestampError as exc:
+                    rejections.append(Rejection(exc.reason, f"{sensor_id}: {exc.detail}",
+                                                channel=sensor_id))
+                    continue
+            assert ts is not None
+            try:
+                fields = _fields(sensor_id, kind, value)
+            except ReadingRefused as exc:
+                rejections.append(Rejection(exc.reason, exc.detail, channel=sensor_id, ts=ts))
+                continue
+            for field_name, number in fields:
+                key = f"{sensor_id}.{field_name}"
+                spec = kind.national_field(field_name)
+                try:
+                    if spec is None:
+                        raise ReadingRefused(
+                            Reason.UNKNOWN_CHANNEL,
+                            f"{sensor_id}: field {field_name!r} is not a field of {kind.kind} "
+                            f"({kind.national_code}; fields: {_field_names(kind)})",
+                        )
+                    key = f"{sensor_id}.{spec.name}"
+                    readings.append(canonical_reading(
+                        ctx, kind, spec, key, ts, _number(key, number), quality=quality,
+                    ))
+                except ReadingRefused as exc:
+                    rejections.append(Rejection(exc.reason, exc.detail, channel=key, ts=ts))
+    return Telemetry(
+        device_id=device.device_id, seq=None, readings=tuple(readings),
+        rejections=tuple(rejections), status=status,
+    )
+
+
+def _sensor_kind(sensor_id: str, device: DeviceInfo, catalogue: Catalogue) -> SensorKind:
+    m = SENSOR_ID.match(sensor_id)
+    if m is None:
+        raise ReadingRefused(
+            Reason.UNKNOWN_SENSOR,
+            f"sensor id {sensor_id!r} is not of the form {{class}}_{{type}}_{{n}}, e.g. L1_LF_1",
+        )
+    kind = catalogue.by_national_code(m["code"])
+    if kind is None:
+        known = sorted(k.national_code for k in catalogue.kinds.values() if k.national_code)
+        raise ReadingRefused(
+            Reason.UNKNOWN_SENSOR,
+            f"sensor {sensor_id!r}: code {m['code']} is not in the catalogue "
+            f"(known: {', '.join(known)})",
+        )
+    if device.kind is not None and kind.kind != device.kind:
+        raise ReadingRefused(
+            Reason.UNKNOWN_SENSOR,
+            f"sensor {sensor_id!r} is a {kind.kind} but device {device.device_id!r} is "
+            f"registered as a {device.kind}",
+        )
+    return kind
+
+
+def _samples(ftype: int | None, raw: Any) -> list[tuple[str | None, Any]]:
+    """(timestamp key or None, value) pairs of one sensor."""
+    timestamped = ftype == 2 or (
+        ftype is None and isinstance(raw, dict) and any(k[:1].isdigit() for k in raw)
+    )
+    if not timestamped:
+        return [(None, raw)]
+    if not isinstance(raw, dict):
+        return [("", raw)]  # parse_timestamp("") refuses it with a clear detail
+    return list(raw.items())
+
+
+def _fields(sensor_id: str, kind: SensorKind, value: Any) -> list[tuple[str, Any]]:
+    """(national field, raw number) pairs of one sample of a sensor."""
+    names = [c.national_field for c in kind.channels if c.national_field]
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, str) and "," in value:
+        parts = value.split(",")
+        if len(parts) > len(names):
+            raise ReadingRefused(
+                Reason.SCHEMA_VIOLATION,
+                f"{sensor_id}: comma-joined value {value!r} has {len(parts)} parts but "
+                f"{kind.national_code} has {len(names)} fields ({', '.join(names)})",
+            )
+        return list(zip(names, parts, strict=False))
+    # A bare number (or numeric string) is the sensor's `value` field, or its only field.
+    field_name = "value" if "value" in names or len(names) != 1 else names[0]
+    return [(field_name, value)]
+
+
+def _number(key: str, raw: Any) -> float:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        if _NUMBER.match(raw):
+            return float(raw)
+        if _NOT_FINITE.match(raw):
+            raise ReadingRefused(Reason.NOT_FINITE, f"{key}: value {raw!r} is not finite")
+    raise ReadingRefused(Reason.SCHEMA_VIOLATION, f"{key}: value {raw!r} is not a number")
+
+
+def _field_names(kind: SensorKind) -> str:
+    return ", ".join(c.national_field for c in kind.channels if c.national_field)
+
+
+_STATUS_NUMBERS = {
+    "battery_dump_energy": "battery_pct",
+    "battery_volt": "battery_v",
+    "ext_power_volt": "supply_v",
+    "temp": "temperature_c",
+}
+
+
+def _status(device_id: str, ftype: int | None, raw: Any, now: datetime) -> StatusReport:
+    """The status group; with several timestamps the latest wins."""
+    ts = now
+    fields: Mapping[str, Any] = raw
+    if _samples(ftype, raw)[0][0] is not None:
+        stamped = []
+        for key, value in raw.items():
+            try:
+                stamped.append((parse_timestamp(key, digits_are_epoch_ms=True), value))
+            except TimestampError as exc:
+                raise ReadingRefused(exc.reason, f"{STATUS_GROUP}: {exc.detail}") from None
+        ts, fields = max(stamped, key=lambda pair: pair[0])
+    numbers: dict[str, float] = {}
+    extra: dict[str, object] = {}
+    for name, value in fields.items():
+        if name == "sensor_state":
+            continue
+        if name == "sw_version":
+            continue
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            number = _number(f"{STATUS_GROUP}.{name}", value)
+            if not math.isfinite(number):
+                raise ReadingRefused(Reason.NOT_FINITE, f"{STATUS_GROUP}.{name} is not finite")
+            if name in _STATUS_NUMBERS:
+                numbers[_STATUS_NUMBERS[name]] = number
+            else:
+                extra[name] = number
+        else:
+            extra[name] = value
+    # Signal strength units differ by vendor (dBm or CSQ); only a negative value is dBm.
+    for name in ("signal_4g", "signal_NB"):
+        if name in extra and "signal_dbm" not in numbers and float(extra[name]) < 0:  # type: ignore[arg-type]
+            numbers["signal_dbm"] = float(extra[name])  # type: ignore[arg-type]
+    states = {str(k): int(v) for k, v in dict(fields.get("sensor_state", {})).items()}
+    firmware = fields.get("sw_version")
+    return StatusReport(
+        device_id=device_id, ts=ts, firmware=None if firmware is None else str(firmware),
+        sensor_state=states, extra=extra, **numbers,
+    )
+
+
+# ---- downlink commands and replies ---------------------------------------------------------
+
+def encode_national_command(
+    device_id: str,
+    command_id: str,
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    apikey: str | None = None,
+) -> tuple[str, bytes]:
+    """(topic, payload) of a GeoWarn command translated into the national query string."""
+    if not DEVICE_ID.match(device_id):
+        raise InvalidInput(f"device id {device_id!r} is not [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
+    if not COMMAND_ID.match(command_id):
+        raise InvalidInput(f"command id {command_id!r} is not [A-Za-z0-9_-]{{1,64}}")
+    p = check_command(name, params)
+    args: list[tuple[str, object]]
+    if name == "set_interval":
+        args = [("sample_intv", p["sample_s"]), ("upload_intv", p["upload_s"])]
+        if "sensor_id" in p:
+            args.insert(0, ("sensor_id", p["sensor_id"]))
+        cmd = "setsensortime"
+    elif name == "high_frequency":
+        # Mode 2 is the national "emergency" mode (report at once, sample at plus_intv). The
+        # national protocol has no duration: GeoWarn sends mode=0 itself when it is over.
+        cmd, args = "setworkmode", [("mode", 2 if p["on"] else 0)]
+    elif name == "reboot":
+        cmd, args = "reboot", []
+    else:
+        cmd, args = "settime", [("server", p["server_time"])]
+    if apikey is not None:
+        if not apikey or re.search(r"[&=\s]", apikey):
+            raise InvalidInput("apikey must be non-empty without '&', '=' or spaces")
+        args.append(("apikey", apikey))
+    args.append(("msgid", command_id))
+    text = "$cmd=" + cmd + "".join(f"&{k}={v}" for k, v in args)
+    return f"$creq/{device_id}/{command_id}", text.encode("ascii")
+
+
+def parse_national_reply(topic: str, payload: bytes) -> CommandReply:
+    """A reply on `$dr`, `$dr/{device_id}` (broker-bound) or `$crsp/{command_id}`."""
+    device_id: str | None = None
+    topic_command: str | None = None
+    if topic.startswith("$dr/") and DEVICE_ID.match(topic[4:]):
+        device_id = topic[4:]
+    elif topic.startswith("$crsp/") and COMMAND_ID.match(topic[6:]):
+        topic_command = topic[6:]
+    elif topic != "$dr":
+        raise DecodeError(
+            Reason.UNKNOWN_TOPIC,
+            f"topic {topic!r} is not $dr, $dr/{{device_id}} or $crsp/{{command_id}}",
+        )
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise DecodeError(Reason.MALFORMED_FRAME, "reply is not UTF-8 text",
+                          device_id=device_id) from None
+    fields = _query_fields(text.removeprefix("$"), device_id)
+    command_id = fields.pop("msgid", None) or topic_command
+    if command_id is None:
+        raise DecodeError(Reason.MALFORMED_FRAME, f"reply {text[:80]!r} carries no msgid",
+                          device_id=device_id)
+    if not COMMAND_ID.match(command_id):
+        raise DecodeError(Reason.MALFORMED_FRAME,
+                          f"reply msgid {command_id!r} is not [A-Za-z0-9_-]{{1,64}}",
+                          device_id=device_id)
+    if topic_command is not None and command_id != topic_command:
+        raise DecodeError(
+            Reason.TOPIC_MISMATCH,
+            f"reply msgid {command_id!r} differs from the command id {topic_command!r} in the "
+            "topic", device_id=device_id,
+        )
+    fields.pop("apikey", None)  # a secret: never stored with the reply
+    result = fields.pop("result", None)
+    if result not in (None, "succ", "fail"):
+        raise DecodeError(Reason.MALFORMED_FRAME,
+                          f"reply result {result!r} is neither succ nor fail", device_id=device_id)
+    cmd = fields.pop("cmd", "")
+    data: dict[str, object] = {}
+    for key, value in fields.items():
+        data[key] = _maybe_json(value)
+    # A reply without `result` answers with data (getstatus, sample, reqtime): that is success.
+    ok = result != "fail"
+    return CommandReply(
+        command_id=command_id, ok=ok, device_id=device_id,
+        detail=f"{cmd}: {result or 'data'}" if cmd else (result or "data"), data=data,
+    )
+
+
+def _query_fields(text: str, device_id: str | None) -> dict[str, str]:
+    """Split `k=v&k=v`, leaving `&` inside a JSON value ({...}) alone."""
+    parts: list[str] = []
+    depth, start, in_string = 0, 0, False
+    for i, ch in enumerate(text):
+        if in_string:
+            in_string = not (ch == '"' and text[i - 1] != "\\")
+        elif ch == '"':
+            in_string = depth > 0
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        elif ch == "&" and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    fields: dict[str, str] = {}
+    for part in parts:
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise DecodeError(Reason.MALFORMED_FRAME,
+                              f"reply part {part[:60]!r} is not key=value", device_id=device_id)
+        fields[key] = value
+    return fields
+
+
+def _maybe_json(value: str) -> object:
+    if value[:1] in ("{", "["):
+        try:
+            return json.loads(value, parse_constant=lambda c: None)
+        except json.JSONDecodeError:
+            return value
+    return value
