@@ -38,7 +38,11 @@ from ingest.writer import BatchWriter, CommitResult
 log = logging.getLogger(__name__)
 
 NATIVE_TOPICS = ("gw/v1/+/telemetry", "gw/v1/+/status", "gw/v1/+/presence", "gw/v1/+/reply/+")
-NATIONAL_TOPICS = ("$dp", "$dp/+", "$dr", "$crsp/+")
+# National devices' topics as GeoWarn's Mosquitto plugin rewrites them (bound to the device).
+NATIONAL_TOPICS = ("gw/nat/+/dp", "gw/nat/+/dr", "gw/nat/+/crsp/+")
+# The raw national topics, for brokers without the plugin (development): Mosquitto does not
+# deliver "$" topics to shared subscriptions, so these are subscribed unshared.
+NATIONAL_RAW_TOPICS = ("$dp", "$dr", "$crsp/+")
 STORAGE_ERROR = "storage_error"
 T = TypeVar("T")
 
@@ -84,8 +88,8 @@ class GatewayConfig:
         topics = [*NATIVE_TOPICS, *NATIONAL_TOPICS]
         if self.group:
             # MQTT 5 shared subscriptions: the gateways of one group split the stream.
-            return [f"$share/{self.group}/{t}" for t in topics]
-        return topics
+            topics = [f"$share/{self.group}/{t}" for t in topics]
+        return [*topics, *NATIONAL_RAW_TOPICS]
 
 
 class Gateway:
