@@ -26,6 +26,7 @@ from devices.messages import (
     DecodeError,
     DeviceInfo,
     Presence,
+    Profile,
     StatusReport,
     Telemetry,
 )
@@ -37,7 +38,7 @@ from geowarn.settings import get_settings
 _CHECK_DEVICE = "example-device"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("contracts", help="firmware contracts: check payloads, catalogue")
     csub = parser.add_subparsers(dest="contracts_command", metavar="ACTION", required=True)
 
@@ -126,7 +127,7 @@ def _run_check(args: argparse.Namespace) -> int:
             now = parse_timestamp(args.now)
         except TimestampError as exc:
             raise InvalidInput(f"--now: {exc.detail}") from None
-    profile = args.profile or _guess_profile(args.topic, args.file, payload)
+    profile: Profile = args.profile or _guess_profile(args.topic, args.file, payload)
     if args.kind is not None:
         load_catalogue().kind(args.kind)  # InvalidInput naming the known kinds
     topic = args.topic or _default_topic(profile, payload)
@@ -153,7 +154,7 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0 if report["valid"] else 1
 
 
-def _guess_profile(topic: str | None, path: Path, payload: bytes) -> str:
+def _guess_profile(topic: str | None, path: Path, payload: bytes) -> Profile:
     if topic is not None:
         return "native" if topic.startswith(native.TOPIC_PREFIX) else "national"
     if path.suffix in (".bin", ".txt"):
