@@ -19,6 +19,7 @@ from geowarn.errors import GeoWarnError
 # and a capability that is missing a dependency does not break the others.
 COMMAND_MODULES: tuple[str, ...] = (
     "geowarn.db_cli",
+    "gis.cli",
     "devices.contracts_cli",
     "geowarn.readings_cli",
     "ingest.cli",
