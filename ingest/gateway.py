@@ -194,10 +194,12 @@ class Gateway:
             for message in batch:
                 self._process_single(message)
             self.mqtt.ack([m.token for m in batch])
+            self.stats.add("batches_committed_messages", len(batch))
             return
         self.stats.batch(len(batch), time.perf_counter() - started)
         self._count(plan.dead_letters, result)
         self.mqtt.ack([m.token for m in batch])
+        self.stats.add("batches_committed_messages", len(batch))
 
     def _count(self, letters: list[DeadLetter], result: CommitResult) -> None:
         self.stats.add("readings_stored", result.stored)

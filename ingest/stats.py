@@ -24,9 +24,18 @@ class IngestStats:
     _commit_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     queue_depth: int = 0
 
+    def __post_init__(self) -> None:
+        self._changed = threading.Condition(self._lock)
+
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
+            self._changed.notify_all()
+
+    def wait_until(self, name: str, at_least: int, timeout: float) -> bool:
+        """Block until counter `name` reaches `at_least` (tests, shutdown drains)."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self._counts[name] >= at_least, timeout)
 
     def reject(self, reason: str, n: int = 1) -> None:
         with self._lock:

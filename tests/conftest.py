@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.broker"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.broker",
+    "tests.fixtures.proxy",
+    "tests.fixtures.gateway",
+]
