@@ -196,3 +196,67 @@ def test_relative_and_iso_times() -> None:
     assert parse_time("now", now) == now
     assert parse_time("2026-07-01T08:00+08:00", now) == datetime(2026, 7, 1, tzinfo=UTC)
     assert parse_time("2026-07-01T00:00Z", now) == datetime(2026, 7, 1, tzinfo=UTC)
+
+
+# ---- the TimescaleDB-only parts that plain PostgreSQL can still check ---------------------------
+
+def test_rollup_routing_with_a_stand_in_view(conn: psycopg.Connection) -> None:
+    """A plain materialized view shaped like the hourly continuous aggregate stands in for it,
+    so the choice between rollup and raw rows is tested here too."""
+    if has_timescaledb(conn):
+        pytest.skip("the real continuous aggregate exists (tests/test_readings_timescale.py)")
+    (cid,) = make_channels(conn, 1)
+    rd.write_readings(conn, [(cid, T0 + timedelta(minutes=m), float(m), 0) for m in range(120)])
+    conn.execute("""CREATE MATERIALIZED VIEW readings_hourly AS
+                    SELECT channel_id, date_bin('1 hour', ts, '2000-01-01+00') AS bucket,
+                           count(*) AS n, min(value) AS min, max(value) AS max,
+                           avg(value) AS avg, sum(value) AS sum
+                    FROM readings GROUP BY 1, 2""")
+    for agg in ("avg", "min", "max", "sum", "count"):
+        fast = rd.downsample(conn, cid, T0, T0 + 2 * H, H, agg)
+        slow = rd.downsample(conn, cid, T0, T0 + 2 * H, H, agg,
+                             use_rollups=False)
+        assert fast == slow and len(fast) == 2, agg
+    conn.execute("DELETE FROM readings")  # now only the stand-in knows the values
+    assert [b.value for b in rd.downsample(conn, cid, T0, T0 + 2 * H, H, "sum")] \
+        == [1770.0, 5370.0]
+    # Not answerable from hourly rollups: a cut bucket, a shifted origin, a zone, right-closed
+    # buckets, first/last, another width. These read the (now empty) raw table.
+    assert rd.downsample(conn, cid, T0, T0 + 90 * timedelta(minutes=1), H, "sum") == []
+    assert rd.downsample(conn, cid, T0, T0 + 2 * H, H, "sum",
+                         origin=T0 + timedelta(minutes=30)) == []
+    assert rd.downsample(conn, cid, T0, T0 + 2 * H, H, "sum", timezone="UTC") == []
+    assert rd.downsample(conn, cid, T0, T0 + 2 * H, H, "sum", closed="right") == []
+    assert rd.downsample(conn, cid, T0, T0 + 2 * H, H, "first") == []
+    assert rd.downsample(conn, cid, T0, T0 + 2 * H, 2 * H, "sum") == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"chunk_interval": "a while"}, "GEOWARN_CHUNK_INTERVAL='a while' is not a PostgreSQL"),
+    ({"compress_after": "-1 day"}, "GEOWARN_COMPRESS_AFTER='-1 day' must be a positive"),
+    ({"retention": "30 days"}, "GEOWARN_RETENTION='30 days' must be longer than"),
+])
+def test_timescale_migration_checks_settings_first(conn: psycopg.Connection,
+                                                   overrides: dict, message: str) -> None:
+    """The hypertable branch validates its settings before touching TimescaleDB, so these
+    errors are the same with or without the extension."""
+    import importlib.util
+
+    from geowarn.errors import MigrationError
+    from geowarn.migrate import MIGRATIONS_DIR, MigrationContext
+    from geowarn.settings import Settings
+
+    spec = importlib.util.spec_from_file_location("m0003", MIGRATIONS_DIR / "0003_readings.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ctx = MigrationContext(timescale=True, settings=Settings(**overrides))
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), conn.transaction():
+        conn.execute("DROP TABLE readings")
+        with pytest.raises(MigrationError, match=re.escape(message)):
+            module.upgrade(conn, ctx)
+        raise Undo
