@@ -132,6 +132,10 @@ def mask_phone(phone: str | None) -> str | None:
     """
     if phone is None:
         return None
+    for prefix in ("+86", "0086"):
+        # The 3+4 rule applies to the national number, not the country code.
+        if phone.startswith(prefix) and len(phone) > len(prefix):
+            return prefix + (mask_phone(phone[len(prefix):].lstrip(" -")) or "")
     digits = [i for i, ch in enumerate(phone) if ch.isdigit()]
     hidden = set(digits[3:-4]) if len(digits) >= 9 else set(digits[:-2])
     return "".join("*" if i in hidden else ch for i, ch in enumerate(phone))
