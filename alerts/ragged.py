@@ -10,7 +10,7 @@ precision over centuries, and plain floats make the arithmetic cheap.
 
 The one trick worth explaining: to binary-search a time in *each* channel in one call, the
 times are made globally sorted by adding `channel * span` where `span` exceeds every
-channel's time range plus the widest query offset (`_composite_key`). A single
+channel's time range plus the widest query offset (`composite_key`). A single
 `np.searchsorted` on that key then answers per-channel queries.
 """
 
@@ -91,7 +91,7 @@ class Ragged:
         return cls(np.ascontiguousarray(t).ravel(), values.ravel().copy(), offsets)
 
 
-def _composite_key(r: Ragged, reach: float) -> tuple[FloatArray, float, float]:
+def composite_key(r: Ragged, reach: float) -> tuple[FloatArray, float, float]:
     """Globally sorted key for per-channel searches; `reach` is the widest query offset."""
     if r.times.size == 0:
         return r.times.copy(), 0.0, 1.0
@@ -112,7 +112,7 @@ def search_per_channel(
     """
     n = r.n_channels
     at_arr = np.broadcast_to(np.asarray(at, dtype=np.float64), (n,))
-    key, t0, span = _composite_key(r, reach)
+    key, t0, span = composite_key(r, reach)
     lo_t = t0 - abs(reach)
     hi_t = t0 + span - 1.0
     q = np.clip(at_arr, lo_t, hi_t) - t0 + np.arange(n) * span
