@@ -56,10 +56,9 @@ class HazardPoint:
     cancelled_at: datetime | None = None
     cancel_approved_by: str | None = None
     cancel_document: str | None = None
-
-    @property
-    def cancel_level(self) -> str | None:
-        return cancellation_level(self.people) if self.cancelled_at else None
+    # Approval level recorded at cancellation (from the people threatened then); kept as
+    # stored so a later change of `people` does not rewrite history.
+    cancel_level: str | None = None
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ def hazard(props: Mapping[str, Any], geometry: BaseGeometry) -> HazardPoint:
     status = model.choice(props, "status", model.STATUSES, default="active")
     cancelled_at = model.timestamp(props, "cancelled_at")
     model.check_cancellation(status, cancelled_at)
+    people = model.count(props, "people")
     return HazardPoint(
         hazard_id=model.ident(props, "id"),
         name=model.req_str(props, "name"),
@@ -109,7 +110,7 @@ def hazard(props: Mapping[str, Any], geometry: BaseGeometry) -> HazardPoint:
         county_code=model.county_code(props),
         geometry=geometry,
         households=model.count(props, "households"),
-        people=model.count(props, "people"),
+        people=people,
         property_10k_yuan=model.amount(props, "property_10k_yuan"),
         responsible=model.person(props, "responsible_name", "responsible_phone"),
         monitors=_monitors(props.get("monitors")),
@@ -117,7 +118,16 @@ def hazard(props: Mapping[str, Any], geometry: BaseGeometry) -> HazardPoint:
         cancelled_at=cancelled_at,
         cancel_approved_by=model.opt_str(props, "cancel_approved_by"),
         cancel_document=model.opt_str(props, "cancel_document"),
+        cancel_level=_cancel_level(props, people) if cancelled_at else None,
     )
+
+
+def _cancel_level(props: Mapping[str, Any], people: int) -> str:
+    # An exported record carries the level approved at the time; keep it (history), and
+    # derive it from today's people only when the file does not say.
+    if props.get("cancel_level") in (None, ""):
+        return model.cancellation_level(people)
+    return model.choice(props, "cancel_level", ("county", "city", "province"))
 
 
 def shelter(props: Mapping[str, Any], lon: float, lat: float) -> Shelter:

@@ -140,7 +140,7 @@ def _known_hazards(conn: psycopg.Connection, good: list[tuple[Record, str]],
 
 def _hazard(row: Sequence[Any]) -> HazardPoint:
     (hid, name, htype, scale, county, geom, households, people, prop, rname, rphone,
-     monitors, status, cancelled_at, approved_by, document) = row
+     monitors, status, cancelled_at, cancel_level, approved_by, document) = row
     return HazardPoint(
         hazard_id=hid, name=name, hazard_type=htype, scale=scale, county_code=county,
         geometry=geometry.from_geojson(geom), households=households, people=people,
@@ -148,13 +148,13 @@ def _hazard(row: Sequence[Any]) -> HazardPoint:
         responsible=Person(rname, rphone) if rname else None,
         monitors=tuple(Person(m["name"], m.get("phone")) for m in monitors),
         status=status, cancelled_at=cancelled_at, cancel_approved_by=approved_by,
-        cancel_document=document)
+        cancel_document=document, cancel_level=cancel_level)
 
 
 _HAZARD_SELECT = ("SELECT hazard_id, name, hazard_type, scale, county_code, geometry, "
                   "households, people, property_10k_yuan, responsible_name, "
-                  "responsible_phone, monitors, status, cancelled_at, cancel_approved_by, "
-                  "cancel_document FROM hazard_points")
+                  "responsible_phone, monitors, status, cancelled_at, cancel_level, "
+                  "cancel_approved_by, cancel_document FROM hazard_points")
 
 
 def load_hazards(conn: psycopg.Connection, ids: Sequence[str] | None = None, *,

@@ -210,6 +210,17 @@ def test_cancellation_in_the_database(conn: psycopg.Connection) -> None:
                         "ORDER BY people").fetchall()
     assert rows == [("P29", "cancelled", "county"), ("P30", "cancelled", "city"),
                     ("P99", "cancelled", "city"), ("P100", "cancelled", "province")]
+    exported = json.loads(geojson_io.dumps(store.list_hazards(conn, reveal_phones=True),
+                                           reveal_phones=True))
+    p100 = next(f for f in exported["features"] if f["id"] == "P100")
+    assert p100["properties"]["cancel_level"] == "province"
+    back = import_geojson(conn, json.dumps(exported))
+    assert (back.errors, back.unchanged) == ((), 4)
+    # The level approved at the time is history: fewer people later do not rewrite it.
+    p100["properties"]["people"] = 5
+    import_geojson(conn, json.dumps(exported))
+    assert conn.execute("SELECT people, cancel_level FROM hazard_points "
+                        "WHERE hazard_id = 'P100'").fetchone() == (5, "province")
     with pytest.raises(InvalidInput, match="already cancelled"):
         store.cancel_hazard(conn, "P29", at=at, approved_by="x")
     import_geojson(conn, collection(hazard_feature("Q", people=100)))
