@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "geowarn.db_cli",
     "gis.cli",
     "devices.contracts_cli",
+    "devices.cli",
     "geowarn.readings_cli",
     "ingest.cli",
     "simulators.cli",

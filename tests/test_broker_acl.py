@@ -28,7 +28,7 @@ class Peer:
     def __init__(self, port: int, username: str, password: str) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username,
                                   protocol=mqtt.MQTTv5)
-        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
         self.client.username_pw_set(username, password)
         self.connack: queue.Queue[ReasonCode] = queue.Queue()
         self.pubacks: dict[int, queue.Queue[ReasonCode]] = {}
@@ -169,3 +169,25 @@ def test_python_verifies_hashes_made_by_mosquitto_passwd(tmp_path):
     stored = path.read_text().strip().split(":", 1)[1]
     assert credentials.verify_secret(secret, stored)
     assert not credentials.verify_secret(secret + "!", stored)
+
+
+def test_cli_broker_config_prints_gateway_password_once(db_url, conn, tmp_path, capsys):
+    from geowarn.cli import main
+    from geowarn.settings import override_settings
+
+    override_settings(database_url=db_url, mqtt_username=None, mqtt_password=None)
+
+    registry.add_device(conn, DeviceSpec("DEV-C", kind="crack_meter"))
+    credentials.issue_secret(conn, "DEV-C")
+    out_dir = tmp_path / "conf"
+    out_dir.mkdir()
+    assert main(["devices", "broker-config", str(out_dir), "--gateway-user", "gwx"]) == 0
+    out = capsys.readouterr().out
+    secret = out.split("GEOWARN_MQTT_PASSWORD to it): ")[1].strip()
+    stored = dict(line.split(":", 1) for line in (out_dir / "passwd").read_text().splitlines())
+    assert credentials.verify_secret(secret, stored["gwx"]) and "DEV-C" in stored
+    assert "user gwx" in (out_dir / "acl").read_text()
+    assert main(["devices", "broker-config", str(out_dir), "--gateway-user", "gwx"]) == 0
+    assert "shown once" not in capsys.readouterr().out
+    assert main(["devices", "broker-config", str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err

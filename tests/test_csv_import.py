@@ -133,3 +133,34 @@ def test_secrets_file_is_private_and_never_overwritten(tmp_path):
     assert path.read_text().splitlines() == ["device_id,secret", "A,s1", "B,s2"]
     with pytest.raises(InvalidInput, match="already exists"):
         write_secrets_file(path, {"C": "s3"})
+
+
+def test_cli_import_writes_secrets_once_and_reports_lines(conn, tmp_path, capsys):
+    from geowarn.cli import main
+
+    lines = fleet_csv(20)
+    lines[5] = lines[5].replace("crack_meter", "")  # file line 6: native without a kind
+    src = tmp_path / "fleet.csv"
+    src.write_bytes(("\ufeff" + "\n".join(lines) + "\n").encode())
+    out_file = tmp_path / "secrets.csv"
+    assert main(["devices", "import", str(src)]) == 2
+    assert "--secrets-out" in capsys.readouterr().err
+    assert main(["devices", "import", str(src), "--dry-run"]) == 1
+    assert "would create 19" in capsys.readouterr().out
+    assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
+
+    assert main(["devices", "import", str(src), "--secrets-out", str(out_file)]) == 1
+    out = capsys.readouterr().out
+    assert "created 19" in out and "bad row: line 6 (X0004): a native device needs" in out
+    written = out_file.read_text().splitlines()
+    assert len(written) == 20 and stat.S_IMODE(out_file.stat().st_mode) == 0o600
+    dev, secret = written[1].split(",")
+    assert credentials.check_device_secret(conn, dev, secret)
+    assert secret not in out
+
+    assert main(["devices", "import", str(src), "--secrets-out", str(out_file)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    again = tmp_path / "again.csv"
+    assert main(["devices", "import", str(src), "--secrets-out", str(again)]) == 1
+    assert "created 0, updated 0, unchanged 19" in capsys.readouterr().out
+    assert not again.exists()

@@ -130,3 +130,48 @@ def test_secrets_hash_in_mosquitto_format_and_verify(conn):
     assert credentials.check_device_secret(conn, "S1", rotated)
     with pytest.raises(InvalidInput, match="not a Mosquitto"):
         credentials.verify_secret("x", "plaintext")
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+def test_cli_add_show_list_calibrate_rotate_retire(conn, capsys):
+    from geowarn.cli import main
+
+    assert main(["devices", "add", "CLI-1", "--kind", "crack_meter", "--lon", "103.1",
+                 "--lat", "30.2", "--hazard", "HZ9", "--installed", "2026-04-01"]) == 0
+    out = capsys.readouterr().out
+    secret = out.split("store it now): ")[1].strip()
+    assert credentials.check_device_secret(conn, "CLI-1", secret)
+
+    assert main(["devices", "add", "CLI-1", "--kind", "crack_meter"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["devices", "add", "CLI-2", "--kind", "crack_meter", "--lat", "1"]) == 2
+    assert "give both lon and lat" in capsys.readouterr().err
+
+    assert main(["devices", "calibrate", "CLI-1", "opening", "--scale", "1.5",
+                 "--offset", "-2"]) == 0
+    assert main(["devices", "maintenance", "CLI-1"]) == 0
+    assert main(["devices", "command", "CLI-1", "set_interval", "--param", "sample_s=60",
+                 "--param", "upload_s=300"]) == 0
+    capsys.readouterr()
+    assert main(["devices", "show", "CLI-1"]) == 0
+    out = capsys.readouterr().out
+    assert "scale 1.5 offset -2" in out and "maintenance" in out
+    assert "health: silent (never reported)" in out and "set_interval queued" in out
+    assert secret not in out
+
+    assert main(["devices", "list", "--json", "--hazard", "HZ9"]) == 0
+    import json
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["device_id"] for d in listed] == ["CLI-1"]
+
+    assert main(["devices", "rotate-secret", "CLI-1"]) == 0
+    new_secret = capsys.readouterr().out.split("store it now): ")[1].split()[0]
+    assert not credentials.check_device_secret(conn, "CLI-1", secret)
+    assert credentials.check_device_secret(conn, "CLI-1", new_secret)
+
+    assert main(["devices", "retire", "CLI-1"]) == 0
+    assert main(["devices", "rotate-secret", "CLI-1"]) == 2
+    assert "is retired" in capsys.readouterr().err
+    assert main(["devices", "show", "nope"]) == 2
+    assert "no device 'nope'" in capsys.readouterr().err

@@ -1,0 +1,306 @@
+"""`geowarn devices ...`: the operator's commands for the device registry.
+
+Secrets are printed exactly once, when created or rotated (or written to the file the
+operator names for an import), and never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from devices import broker_acl, commands, credentials, health, registry
+from devices.csv_import import decode, import_devices, parse_csv, write_secrets_file
+from devices.registry import Device, DeviceSpec
+from geowarn.db import connect
+from geowarn.errors import InvalidInput
+from geowarn.settings import get_settings
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:  # numbers and true/false as JSON, anything else as text
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="the device registry, credentials, broker files, "
+                       "commands")
+    dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+
+    a = dsub.add_parser("add", help="register a device and print its secret once")
+    a.add_argument("device_id")
+    a.add_argument("--kind")
+    a.add_argument("--profile", choices=registry.PROFILES, default="native")
+    a.add_argument("--sensor", action="append", default=[], dest="sensors",
+                   help="national logger sensor id such as L1_LF_1 (repeatable)")
+    a.add_argument("--hazard", dest="hazard_id")
+    a.add_argument("--site", dest="site_id")
+    a.add_argument("--lon", type=float)
+    a.add_argument("--lat", type=float)
+    a.add_argument("--elevation", type=float, dest="elevation_m")
+    a.add_argument("--name")
+    a.add_argument("--interval", type=int, dest="reporting_interval_s",
+                   help="reporting interval in seconds (default: the kind's)")
+    a.add_argument("--installed", type=_date, dest="installed_on", help="YYYY-MM-DD")
+    a.set_defaults(func=_add)
+
+    i = dsub.add_parser("import", help="register devices from a CSV file")
+    i.add_argument("file", type=Path)
+    i.add_argument("--secrets-out", type=Path, help="new file (0600) for the new secrets")
+    i.add_argument("--update", action="store_true", help="update devices that differ")
+    i.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    i.set_defaults(func=_import)
+
+    ls = dsub.add_parser("list", help="list devices")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--kind")
+    ls.add_argument("--status", choices=registry.STATUSES)
+    ls.add_argument("--hazard")
+    ls.set_defaults(func=_list)
+
+    s = dsub.add_parser("show", help="a device's registry entry, channels, health, commands")
+    s.add_argument("device_id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_show)
+
+    for name, helptext in (("retire", "retire a device for good (revokes its secret)"),
+                           ("maintenance", "put a device in maintenance"),
+                           ("activate", "make a device active again")):
+        x = dsub.add_parser(name, help=helptext)
+        x.add_argument("device_id")
+        x.set_defaults(func=_set_status, action=name)
+
+    c = dsub.add_parser("calibrate", help="set a channel's calibration")
+    c.add_argument("device_id")
+    c.add_argument("channel")
+    c.add_argument("--scale", type=float, required=True)
+    c.add_argument("--offset", type=float, required=True)
+    c.set_defaults(func=_calibrate)
+
+    r = dsub.add_parser("rotate-secret", help="issue a new secret and print it once")
+    r.add_argument("device_id")
+    r.set_defaults(func=_rotate)
+
+    b = dsub.add_parser("broker-config", help="write Mosquitto's passwd and acl files")
+    b.add_argument("dir", type=Path)
+    b.add_argument("--gateway-user", help="gateway account (default GEOWARN_MQTT_USERNAME "
+                   f"or {broker_acl.DEFAULT_GATEWAY_USER})")
+    b.add_argument("--no-bare-dp", action="store_true",
+                   help="national loggers may publish on $dp/{id} only, not on bare $dp")
+    b.set_defaults(func=_broker_config)
+
+    m = dsub.add_parser("command", help="queue a command for a device")
+    m.add_argument("device_id")
+    m.add_argument("name", help=", ".join(("set_interval", "high_frequency", "reboot",
+                                          "sync_time")))
+    m.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE")
+    m.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    m.set_defaults(func=_command)
+
+
+def _print_secret(device_id: str, secret: str) -> None:
+    print(f"secret for {device_id} (shown once, store it now): {secret}")
+
+
+def _add(args: argparse.Namespace) -> int:
+    spec = DeviceSpec(
+        device_id=args.device_id, kind=args.kind, profile=args.profile, name=args.name,
+        lon=args.lon, lat=args.lat, elevation_m=args.elevation_m,
+        installed_on=args.installed_on, hazard_id=args.hazard_id, site_id=args.site_id,
+        reporting_interval_s=args.reporting_interval_s, sensors=tuple(args.sensors))
+    with connect(autocommit=True) as conn, conn.transaction():
+        device = registry.add_device(conn, spec, actor=_actor())
+        secret = credentials.issue_secret(conn, device.device_id, actor=_actor())
+    print(f"added {device.device_id} ({device.profile}, {device.kind or 'no kind'}, "
+          f"channels: {', '.join(c.channel for c in device.channels) or 'learnt later'})")
+    _print_secret(device.device_id, secret)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    if not args.dry_run and args.secrets_out is None:
+        raise InvalidInput("give --secrets-out FILE: new devices' secrets are written there "
+                           "once (or use --dry-run)")
+    if args.secrets_out is not None and args.secrets_out.exists():
+        raise InvalidInput(f"{args.secrets_out} already exists; name a new file")
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {args.file}: {exc.strerror}") from None
+    rows, bad = parse_csv(decode(data))
+    with connect(autocommit=True) as conn:
+        try:
+            with conn.transaction():
+                report = import_devices(conn, rows, bad, update=args.update,
+                                        dry_run=args.dry_run, actor=_actor(),
+                                        source=str(args.file))
+                # Written before the commit: if the file cannot be written, nothing is
+                # imported, so no device ends up with a secret nobody has.
+                if report.secrets:
+                    write_secrets_file(args.secrets_out, report.secrets)
+        except BaseException:
+            if _secrets_file_exists(args):
+                args.secrets_out.unlink()
+            raise
+    verb = "would create" if report.dry_run else "created"
+    print(f"{verb} {len(report.created)}, "
+          f"{'would update' if report.dry_run else 'updated'} {len(report.updated)}, "
+          f"unchanged {len(report.unchanged)}, conflicts {len(report.conflicts)}, "
+          f"bad rows {len(report.bad_rows)}")
+    for problem in report.bad_rows:
+        print(f"bad row: {problem}")
+    for problem in report.conflicts:
+        print(f"conflict: {problem}")
+    if report.secrets:
+        print(f"{len(report.secrets)} secrets written to {args.secrets_out} (mode 0600); "
+              "they are not stored anywhere else")
+    return 0 if report.clean else 1
+
+
+def _secrets_file_exists(args: argparse.Namespace) -> bool:
+    return args.secrets_out is not None and args.secrets_out.exists()
+
+
+def _device_dict(d: Device) -> dict[str, Any]:
+    return {
+        "device_id": d.device_id, "kind": d.kind, "profile": d.profile, "status": d.status,
+        "name": d.name, "lon": d.lon, "lat": d.lat, "elevation_m": d.elevation_m,
+        "installed_on": d.installed_on, "hazard_id": d.hazard_id, "site_id": d.site_id,
+        "reporting_interval_s": d.reporting_interval_s, "retired_at": d.retired_at,
+        "channels": [{"channel_id": c.channel_id, "channel": c.channel, "kind": c.kind,
+                      "unit": c.unit, "scale": c.calibration.scale,
+                      "offset": c.calibration.offset, "learnt": c.learnt}
+                     for c in d.channels],
+    }
+
+
+def _list(args: argparse.Namespace) -> int:
+    with connect(autocommit=True) as conn:
+        devices = registry.list_devices(conn, kind=args.kind, status=args.status,
+                                        hazard_id=args.hazard)
+    if args.json:
+        print(json.dumps([_device_dict(d) for d in devices], default=str, indent=1))
+        return 0
+    print(f"{'DEVICE':<24} {'PROFILE':<9} {'KIND':<18} {'STATUS':<12} HAZARD")
+    for d in devices:
+        print(f"{d.device_id:<24} {d.profile:<9} {d.kind or '-':<18} {d.status:<12} "
+              f"{d.hazard_id or '-'}")
+    print(f"{len(devices)} device(s)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    with connect(autocommit=True) as conn:
+        device = registry.get_device(conn, args.device_id)
+        assessed, row = health.device_health(conn, device.device_id, now,
+                                             device.reporting_interval_s)
+        pending = commands.list_commands(conn, device.device_id, open_only=True)
+        cred = credentials.credential_info(conn, device.device_id)
+    doc = _device_dict(device)
+    doc["health"] = {"state": assessed.state if assessed else None,
+                     "gap_s": assessed.gap_s if assessed else None,
+                     **{k: v for k, v in row.items() if k != "device_id"}}
+    doc["credential"] = None if cred is None else {
+        "created_at": cred[0], "rotated_at": cred[1], "revoked_at": cred[2]}
+    doc["pending_commands"] = [{"command_id": c.command_id, "name": c.name, "state": c.state,
+                                "params": c.params, "deadline": c.deadline} for c in pending]
+    if args.json:
+        print(json.dumps(doc, default=str, indent=1))
+        return 0
+    for key in ("device_id", "profile", "kind", "status", "name", "lon", "lat", "elevation_m",
+                "installed_on", "hazard_id", "site_id", "reporting_interval_s"):
+        if doc[key] is not None:
+            print(f"{key:<21} {doc[key]}")
+    print("channels:")
+    for c in doc["channels"]:
+        print(f"  {c['channel']:<24} {c['kind']:<18} {c['unit']:<8} "
+              f"scale {c['scale']:g} offset {c['offset']:g}{'  (learnt)' if c['learnt'] else ''}")
+    print(f"health: {assessed.describe() if assessed else 'unknown (no reporting interval)'}")
+    for key in ("online", "last_seen", "battery_pct", "battery_v", "signal_dbm", "firmware"):
+        if row.get(key) is not None:
+            print(f"  {key:<19} {row[key]}")
+    print(f"secret: {'never issued' if cred is None else 'revoked' if cred[2] else 'issued'}")
+    print(f"pending commands: {len(pending) or 'none'}")
+    for c in pending:
+        print(f"  {c.command_id} {c.name} {c.state} until {c.deadline:%Y-%m-%d %H:%M:%S}Z")
+    return 0
+
+
+def _set_status(args: argparse.Namespace) -> int:
+    with connect(autocommit=True) as conn:
+        if args.action == "retire":
+            device = registry.retire_device(conn, args.device_id, actor=_actor())
+        else:
+            status = "active" if args.action == "activate" else "maintenance"
+            device = registry.set_status(conn, args.device_id, status, actor=_actor())
+    print(f"{device.device_id}: {device.status}")
+    if args.action == "retire":
+        print("secret revoked; run `geowarn devices broker-config` to update the broker")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    with connect(autocommit=True) as conn:
+        ch = registry.set_calibration(conn, args.device_id, args.channel, args.scale,
+                                      args.offset, actor=_actor())
+    print(f"{args.device_id}.{ch.channel}: scale {ch.calibration.scale:g} "
+          f"offset {ch.calibration.offset:g}")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    with connect(autocommit=True) as conn:
+        secret = credentials.issue_secret(conn, args.device_id, actor=_actor())
+    _print_secret(args.device_id, secret)
+    print("run `geowarn devices broker-config` so the broker accepts it")
+    return 0
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    user = args.gateway_user or settings.mqtt_username or broker_acl.DEFAULT_GATEWAY_USER
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    with connect(autocommit=True) as conn:
+        files = broker_acl.write_broker_config(conn, args.dir, gateway_user=user,
+                                               gateway_password=password,
+                                               allow_bare_dp=not args.no_bare_dp)
+    print(f"wrote {files.passwd} ({files.devices} device(s) + gateway {files.gateway_user}) "
+          f"and {files.acl}; send SIGHUP to mosquitto to reload them")
+    if files.new_gateway_secret:
+        print(f"gateway password for {files.gateway_user} (shown once; set "
+              f"GEOWARN_MQTT_PASSWORD to it): {files.new_gateway_secret}")
+    return 0
+
+
+def _command(args: argparse.Namespace) -> int:
+    params = dict(args.param)
+    with connect(autocommit=True) as conn:
+        command_id = commands.queue_command(conn, args.device_id, args.name, params,
+                                            _actor(), args.timeout)
+    print(f"queued {args.name} for {args.device_id}: command {command_id} "
+          f"(times out in {args.timeout:g} s)")
+    return 0
