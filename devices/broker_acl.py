@@ -9,7 +9,7 @@ password line, so they cannot connect.
 ACL, per profile (patterns with %u say "only as itself"; %u is the authenticated username,
 unlike %c, the client id, which a device chooses freely):
 - native: write gw/v1/%u/{telemetry,status,presence,reply/+}, read gw/v1/%u/cmd/+ (patterns);
-- national: write $dp, $dp/{id}, $dr, $crsp/+ and read $creq/{id}/+ (a `user` block each,
+- national: write $dp, $dp/{id}, $dr, $dr/{id}, $crsp/+ and read $creq/{id}/+ (a `user` block each,
   since $dp, $dr and $crsp are shared by every national logger);
 - the gateway service account: read every uplink topic, write every command topic.
 The national profile's bare `$dp` carries the device id only inside the JSON, so the broker
@@ -50,6 +50,7 @@ GATEWAY_TOPICS = (
     "topic read $dp",
     "topic read $dp/+",
     "topic read $dr",
+    "topic read $dr/+",
     "topic read $crsp/+",
     "topic write gw/v1/+/cmd/+",
     "topic write $creq/+/+",
@@ -86,7 +87,8 @@ def render_acl(national_ids: Iterable[str], gateway_user: str, *,
         out += ["", f"user {device_id}"]
         if allow_bare_dp:
             out.append("topic write $dp")
-        out += [f"topic write $dp/{device_id}", "topic write $dr", "topic write $crsp/+",
+        out += [f"topic write $dp/{device_id}", "topic write $dr", f"topic write $dr/{device_id}",
+                "topic write $crsp/+",
                 f"topic read $creq/{device_id}/+"]
     return "\n".join(out) + "\n"
 

@@ -133,3 +133,21 @@ def test_failed_publish_keeps_command_queued_and_retire_cancels(conn):
     assert commands.get_command(conn, other).state == "cancelled"
     with pytest.raises(InvalidInput, match="retired"):
         commands.queue_command(conn, "D2", "reboot", {}, "op")
+
+
+def test_national_logger_command_round_trip(conn):
+    from devices.national import parse_national_reply
+
+    registry.add_device(conn, DeviceSpec("NAT-9", profile="national", sensors=("L3_YL_1",)))
+    cid = commands.queue_command(conn, "NAT-9", "set_interval",
+                                 {"sample_s": 300, "upload_s": 900, "sensor_id": "L3_YL_1"},
+                                 "op", now=NOW)
+    out: list[tuple[str, bytes, int]] = []
+    assert commands.dispatch_pending(conn, lambda t, p, q: out.append((t, p, q)), now=NOW) \
+        == [cid]
+    topic, payload, qos = out[0]
+    assert (topic, qos) == (f"$creq/NAT-9/{cid}", 1)
+    assert payload.decode().startswith("$cmd=setsensortime&sensor_id=L3_YL_1&sample_intv=300")
+    reply = parse_national_reply("$dr/NAT-9", f"$cmd=setsensortime&result=succ&msgid={cid}"
+                                 .encode())
+    assert commands.record_reply(conn, reply) == "succeeded"
