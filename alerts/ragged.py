@@ -17,13 +17,15 @@ channel's time range plus the widest query offset (`composite_key`). A single
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from geowarn.errors import InvalidInput
 
-FloatArray = npt.NDArray[np.float64]
+# Inputs may be any float dtype (arithmetic on float64 arrays types as floating[Any]).
+FloatArray = npt.NDArray[np.floating[Any]]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
