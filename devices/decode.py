@@ -12,6 +12,7 @@ marked DOUBTFUL: technicians moving a sensor must not raise a warning.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from devices import national, native
@@ -21,6 +22,7 @@ from devices.messages import Decoded, DecodeError, DeviceInfo, Quality, Reason
 from devices.timestamps import TimeWindow
 
 Lookup = Callable[[str], DeviceInfo | None]
+NATIONAL_BOUND_PREFIX = "gw/nat/"
 
 
 def decode(
@@ -44,6 +46,7 @@ def decode(
         )
     catalogue = catalogue or load_catalogue()
     window = TimeWindow(now, max_clock_skew_s, max_backlog_days)
+    topic, bound_device = _unbind(topic)
 
     if topic.startswith(native.TOPIC_PREFIX):
         device_id, _, _ = native.parse_topic(topic)
@@ -61,6 +64,8 @@ def decode(
         )
     if topic == "$dr" or topic.startswith(("$dr/", "$crsp/")):
         reply = national.parse_national_reply(topic, payload)
+        if bound_device is not None:
+            reply = replace(reply, device_id=bound_device)
         if reply.device_id is not None:
             _device(lookup, reply.device_id, "national", topic)
         return reply
@@ -69,6 +74,22 @@ def decode(
         f"topic {topic!r} belongs to no profile (native: gw/v1/{{device_id}}/...; "
         "national: $dp, $dr, $crsp/{command_id})",
     )
+
+
+def _unbind(topic: str) -> tuple[str, str | None]:
+    """Topics as GeoWarn's Mosquitto plugin rewrites national messages, bound to the
+    authenticated device (ingest/mosquitto_plugin): back to the protocol's own topic form.
+
+    gw/nat/{id}/dp -> $dp/{id};  gw/nat/{id}/dr -> $dr/{id};  gw/nat/{id}/crsp/{cmd} -> $crsp/{cmd}
+    """
+    if not topic.startswith(NATIONAL_BOUND_PREFIX):
+        return topic, None
+    parts = topic.split("/")
+    if len(parts) == 4 and parts[3] in ("dp", "dr"):
+        return f"${parts[3]}/{parts[2]}", parts[2]
+    if len(parts) == 5 and parts[3] == "crsp":
+        return f"$crsp/{parts[4]}", parts[2]
+    raise DecodeError(Reason.UNKNOWN_TOPIC, f"topic {topic!r} is not a bound national topic")
 
 
 def _device(lookup: Lookup, device_id: str, profile: str, topic: str) -> DeviceInfo:

@@ -42,7 +42,7 @@ NATIVE_TOPICS = ("gw/v1/+/telemetry", "gw/v1/+/status", "gw/v1/+/presence", "gw/
 NATIONAL_TOPICS = ("gw/nat/+/dp", "gw/nat/+/dr", "gw/nat/+/crsp/+")
 # The raw national topics, for brokers without the plugin (development): Mosquitto does not
 # deliver "$" topics to shared subscriptions, so these are subscribed unshared.
-NATIONAL_RAW_TOPICS = ("$dp", "$dr", "$crsp/+")
+NATIONAL_RAW_TOPICS = ("$dp", "$dp/+", "$dr", "$dr/+", "$crsp/+")
 STORAGE_ERROR = "storage_error"
 T = TypeVar("T")
 

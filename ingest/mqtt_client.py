@@ -95,6 +95,11 @@ class GatewayConnection:
         return props
 
     def _run(self) -> None:
+        # paho writes a packet queued from another thread (our acks, from the writer) straight
+        # to the socket unless it believes its own loop thread runs; two threads writing one
+        # socket corrupt the stream. Naming this thread as paho's loop thread makes ack() only
+        # queue the packet and wake select(), and this thread writes it.
+        self.client._thread = threading.current_thread()
         attempt = 0
         while not self._stop.is_set():
             try:

@@ -130,7 +130,7 @@ def encode_national(device: SimDevice, items: list[tuple[datetime, str, float]],
 
 def topic_for(device: SimDevice) -> str:
     if device.profile == "national":
-        return f"$dp/{device.device_id}"
+        return "$dp"  # what a national logger publishes on; the broker binds its identity
     return f"gw/v1/{device.device_id}/telemetry"
 
 
@@ -145,6 +145,8 @@ def generate(devices: Sequence[SimDevice], *, start: datetime, messages_per_devi
             interval = step or timedelta(seconds=device.kind.reporting_interval_s)
             while len(device._pending) < readings_per_message:
                 ts = start + interval * device.samples
+                # Both profiles carry milliseconds at most.
+                ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
                 device.sample(ts, (ts - start).total_seconds())
             items = device.take(readings_per_message)
             payload = (encode_national(device, items) if device.profile == "national"
