@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import psycopg
 
+from devices import commands as device_commands
 from devices.catalogue import load_catalogue
 from devices.decode import decode
 from devices.messages import Decoded
@@ -30,7 +31,7 @@ from geowarn.db import database_url
 from geowarn.settings import Settings
 from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
-from ingest.mqtt_client import GatewayConnection
+from ingest.mqtt_client import GatewayConnection, MqttError
 from ingest.pipeline import ReceivedMessage, plan_batch
 from ingest.stats import IngestStats
 from ingest.writer import BatchWriter, CommitResult
@@ -68,6 +69,9 @@ class GatewayConfig:
     max_backlog_days: float
     duplicate_seq_window: timedelta
     stats_interval_s: float = 10.0
+    # False: MQTT 3.1.1 for brokers without MQTT 5 (the demo's in-process amqtt broker). Such
+    # brokers have no shared subscriptions either, so run one gateway with group=None there.
+    mqtt5: bool = True
 
     @classmethod
     def from_settings(cls, s: Settings, **overrides: object) -> GatewayConfig:
@@ -104,11 +108,12 @@ class Gateway:
         self.mqtt = GatewayConnection(
             host=config.host, port=config.port, client_id=config.name, topics=config.topics,
             inbox=self.inbox, receive_maximum=config.inflight, username=config.username,
-            password=config.password, keepalive=config.keepalive)
+            password=config.password, keepalive=config.keepalive, mqtt5=config.mqtt5)
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._thread: threading.Thread | None = None
         self._last_stats = time.monotonic()
+        self._last_commands = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,7 +141,9 @@ class Gateway:
 
     # --- the writer thread -------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.db_url, connect_timeout=5)
+        # Autocommit: every unit of work opens its own `conn.transaction()`, so nothing is
+        # left in an implicit transaction that would turn the next block into a savepoint.
+        return psycopg.connect(self.db_url, connect_timeout=5, autocommit=True)
 
     def _db(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -173,6 +180,7 @@ class Gateway:
                 self.stats.queue_depth = self.inbox.qsize()
                 if batch:
                     self._process(batch)
+                self._maybe_dispatch_commands()
                 self._maybe_flush_stats()
         except GatewayStopping:
             # Stopped while the database was away: nothing was acknowledged, the broker
@@ -255,6 +263,22 @@ class Gateway:
                 self._conn.close()
             finally:
                 self._conn = None
+
+    def _maybe_dispatch_commands(self) -> None:
+        """Send queued device commands and time out unanswered ones, once a second."""
+        if time.monotonic() - self._last_commands < 1.0 or not self.mqtt.connected.is_set():
+            return
+        self._last_commands = time.monotonic()
+        try:
+            conn = self._db()
+            sent = device_commands.dispatch_pending(conn, self.mqtt.publish)
+            expired = device_commands.expire(conn)
+        except (psycopg.Error, MqttError) as exc:
+            self._drop_connection()
+            log.warning("command dispatch postponed: %s", exc)
+            return
+        self.stats.add("commands_sent", len(sent))
+        self.stats.add("commands_timed_out", len(expired))
 
     def _maybe_flush_stats(self) -> None:
         if time.monotonic() - self._last_stats < self.config.stats_interval_s:

@@ -8,6 +8,10 @@
 - Acks are sent only for messages of the current connection: after a reconnect the broker
   redelivers what was not acknowledged, and a packet id from the old connection may already
   name another message on the new one.
+- MQTT 3.1.1 is a fallback for brokers without MQTT 5 (the in-process amqtt broker of the demo):
+  the session persists through clean_session=False, but there is no Receive Maximum, so the
+  broker's own in-flight window and the bounded inbox (paho's thread blocks when it is full)
+  are the only flow control.
 - Our own reconnect loop with exponential backoff and full jitter; subscriptions are renewed on
   every connect (the session keeps them, but a broker that lost its state must not leave us deaf).
 """
@@ -55,26 +59,34 @@ class GatewayConnection:
     def __init__(self, *, host: str, port: int, client_id: str, topics: Sequence[str],
                  inbox: queue.Queue[ReceivedMessage], receive_maximum: int,
                  username: str | None = None, password: str | None = None,
-                 keepalive: int = 30, min_backoff: float = 0.2, max_backoff: float = 30.0
-                 ) -> None:
+                 keepalive: int = 30, min_backoff: float = 0.2, max_backoff: float = 30.0,
+                 mqtt5: bool = True) -> None:
         self.host, self.port = host, port
         self.topics = list(topics)
         self.inbox = inbox
         self.receive_maximum = receive_maximum
         self.keepalive = keepalive
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self.mqtt5 = mqtt5
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # SUBACK received on the current connection
         self._stop = threading.Event()
         self._generation = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        if mqtt5:
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=mqtt.MQTTv311, clean_session=False,
+                                      manual_ack=True)
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,8 +115,12 @@ class GatewayConnection:
         attempt = 0
         while not self._stop.is_set():
             try:
-                self.client.connect(self.host, self.port, keepalive=self.keepalive,
-                                    clean_start=False, properties=self._connect_properties())
+                if self.mqtt5:
+                    self.client.connect(self.host, self.port, keepalive=self.keepalive,
+                                        clean_start=False,
+                                        properties=self._connect_properties())
+                else:
+                    self.client.connect(self.host, self.port, keepalive=self.keepalive)
             except OSError as exc:
                 attempt += 1
                 delay = self._backoff(attempt)
@@ -140,15 +156,26 @@ class GatewayConnection:
             self._generation += 1
         log.info("connected to %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
-        rc, _mid = client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in self.topics])
+        rc, _mid = client.subscribe([(t, 1) for t in self.topics])
         if rc != mqtt.MQTT_ERR_SUCCESS:
             log.error("subscribe failed: %s", mqtt.error_string(int(rc)))
         self.connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[mqtt.ReasonCode], properties: Properties | None
+                      ) -> None:
+        refused = [f"{t} ({rc})" for t, rc in zip(self.topics, reason_codes, strict=False)
+                   if rc.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+        log.info("subscribed to %d topics", len(self.topics) - len(refused))
+        self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object,
                        flags: mqtt.DisconnectFlags, reason_code: mqtt.ReasonCode,
                        properties: Properties | None) -> None:
         self.connected.clear()
+        self.subscribed.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
@@ -156,6 +183,13 @@ class GatewayConnection:
         # Never full in practice: the broker sends at most receive_maximum unacked messages.
         self.inbox.put(ReceivedMessage(topic=message.topic, payload=bytes(message.payload),
                                        received_at=datetime.now(UTC), token=token))
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish from any thread (command downlinks); raises MqttError if paho refuses."""
+        if not self.connected.is_set():
+            raise MqttError(f"not connected to the broker; {topic} not published")
+        info = self.client.publish(topic, payload, qos=qos)
+        check_rc(info.rc, f"publish to {topic}")
 
     # --- acknowledgement (writer thread) -----------------------------------------------------
     def ack(self, tokens: Sequence[object]) -> int:
