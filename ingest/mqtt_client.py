@@ -71,8 +71,9 @@ class GatewayConnection:
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # SUBACK received on the current connection
         self._stop = threading.Event()
-        self._generation = 0
+        self._generation = 0  # successful connections so far; acks carry it
         self._lock = threading.Lock()
+        self._generation_changed = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         if mqtt5:
             self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -146,6 +147,11 @@ class GatewayConnection:
         return random.uniform(self.min_backoff,
                               min(self.max_backoff, self.min_backoff * 2 ** min(attempt, 16)))
 
+    def wait_for_connections(self, count: int, timeout: float) -> bool:
+        """Block until the broker accepted `count` connections in all (reconnects count)."""
+        with self._lock:
+            return self._generation_changed.wait_for(lambda: self._generation >= count, timeout)
+
     # --- callbacks (network thread) ----------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
                     reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
@@ -154,6 +160,7 @@ class GatewayConnection:
             return
         with self._lock:
             self._generation += 1
+            self._generation_changed.notify_all()
         log.info("connected to %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
         rc, _mid = client.subscribe([(t, 1) for t in self.topics])

@@ -25,9 +25,12 @@ class PublishError(GeoWarnError):
 class Publisher:
     def __init__(self, host: str, port: int, *, client_id: str = "", inflight: int = 1000,
                  username: str | None = None, password: str | None = None,
-                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311) -> None:
+                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311,
+                 clean_session: bool = True) -> None:
+        # A persistent session (clean_session False, fixed client id) lets paho resend
+        # unacknowledged messages after the broker restarts, which the broker then accepts.
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=protocol)
+                                  protocol=protocol, clean_session=clean_session)
         self.client.max_inflight_messages_set(0)  # 0 = no paho-side cap: ours is below
         if username:
             self.client.username_pw_set(username, password)
