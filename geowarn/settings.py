@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     gateway_inflight: int = Field(default=1000, ge=1, le=65535)  # unacked messages at most
     gateway_batch_messages: int = Field(default=1000, ge=1)
     gateway_batch_ms: float = Field(default=50.0, gt=0)
+    # A gateway of the group silent this long (and whose instance lock is free) is adopted by
+    # a live one, which serves its broker session until it returns (ingest/takeover.py).
+    gateway_takeover_s: float = Field(default=15.0, gt=0)
     mqtt_keepalive_s: int = Field(default=30, ge=5)
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     # A reused sequence number with another payload within this window is a firmware fault.

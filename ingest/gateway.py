@@ -34,6 +34,7 @@ from ingest.device_cache import DeviceCache
 from ingest.mqtt_client import GatewayConnection, MqttError
 from ingest.pipeline import ReceivedMessage, plan_batch
 from ingest.stats import IngestStats
+from ingest.takeover import PeerTakeover
 from ingest.writer import BatchWriter, CommitResult
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ NATIONAL_TOPICS = ("gw/nat/+/dp", "gw/nat/+/dr", "gw/nat/+/crsp/+")
 NATIONAL_RAW_TOPICS = ("$dp", "$dp/+", "$dr", "$dr/+", "$crsp/+")
 STORAGE_ERROR = "storage_error"
 T = TypeVar("T")
+MAX_ADOPTED = 3  # dead peers one gateway serves at most
 
 
 class GatewayStopping(Exception):
@@ -69,6 +71,8 @@ class GatewayConfig:
     max_backlog_days: float
     duplicate_seq_window: timedelta
     stats_interval_s: float = 10.0
+    # A peer of the group silent this long, whose instance lock is free, is adopted.
+    takeover_after: timedelta = timedelta(seconds=15)
     # False: MQTT 3.1.1 for brokers without MQTT 5 (the demo's in-process amqtt broker). Such
     # brokers have no shared subscriptions either, so run one gateway with group=None there.
     mqtt5: bool = True
@@ -83,7 +87,8 @@ class GatewayConfig:
             batch_seconds=s.gateway_batch_ms / 1000.0, keepalive=s.mqtt_keepalive_s,
             max_payload=s.max_payload_bytes, max_clock_skew_s=s.max_clock_skew_s,
             max_backlog_days=s.max_backlog_days,
-            duplicate_seq_window=timedelta(seconds=s.duplicate_seq_window_s))
+            duplicate_seq_window=timedelta(seconds=s.duplicate_seq_window_s),
+            takeover_after=timedelta(seconds=s.gateway_takeover_s))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -101,7 +106,8 @@ class Gateway:
         self.config = config
         self.db_url = db_url or database_url()
         self.stats = IngestStats()
-        self.inbox: queue.Queue[ReceivedMessage] = queue.Queue(maxsize=config.inflight * 2)
+        self.inbox: queue.Queue[ReceivedMessage] = queue.Queue(
+            maxsize=config.inflight * (2 + MAX_ADOPTED))
         self.devices = DeviceCache(self._connect)
         self.writer = BatchWriter(config.name, duplicate_seq_window=config.duplicate_seq_window)
         self.catalogue = load_catalogue()
@@ -109,15 +115,31 @@ class Gateway:
             host=config.host, port=config.port, client_id=config.name, topics=config.topics,
             inbox=self.inbox, receive_maximum=config.inflight, username=config.username,
             password=config.password, keepalive=config.keepalive, mqtt5=config.mqtt5)
+        self.takeover = (PeerTakeover(config.name, config.group, self._connect,
+                                      self._adopted_connection,
+                                      takeover_after=config.takeover_after,
+                                      max_adopted=MAX_ADOPTED)
+                         if config.group else None)
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._thread: threading.Thread | None = None
         self._last_stats = time.monotonic()
         self._last_commands = 0.0
+        self._last_peer_check = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
+    def _adopted_connection(self, peer: str) -> GatewayConnection:
+        c = self.config
+        return GatewayConnection(
+            host=c.host, port=c.port, client_id=peer, topics=c.topics, inbox=self.inbox,
+            receive_maximum=c.inflight, username=c.username, password=c.password,
+            keepalive=c.keepalive, mqtt5=c.mqtt5, adopted=True)
+
     def start(self) -> None:
         self._retry(self.devices.refresh, "loading the device registry")
+        if self.takeover is not None:
+            # Alive before connecting, so no peer adopts the session we are about to use.
+            self._retry(self.takeover.heartbeat, "announcing the gateway")
         self.mqtt.start()
         self._thread = threading.Thread(target=self._write_loop, name="ingest-writer",
                                         daemon=True)
@@ -128,6 +150,8 @@ class Gateway:
         self.mqtt.stop()
         if self._thread:
             self._thread.join(timeout=30)
+        if self.takeover is not None:
+            self.takeover.close()
         if self._conn is not None:
             self._conn.close()
 
@@ -181,6 +205,7 @@ class Gateway:
                 if batch:
                     self._process(batch)
                 self._maybe_dispatch_commands()
+                self._maybe_check_peers()
                 self._maybe_flush_stats()
         except GatewayStopping:
             # Stopped while the database was away: nothing was acknowledged, the broker
@@ -201,13 +226,19 @@ class Gateway:
             log.error("batch of %d messages failed (%s); committing one by one", len(batch), exc)
             for message in batch:
                 self._process_single(message)
-            self.mqtt.ack([m.token for m in batch])
+            self._ack(batch)
             self.stats.add("batches_committed_messages", len(batch))
             return
         self.stats.batch(len(batch), time.perf_counter() - started)
         self._count(plan.dead_letters, result)
-        self.mqtt.ack([m.token for m in batch])
+        self._ack(batch)
         self.stats.add("batches_committed_messages", len(batch))
+
+    def _ack(self, batch: list[ReceivedMessage]) -> None:
+        tokens = [m.token for m in batch]
+        self.mqtt.ack(tokens)
+        if self.takeover is not None:
+            self.takeover.ack(tokens)
 
     def _count(self, letters: list[DeadLetter], result: CommitResult) -> None:
         self.stats.add("readings_stored", result.stored)
@@ -263,6 +294,14 @@ class Gateway:
                 self._conn.close()
             finally:
                 self._conn = None
+
+    def _maybe_check_peers(self) -> None:
+        if self.takeover is None or time.monotonic() - self._last_peer_check < 1.0:
+            return
+        self._last_peer_check = time.monotonic()
+        self.takeover.step()
+        self.stats.add("peers_adopted", len(self.takeover.adopted)
+                       - self.stats.count("peers_adopted"))
 
     def _maybe_dispatch_commands(self) -> None:
         """Send queued device commands and time out unanswered ones, once a second."""

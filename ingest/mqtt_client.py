@@ -50,6 +50,7 @@ def check_rc(rc: mqtt.MQTTErrorCode | int, what: str) -> None:
 
 @dataclass(frozen=True)
 class AckToken:
+    owner: str  # client id of the connection that received the message
     generation: int
     mid: int
     qos: int
@@ -60,8 +61,13 @@ class GatewayConnection:
                  inbox: queue.Queue[ReceivedMessage], receive_maximum: int,
                  username: str | None = None, password: str | None = None,
                  keepalive: int = 30, min_backoff: float = 0.2, max_backoff: float = 30.0,
-                 mqtt5: bool = True) -> None:
+                 mqtt5: bool = True, adopted: bool = False) -> None:
         self.host, self.port = host, port
+        self.client_id = client_id
+        # An adopted connection serves a dead peer's session (ingest.takeover): it never
+        # reconnects, or it would take the session back from the peer that came back for it.
+        self.adopted = adopted
+        self.finished = threading.Event()
         self.topics = list(topics)
         self.inbox = inbox
         self.receive_maximum = receive_maximum
@@ -108,6 +114,12 @@ class GatewayConnection:
         return props
 
     def _run(self) -> None:
+        try:
+            self._run_connection()
+        finally:
+            self.finished.set()
+
+    def _run_connection(self) -> None:
         # paho writes a packet queued from another thread (our acks, from the writer) straight
         # to the socket unless it believes its own loop thread runs; two threads writing one
         # socket corrupt the stream. Naming this thread as paho's loop thread makes ack() only
@@ -123,6 +135,8 @@ class GatewayConnection:
                 else:
                     self.client.connect(self.host, self.port, keepalive=self.keepalive)
             except OSError as exc:
+                if self.adopted:
+                    return
                 attempt += 1
                 delay = self._backoff(attempt)
                 log.warning("broker %s:%s unreachable (%s); retrying in %.1fs",
@@ -135,6 +149,8 @@ class GatewayConnection:
             while not self._stop.is_set() and rc == mqtt.MQTT_ERR_SUCCESS:
                 rc = self.client.loop(timeout=0.5)
             self.connected.clear()
+            if self.adopted:
+                break
             if not self._stop.is_set():
                 attempt += 1
                 delay = self._backoff(attempt)
@@ -186,7 +202,7 @@ class GatewayConnection:
 
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
-        token = AckToken(self._generation, message.mid, message.qos)
+        token = AckToken(self.client_id, self._generation, message.mid, message.qos)
         # Never full in practice: the broker sends at most receive_maximum unacked messages.
         self.inbox.put(ReceivedMessage(topic=message.topic, payload=bytes(message.payload),
                                        received_at=datetime.now(UTC), token=token))
@@ -205,7 +221,7 @@ class GatewayConnection:
         with self._lock:
             generation = self._generation
         for token in tokens:
-            if not isinstance(token, AckToken) or token.qos == 0:
+            if not isinstance(token, AckToken) or token.qos == 0 or token.owner != self.client_id:
                 continue
             if token.generation != generation:
                 continue  # from an earlier connection: the broker redelivers it

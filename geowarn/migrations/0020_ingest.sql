@@ -37,3 +37,11 @@ CREATE TABLE IF NOT EXISTS ingest_stats (
     started_at    timestamptz NOT NULL,
     counters      jsonb NOT NULL
 );
+
+-- Liveness of gateway instances, for handing a dead gateway's share to a live one
+-- (ingest/takeover.py).
+CREATE TABLE IF NOT EXISTS gateway_heartbeats (
+    gateway       text PRIMARY KEY,
+    group_name    text NOT NULL,
+    seen_at       timestamptz NOT NULL
+);
