@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "geowarn.readings_cli",
     "ingest.cli",
     "simulators.cli",
+    "alerts.alerts_cli",
 )
 
 
