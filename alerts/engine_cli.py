@@ -1,0 +1,89 @@
+"""`geowarn engine`: run the warning engine; `geowarn engine rules …`: manage rule overrides.
+
+    geowarn engine [--name N] [--clock wall|data] [--period S] [--quiet-hours H]
+    geowarn engine rules set SCOPE ID '{"warning_m": 15.2}'
+    geowarn engine rules list
+    geowarn engine rules delete SCOPE ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from alerts.rules import SCOPES, validate_override
+from alerts.service import EngineConfig, Service
+from geowarn.db import connect, database_url
+from geowarn.errors import InvalidInput, NotFound
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("engine", help="run the warning engine (readings -> alerts)")
+    p.add_argument("--name", default="engine", help="engine name (its saved state's key)")
+    p.add_argument("--clock", choices=("wall", "data"), default="wall",
+                   help="judge silence and validity at the wall clock or the newest data")
+    p.add_argument("--period", type=float, default=30.0, help="periodic tick, seconds")
+    p.add_argument("--quiet-hours", type=float, default=6.0,
+                   help="auto-resolve alerts cleared for this long (data time)")
+    p.set_defaults(func=_run)
+    rules = p.add_subparsers(dest="engine_command", metavar="ACTION")
+    s = rules.add_parser("rules-set", help="set the rule override of a scope")
+    s.add_argument("scope", choices=SCOPES)
+    s.add_argument("scope_id")
+    s.add_argument("params", help="JSON object of alerts.rules.RuleParams fields")
+    s.set_defaults(func=_rules_set)
+    ls = rules.add_parser("rules-list", help="list rule overrides as JSON")
+    ls.set_defaults(func=_rules_list)
+    d = rules.add_parser("rules-delete", help="delete the rule override of a scope")
+    d.add_argument("scope", choices=SCOPES)
+    d.add_argument("scope_id")
+    d.set_defaults(func=_rules_delete)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = EngineConfig(name=args.name, clock=args.clock, period_s=args.period,
+                          quiet_s=args.quiet_hours * 3600.0)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Service(database_url(), config).run(stop)
+    return 0
+
+
+def _rules_set(args: argparse.Namespace) -> int:
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"rule params are not JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise InvalidInput("rule params must be a JSON object")
+    validate_override(args.scope, args.scope_id, params)
+    with connect() as conn:
+        conn.execute(
+            "INSERT INTO engine_rules (scope, scope_id, params, updated_by) VALUES "
+            "(%s, %s, %s, current_user) ON CONFLICT (scope, scope_id) DO UPDATE SET "
+            "params = excluded.params, updated_by = excluded.updated_by, updated_at = now()",
+            (args.scope, args.scope_id, Jsonb(params)))
+    return 0
+
+
+def _rules_list(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        rows = conn.execute("SELECT scope, scope_id, params FROM engine_rules "
+                            "ORDER BY scope, scope_id").fetchall()
+    print(json.dumps([{"scope": s, "scope_id": i, "params": p} for s, i, p in rows], indent=2))
+    return 0
+
+
+def _rules_delete(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        cur = conn.execute("DELETE FROM engine_rules WHERE scope = %s AND scope_id = %s",
+                           (args.scope, args.scope_id))
+        if cur.rowcount == 0:
+            raise NotFound(f"no rule override for {args.scope} {args.scope_id!r}")
+    return 0

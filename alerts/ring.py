@@ -1,0 +1,160 @@
+"""Fixed-capacity per-channel sample rings and incremental rain-window sums for the engine.
+
+The engine keeps the recent samples of each method group in a (channels, K) ring so that a
+steady-state tick costs O(new samples + the few samples each rule looks back on), not
+O(everything held). Rain accumulations over 1…72 h are kept as running sums with one tail
+pointer per window: a tick adds the new samples and subtracts those that slid out, so its
+cost does not grow with the window. Sums are integers in micro-millimetres, so the running
+sum equals a from-scratch sum bit for bit (float running sums drift, and a drift across a
+threshold would make a replay disagree with a restart).
+
+Rings are updated in place; they are working memory of the engine, rebuilt from the readings
+store after a restart (alerts/engine_state.py persists only what cannot be rebuilt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from alerts.ragged import FloatArray, IntArray
+
+MICRO = 1_000_000.0
+REBUILD_ABOVE = 8  # more new samples than this in one tick: recount windows from the ring
+
+
+@dataclass
+class Ring:
+    """Recent samples of `n` channels; channel i holds its last min(total[i], K) samples."""
+
+    t: FloatArray  # (n, K) times, seconds
+    v: FloatArray  # (n, K) values
+    q: np.ndarray  # (n, K) int8 stored quality
+    total: IntArray  # (n,) samples ever appended
+
+    @classmethod
+    def empty(cls, n: int, k: int) -> Ring:
+        return cls(np.full((n, k), np.nan), np.full((n, k), np.nan),
+                   np.zeros((n, k), np.int8), np.zeros(n, np.int64))
+
+    @property
+    def k(self) -> int:
+        return int(self.t.shape[1])
+
+    def append(self, rows: IntArray, t: FloatArray, v: FloatArray, q: np.ndarray
+               ) -> tuple[IntArray, IntArray, FloatArray]:
+        """Append samples (rows sorted, times ascending within a row). Returns the rows that
+        got data (unique), their new-sample counts, and the newest time that was pushed out
+        of each such row's ring (NaN when nothing was)."""
+        uniq, start, cnt = np.unique(rows, return_index=True, return_counts=True)
+        rank = np.arange(rows.size) - np.repeat(start, cnt)
+        keep = rank >= np.repeat(cnt, cnt) - self.k  # more than K new: only the last K fit
+        absidx = self.total[rows] + rank
+        k = self.k
+        dropped = np.full(uniq.size, np.nan)
+        # Times pushed out: old ring entries overwritten, and new samples that never fit.
+        lost_t = np.where(keep & (absidx >= k), self.t[rows, absidx % k], np.nan)
+        lost_t = np.where(keep, lost_t, t)
+        grp = np.repeat(np.arange(uniq.size), cnt)
+        with np.errstate(invalid="ignore"):
+            np.fmax.at(dropped, grp, lost_t)
+        r, p = rows[keep], absidx[keep] % k
+        self.t[r, p] = t[keep]
+        self.v[r, p] = v[keep]
+        self.q[r, p] = q[keep]
+        self.total[uniq] += cnt
+        return uniq, cnt, dropped
+
+    def last(self, rows: IntArray, n: int) -> tuple[FloatArray, FloatArray, np.ndarray]:
+        """The last n samples of each row, oldest first, NaN-padded on the left: (rows, n)."""
+        n = min(n, self.k)
+        idx = self.total[rows, None] - n + np.arange(n)
+        ok = idx >= 0
+        pos = np.where(ok, idx, 0) % self.k
+        rr = rows[:, None]
+        return (np.where(ok, self.t[rr, pos], np.nan), np.where(ok, self.v[rr, pos], np.nan),
+                np.where(ok, self.q[rr, pos], 0).astype(np.int8))
+
+    def newest_time(self, rows: IntArray) -> FloatArray:
+        pos = np.maximum(self.total[rows] - 1, 0) % self.k
+        return np.where(self.total[rows] > 0, self.t[rows, pos], np.nan)
+
+
+def rain_micro(v: FloatArray, q: np.ndarray) -> IntArray:
+    """Rain as integer micro-mm; unreliable samples (quality 2) count as no rain."""
+    return np.where(q >= 2, 0, np.rint(np.nan_to_num(v) * MICRO)).astype(np.int64)
+
+
+@dataclass
+class RainWindows:
+    """Running sums over (t_last − w, t_last] for each row of a rain ring and each window."""
+
+    windows_s: FloatArray  # (W,)
+    acc: IntArray  # (n, W) micro-mm
+    tail: IntArray  # (n, W) absolute index of the oldest sample inside the window
+    dropped_t: FloatArray  # (n,) newest time pushed out of the ring (NaN: none)
+
+    @classmethod
+    def empty(cls, n: int, windows_s: FloatArray) -> RainWindows:
+        w = np.asarray(windows_s, dtype=np.float64)
+        return cls(w, np.zeros((n, w.size), np.int64), np.zeros((n, w.size), np.int64),
+                   np.full(n, np.nan))
+
+    def update(self, ring: Ring, rows: IntArray, t: FloatArray, v: FloatArray, q: np.ndarray
+               ) -> IntArray:
+        """Append samples to `ring` and bring the sums up to each row's newest sample.
+        Returns the rows that got data."""
+        k = ring.k
+        uniq, cnt, dropped = ring.append(rows, t, v, q)
+        self.dropped_t[uniq] = np.fmax(self.dropped_t[uniq], dropped)
+        # Rows whose window tails would lie in overwritten slots, or with many new samples,
+        # are recounted from the ring; the rest advance incrementally.
+        need = (cnt > REBUILD_ABOVE) | (self.tail[uniq].min(axis=1) < ring.total[uniq] - k)
+        rebuild, steady = uniq[need], uniq[~need]
+        if rebuild.size:
+            self._recount(ring, rebuild)
+        if steady.size:
+            keep = np.isin(rows, steady)
+            micro = rain_micro(v[keep], q[keep])
+            np.add.at(self.acc, rows[keep], micro[:, None])
+            self._advance(ring, steady)
+        return uniq
+
+    def _recount(self, ring: Ring, rows: IntArray) -> None:
+        k = ring.k
+        tt, vv, qq = ring.t[rows], ring.v[rows], ring.q[rows]
+        tot = ring.total[rows]
+        valid = (tot[:, None] >= k) | (np.arange(k)[None, :] < tot[:, None])
+        micro = np.where(valid, rain_micro(vv, qq), 0)
+        t_end = ring.newest_time(rows)
+        for j, w in enumerate(self.windows_s):
+            inwin = valid & (tt > (t_end - w)[:, None])
+            self.acc[rows, j] = (micro * inwin).sum(axis=1)
+            self.tail[rows, j] = tot - inwin.sum(axis=1)
+
+    def _advance(self, ring: Ring, rows: IntArray) -> None:
+        k = ring.k
+        t_end = ring.newest_time(rows)
+        for j, w in enumerate(self.windows_s):
+            active = rows
+            edge = t_end - w
+            while active.size:  # usually one or two passes: one sample in, one out
+                tail = self.tail[active, j]
+                pos = tail % k
+                leaving = (tail < ring.total[active]) & (ring.t[active, pos] <= edge)
+                if not leaving.any():
+                    break
+                r = active[leaving]
+                p = pos[leaving]
+                self.acc[r, j] -= rain_micro(ring.v[r, p], ring.q[r, p])
+                self.tail[r, j] += 1
+                active = r
+                edge = edge[leaving]
+
+    def totals_mm(self, ring: Ring, rows: IntArray) -> FloatArray:
+        """(rows, W) accumulations in mm; NaN where the window reaches back past samples the
+        ring no longer holds (an incomplete total must not look dry)."""
+        t_end = ring.newest_time(rows)
+        short = self.dropped_t[rows, None] > (t_end[:, None] - self.windows_s[None, :])
+        return np.where(short, np.nan, self.acc[rows] / MICRO)

@@ -1,0 +1,211 @@
+"""`geowarn engine`: the warning engine as a service around the pure tick.
+
+One `Engine.step(now)` = load the readings newer than each channel's watermark, run
+alerts.tick.tick, and in ONE transaction apply the resulting level changes through the alert
+lifecycle (idempotent) and save the engine state. A crash therefore loses neither or both;
+after a restart the state comes back from the database, the rings are refilled from the
+readings store, and re-evaluating the unprocessed readings yields the same changes, which the
+lifecycle recognises as replays.
+
+Clocks (`EngineConfig.clock`): "wall" judges silence and regional validity at the wall clock
+(production); "data" at the newest reading time seen (a simulator or a backlog replayed through
+the broker); a caller that drives `step(now=...)` itself is a replay clock.
+
+Triggers: after every ingest commit (LISTEN geowarn_readings; the payload names the channels
+or says "*") and on a periodic tick for silence, dwell, regional validity and auto-resolve.
+One active engine at a time: the leader holds pg_try_advisory_lock on a dedicated session; a
+standby retries every `standby_poll_s` and takes over when that session ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+
+from alerts import engine_data, engine_state
+from alerts.lifecycle import AlertEvent, LevelChange, apply_changes, auto_resolve
+from alerts.rules import resolve
+from alerts.tick import EngineState, Setup, build_setup, fill_memory, tick
+from geowarn.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+NOTIFY_CHANNEL = "geowarn_readings"
+_LEADER_KEY = 0x6765_6F77_6172_6E45  # GeoWarn's own advisory-lock key for the engine
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str = "engine"
+    clock: Literal["wall", "data"] = "wall"
+    period_s: float = 30.0
+    quiet_s: float = 6 * 3600.0  # auto-resolve after this long cleared (data time)
+    standby_poll_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("wall", "data"):
+            raise InvalidInput(f"engine clock must be 'wall' or 'data', got {self.clock!r}")
+        if not (self.period_s > 0 and self.quiet_s > 0 and self.standby_poll_s > 0):
+            raise InvalidInput("engine period, quiet and standby poll must be positive")
+
+
+class Engine:
+    """The engine on one database connection (not thread-safe: one thread drives it)."""
+
+    def __init__(self, db_url: str, config: EngineConfig = EngineConfig()) -> None:  # noqa: B008
+        self.db_url = db_url
+        self.config = config
+        self.conn = psycopg.connect(db_url)
+        self.setup: Setup
+        self.state: EngineState
+        self.clock = -math.inf
+        self._fingerprint: tuple[Any, ...] = ()
+        self.load()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _fingerprint_now(self) -> tuple[Any, ...]:
+        row = self.conn.execute(
+            "SELECT (SELECT count(*) FROM channels), (SELECT max(channel_id) FROM channels), "
+            "(SELECT max(updated_at) FROM devices), (SELECT count(*) FROM engine_rules), "
+            "(SELECT max(updated_at) FROM engine_rules)").fetchone()
+        return tuple(row or ())
+
+    def load(self) -> None:
+        """(Re)build the setup from the registry and rules, restore the saved state and refill
+        the rings from the readings store."""
+        with self.conn.transaction():
+            channels = engine_data.load_channels(self.conn)
+            params = resolve(channels, engine_data.load_overrides(self.conn))
+            self.setup = build_setup(channels, params)
+            restored = engine_state.restore(self.conn, self.config.name, self.setup)
+            self.state = restored.state
+            fill_memory(self.setup, self.state,
+                        engine_data.load_memory(self.conn, self.setup, self.state))
+            self.clock = restored.clock if restored.clock is not None else -math.inf
+            self._fingerprint = self._fingerprint_now()
+        log.info("engine %s: %d channels, %d targets, clock %s", self.config.name,
+                 self.setup.n, len(self.setup.targets), self.clock)
+
+    def reload_if_changed(self) -> bool:
+        with self.conn.transaction():
+            changed = self._fingerprint_now() != self._fingerprint
+        if changed:
+            self.load()
+        return changed
+
+    def step(self, now: float | None = None, channel_ids: set[int] | None = None,
+             periodic: bool = False) -> list[AlertEvent]:
+        """One tick. `now` (seconds) drives a replay clock; else the configured clock."""
+        index = {c.channel_id: i for i, c in enumerate(self.setup.channels)}
+        if channel_ids is not None and not channel_ids <= index.keys():
+            self.load()  # a channel the setup does not know yet: the registry changed
+            index = {c.channel_id: i for i, c in enumerate(self.setup.channels)}
+        which = None if channel_ids is None else [index[c] for c in channel_ids if c in index]
+        try:
+            with self.conn.transaction():
+                until = now if now is not None else (
+                    time.time() if self.config.clock == "wall" else math.inf)
+                samples = engine_data.load_samples(self.conn, self.setup, self.state, until,
+                                                   which)
+                clock = until if math.isfinite(until) else max(
+                    self.clock, float(samples.t.max()) if samples.t.size else self.clock)
+                clock = max(clock, self.clock)
+                if not math.isfinite(clock):
+                    return []  # data clock before any data: nothing to judge yet
+                regional = engine_data.regional_levels(self.conn, self.setup, clock)
+                self.state, result = tick(self.setup, self.state, samples, clock, regional)
+                changes = [LevelChange(**asdict(c)) for c in result.changes]
+                events = apply_changes(self.conn, changes, engine=self.config.name)
+                if periodic:
+                    events += auto_resolve(self.conn, data_time=datetime.fromtimestamp(
+                        clock, UTC), quiet=timedelta(seconds=self.config.quiet_s))
+                engine_state.save(self.conn, self.config.name, self.setup, self.state, clock)
+        except Exception:
+            # The tick advanced the in-memory state; the database did not: start again from
+            # what was committed.
+            self.conn.rollback()
+            self.load()
+            raise
+        self.clock = clock
+        return events
+
+
+def parse_payload(payload: str) -> set[int] | None:
+    """Channel ids named by a geowarn_readings notification; None means all ("*")."""
+    if payload.strip() in ("", "*"):
+        return None
+    try:
+        return {int(x) for x in payload.split(",") if x.strip()}
+    except ValueError:
+        log.warning("ignoring malformed %s payload %r", NOTIFY_CHANNEL, payload[:80])
+        return None
+
+
+class Service:
+    """Leader election, LISTEN and the periodic tick around an Engine."""
+
+    def __init__(self, db_url: str, config: EngineConfig = EngineConfig()) -> None:  # noqa: B008
+        self.db_url = db_url
+        self.config = config
+        self.leading = threading.Event()
+        self.ticks = 0
+        self.engine: Engine | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        lock = psycopg.connect(self.db_url, autocommit=True)
+        try:
+            while not stop.is_set():
+                row = lock.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_KEY,)).fetchone()
+                if row and row[0]:
+                    break
+                stop.wait(self.config.standby_poll_s)  # standby: the leader's session holds it
+            if stop.is_set():
+                return
+            log.info("engine %s is the leader", self.config.name)
+            self.leading.set()
+            self._lead(stop, lock)
+        finally:
+            self.leading.clear()
+            if self.engine is not None:
+                self.engine.close()
+            lock.close()
+
+    def _lead(self, stop: threading.Event, lock: psycopg.Connection) -> None:
+        listen = psycopg.connect(self.db_url, autocommit=True)
+        try:
+            listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.engine = engine = Engine(self.db_url, self.config)
+            engine.step(periodic=True)  # catch up with what arrived while no engine ran
+            next_periodic = time.monotonic() + self.config.period_s
+            while not stop.is_set():
+                wait = max(0.0, min(next_periodic - time.monotonic(), 0.5))
+                ids: set[int] | None = set()
+                got = False
+                for note in listen.notifies(timeout=wait, stop_after=1):
+                    got = True
+                    ids = _merge(ids, parse_payload(note.payload))
+                if got:  # drain what queued behind it, so one tick covers a burst
+                    for note in listen.notifies(timeout=0.0):
+                        ids = _merge(ids, parse_payload(note.payload))
+                    engine.step(channel_ids=ids)
+                    self.ticks += 1
+                if time.monotonic() >= next_periodic:
+                    lock.execute("SELECT 1")  # our leadership lives as long as this session
+                    engine.reload_if_changed()
+                    engine.step(periodic=True)
+                    self.ticks += 1
+                    next_periodic = time.monotonic() + self.config.period_s
+        finally:
+            listen.close()
+
+
+def _merge(a: set[int] | None, b: set[int] | None) -> set[int] | None:
+    return None if a is None or b is None else a | b

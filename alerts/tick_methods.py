@@ -1,0 +1,214 @@
+"""The per-method evaluations one engine tick runs, each over all its channels at once.
+
+Each function takes the rows (channels of one method group) that received data this tick and
+returns, per row, the level the newest sample reaches against the raise thresholds, the level
+it still holds against the clear thresholds, whether that sample is flagged, and evidence
+columns. Nothing here does I/O; nothing loops per channel.
+
+Clear thresholds: a threshold t clears at t − (1 − clear_ratio)·|t| (so 0.9 clears a 45 mm
+threshold at 40.5 mm); water-level stages clear 0.1 m below the stage. Pollution levels need
+persistence (n of the last m samples reaching a level; flagged samples count as none), which
+already keeps a single sample from flapping, so they clear at the raise thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from alerts.displacement import (
+    AccelerationRule,
+    detect_acceleration,
+    tangent_angle,
+    tangent_levels,
+)
+from alerts.failure_time import ForecastConfig, forecast_failure
+from alerts.fitting import masked_linear_fit
+from alerts.levels import LEVEL_DTYPE, LevelArray, classify
+from alerts.pollution import AQI_BREAKPOINTS, GB3838_LIMITS, iaqi
+from alerts.ragged import FloatArray, IntArray
+
+DAY = 86400.0
+DISP_LOOKBACK = 64  # samples: 2 × the longest acceleration window + persistence + margin
+VELOCITY_SAMPLES = 12
+WATER_RATE_SAMPLES = 6
+WATER_CLEAR_M = 0.1
+ACCELERATION = AccelerationRule()
+FORECAST = ForecastConfig(fit_samples=48)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    raise_level: LevelArray
+    hold_level: LevelArray
+    flagged: np.ndarray  # newest sample failed a quality check
+    evidence: dict[str, FloatArray]  # name -> (rows,) or (rows, k)
+
+
+def clear_of(thr: FloatArray, ratio: FloatArray) -> FloatArray:
+    """Clear thresholds for raise thresholds `thr` (rows, 4) and ratios (rows,)."""
+    return np.asarray(thr - (1.0 - ratio[:, None]) * np.abs(thr))
+
+
+def levels_pair(x: FloatArray, thr: FloatArray, clear: FloatArray
+                ) -> tuple[LevelArray, LevelArray]:
+    raise_lv = classify(x, thr)
+    return raise_lv, np.maximum(classify(x, clear), raise_lv).astype(LEVEL_DTYPE)
+
+
+def hampel_last(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = 3) -> np.ndarray:
+    """Is the newest sample of each row a spike against the trailing 2·half+1 samples?"""
+    w = v[:, -(2 * half + 1):]
+    med = np.nanmedian(w, axis=1) if w.size else np.zeros(0)
+    mad = np.nanmedian(np.abs(w - med[:, None]), axis=1) if w.size else np.zeros(0)
+    dev = np.abs(v[:, -1] - med)
+    with np.errstate(invalid="ignore"):
+        return np.asarray((dev > k * 1.4826 * mad) & (dev > min_dev) & (np.isfinite(w).sum(1)
+                                                                        > half + 1))
+
+
+def stuck_last(v: FloatArray, count: IntArray) -> np.ndarray:
+    """The newest `count` samples of each row are identical."""
+    n = v.shape[1]
+    same = np.ones(v.shape[0], dtype=bool)
+    eq = v[:, 1:] == v[:, :-1]  # NaN compares unequal, so a gap breaks a run
+    depth = np.arange(n - 1, 0, -1)  # how far back each comparison reaches
+    need = depth[None, :] < count[:, None]
+    same = np.all(eq | ~need, axis=1) & (count <= n)
+    return same
+
+
+def rainfall(acc_mm: FloatArray, table: FloatArray, ratio: FloatArray, q_last: np.ndarray
+             ) -> MethodResult:
+    """acc_mm (rows, W), table (rows, W, 4) mm; any window reaching its value sets the level."""
+    raise_lv = classify(acc_mm, table).max(axis=1).astype(LEVEL_DTYPE)
+    clear = table - (1.0 - ratio[:, None, None]) * np.abs(table)
+    hold = np.maximum(classify(acc_mm, clear).max(axis=1), raise_lv).astype(LEVEL_DTYPE)
+    return MethodResult(raise_lv, hold, q_last >= 2, {"accumulations_mm": acc_mm})
+
+
+def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArray,
+                 baseline: FloatArray, v_ref: FloatArray, vel_thr: FloatArray,
+                 cum_thr: FloatArray, ratio: FloatArray, hampel_k: FloatArray,
+                 hampel_min: FloatArray, stuck: IntArray) -> MethodResult:
+    """Rows of the last DISP_LOOKBACK samples (oldest first). v_ref and baseline per row."""
+    d = v * sign[:, None]
+    spike = hampel_last(d, hampel_k, hampel_min)
+    flagged = spike | stuck_last(d, stuck) | (q[:, -1] > 0)
+    d = np.where(q >= 2, np.nan, d)
+    d[:, -1] = np.where(spike, np.nan, d[:, -1])
+    n = d.shape[1]
+    recent = np.arange(n) >= n - VELOCITY_SAMPLES
+    fit = masked_linear_fit(t, d, np.broadcast_to(recent, d.shape))
+    vel_day = fit.slope * DAY
+    cum = d[:, -1] - baseline * sign
+    filled = _ffill_rows(d)
+    acc = detect_acceleration(filled, ACCELERATION)
+    accelerating = acc.established[:, -1]
+    angle = tangent_angle(fit.slope, v_ref)
+    angle_lv = np.where(accelerating, tangent_levels(angle), 0).astype(LEVEL_DTYPE)
+    vel_r, vel_h = levels_pair(vel_day, vel_thr, clear_of(vel_thr, ratio))
+    cum_r, cum_h = levels_pair(cum, cum_thr, clear_of(cum_thr, ratio))
+    raise_lv = np.maximum.reduce([vel_r, cum_r, angle_lv]).astype(LEVEL_DTYPE)
+    hold = np.maximum.reduce([vel_h, cum_h, angle_lv]).astype(LEVEL_DTYPE)
+    t_fail = np.full((d.shape[0], 3), np.nan)
+    rows = np.flatnonzero(accelerating & np.all(np.isfinite(filled), axis=1))
+    if rows.size:
+        # Forecast on the sample-index grid, then back to seconds with each row's step: the
+        # rows report at different intervals, and forecast_failure wants one grid.
+        step = np.nanmedian(np.diff(t[rows], axis=1), axis=1)
+        fc = forecast_failure(np.arange(n, dtype=np.float64), filled[rows], FORECAST)
+        t_last = t[rows, -1]
+        for j, x in enumerate((fc.t_failure, fc.t_lower, fc.t_upper)):
+            t_fail[rows, j] = t_last + (x - (n - 1)) * step
+    return MethodResult(raise_lv, hold, flagged, {
+        "value": v[:, -1], "cumulative_mm": cum, "velocity_mm_per_day": vel_day,
+        "tangent_angle_deg": angle, "accelerating": accelerating.astype(np.float64),
+        "failure_time": t_fail})
+
+
+def _ffill_rows(d: FloatArray) -> FloatArray:
+    ok = np.isfinite(d)
+    idx = np.maximum.accumulate(np.where(ok, np.arange(d.shape[1]), 0), axis=1)
+    out = np.take_along_axis(d, idx, axis=1)
+    first = np.where(ok.any(1), ok.argmax(1), 0)
+    lead = np.arange(d.shape[1])[None, :] < first[:, None]
+    return np.where(lead, np.take_along_axis(d, first[:, None], axis=1), out)
+
+
+def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArray,
+                rate_thr: FloatArray, ratio: FloatArray, hampel_k: FloatArray,
+                hampel_min: FloatArray) -> MethodResult:
+    """stages (rows, 4): warning − margin, warning, guaranteed, historical max (m)."""
+    flagged = hampel_last(h, hampel_k, hampel_min) | (q[:, -1] > 0)
+    h_now = h[:, -1]
+    stage_r, stage_h = levels_pair(h_now, stages, stages - WATER_CLEAR_M)
+    n = h.shape[1]
+    fit = masked_linear_fit(t, h, np.broadcast_to(np.arange(n) >= n - WATER_RATE_SAMPLES,
+                                                  h.shape))
+    rate = fit.slope * 3600.0
+    rate_r, rate_h = levels_pair(rate, rate_thr, clear_of(rate_thr, ratio))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cross = (stages[:, 1:] - h_now[:, None]) / fit.slope[:, None]
+        t_cross = np.where((fit.slope[:, None] > 0) & (h_now[:, None] < stages[:, 1:]),
+                           t[:, -1:] + cross, np.nan)
+    return MethodResult(np.maximum(stage_r, rate_r).astype(LEVEL_DTYPE),
+                        np.maximum(stage_h, rate_h).astype(LEVEL_DTYPE), flagged,
+                        {"value": h_now, "rise_rate_m_per_h": rate,
+                         "time_to_crossing": t_cross})
+
+
+def gb3838_levels(item: str, v: FloatArray) -> LevelArray:
+    """The mapping documented in alerts/rules.py, for one GB 3838 item."""
+    if item == "ph":
+        dev = np.maximum(6.0 - v, v - 9.0)
+        return classify(dev, (np.nan, np.nextafter(0.0, 1.0), np.nextafter(2.0, 3.0), np.nan))
+    limits, kind = GB3838_LIMITS[item]
+    if kind == "min":  # dissolved oxygen: below class IV, below V, …
+        return classify(-v, (np.nextafter(-limits[3], 0.0), np.nextafter(-limits[4], 0.0),
+                             -1.0 + 1e-12, -0.5 + 1e-12))
+    return classify(v, (np.nextafter(limits[3], np.inf), np.nextafter(limits[4], np.inf),
+                        2.0 * limits[4], 4.0 * limits[4]))
+
+
+def aqi_levels(table: str, v: FloatArray) -> LevelArray:
+    i = iaqi(table, np.maximum(v, 0.0))
+    return classify(i, (np.nextafter(200.0, 1e9), np.nextafter(300.0, 1e9),
+                        np.nextafter(400.0, 1e9), 500.0))
+
+
+def pollution(v: FloatArray, q: np.ndarray, items: list[str], aqi: bool, *,
+              persist_n: IntArray, persist_m: IntArray, hampel_k: FloatArray,
+              hampel_min: FloatArray) -> MethodResult:
+    """v (rows, m_max) last samples; `items` the GB 3838 item or HJ 633 table per row."""
+    lv = np.zeros(v.shape, dtype=LEVEL_DTYPE)
+    for name in sorted(set(items)):  # a handful of pollutants, each one vector op
+        sel = np.array([i == name for i in items])
+        lv[sel] = aqi_levels(name, v[sel]) if aqi else gb3838_levels(name, v[sel])
+    spike = hampel_last(v, hampel_k, hampel_min)
+    flagged = spike | (q[:, -1] > 0)
+    lv = np.where((q > 0) | ~np.isfinite(v), 0, lv)
+    lv[:, -1] = np.where(flagged, 0, lv[:, -1])
+    m = v.shape[1]
+    recent = np.arange(m)[None, :] >= m - persist_m[:, None]
+    ranked = -np.sort(-np.where(recent, lv, 0), axis=1)  # highest first
+    level = np.take_along_axis(ranked, (persist_n - 1)[:, None], axis=1)[:, 0]
+    level = level.astype(LEVEL_DTYPE)
+    ev: dict[str, FloatArray] = {"value": v[:, -1]}
+    if aqi:
+        ev["iaqi"] = np.full(v.shape[0], np.nan)
+        for name in sorted(set(items)):
+            sel = np.array([i == name for i in items])
+            ev["iaqi"][sel] = iaqi(name, np.maximum(np.nan_to_num(v[sel, -1]), 0.0))
+    return MethodResult(level, level, flagged, ev)
+
+
+def threshold(v: FloatArray, q: np.ndarray, *, thr: FloatArray, ratio: FloatArray,
+              hampel_k: FloatArray, hampel_min: FloatArray, stuck: IntArray) -> MethodResult:
+    flagged = hampel_last(v, hampel_k, hampel_min) | stuck_last(v, stuck) | (q[:, -1] > 0)
+    r, h = levels_pair(v[:, -1], thr, clear_of(thr, ratio))
+    return MethodResult(r, h, flagged, {"value": v[:, -1]})
+
+
+assert set(AQI_BREAKPOINTS) >= {"pm25_24h", "pm10_24h", "so2_1h", "no2_1h", "o3_1h", "co_1h"}
