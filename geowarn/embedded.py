@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from geowarn.errors import ConfigurationError
@@ -87,21 +88,42 @@ def start_mosquitto(config_text: str, port: int, workdir: Path) -> subprocess.Po
     return proc
 
 
-def embedded_mqtt_url() -> str:
-    """Start a local broker for the demo and return its URL (stopped at exit)."""
+@dataclass(frozen=True)
+class EmbeddedBroker:
+    url: str
+    name: str  # "mosquitto" or "amqtt"
+    mqtt5: bool  # amqtt speaks MQTT 3.1.1 only
+
+
+def start_embedded_broker(*, prefer_mosquitto: bool = True) -> EmbeddedBroker:
+    """Start a local broker for the demo (stopped at exit): Mosquitto with the shipped
+    configuration when it is installed and preferred, else the in-process amqtt broker."""
     port = free_port()
-    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+    if prefer_mosquitto and (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
         from ingest.broker_config import gateway_broker_config
 
         workdir = Path(tempfile.mkdtemp(prefix="geowarn-mosquitto-"))
         proc = start_mosquitto(gateway_broker_config(), port, workdir)
         atexit.register(proc.terminate)
-    else:
-        _start_amqtt(port)
-    return f"mqtt://127.0.0.1:{port}"
+        return EmbeddedBroker(f"mqtt://127.0.0.1:{port}", "mosquitto", mqtt5=True)
+    _start_amqtt(port)
+    return EmbeddedBroker(f"mqtt://127.0.0.1:{port}", "amqtt", mqtt5=False)
+
+
+def embedded_mqtt_url() -> str:
+    """Start a local broker for the demo and return its URL (stopped at exit)."""
+    return start_embedded_broker().url
 
 
 def _start_amqtt(port: int) -> None:
+    """Run an amqtt broker on `port` in a daemon thread of this process.
+
+    Only the anonymous-auth plugin is loaded: the default set adds $SYS publishing and packet
+    logging nobody reads here. broker.start() returns once the listener is bound, so no port
+    probe is needed (a probe's bare connect would be logged by amqtt as a broken client).
+    amqtt speaks MQTT 3.1.1 only and refuses topics that start with "$", so the national
+    profile ($dp) cannot pass through it: the demo sends native-profile traffic there.
+    """
     try:
         import asyncio
         import threading
@@ -114,12 +136,21 @@ def _start_amqtt(port: int) -> None:
         ) from None
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "auth": {"allow-anonymous": True},
-        "topic-check": {"enabled": False},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {
+            "allow_anonymous": True}},
     }
     loop = asyncio.new_event_loop()
-    broker = Broker(config, loop=loop)
     threading.Thread(target=loop.run_forever, daemon=True, name="amqtt").start()
-    asyncio.run_coroutine_threadsafe(broker.start(), loop).result(timeout=10)
-    if not _wait_for_port(port, 10):
-        raise ConfigurationError(f"in-process broker did not start on port {port}")
+
+    async def _start() -> Broker:
+        # Constructed inside the loop: amqtt creates asyncio objects bound to it.
+        broker = Broker(config, loop=loop)
+        await broker.start()
+        return broker
+
+    try:
+        asyncio.run_coroutine_threadsafe(_start(), loop).result(timeout=10)
+    except Exception as exc:  # amqtt raises its own BrokerError, OSError, or a timeout
+        loop.call_soon_threadsafe(loop.stop)
+        raise ConfigurationError(f"in-process MQTT broker did not start on port {port}: "
+                                 f"{exc}") from exc

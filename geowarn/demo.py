@@ -1,0 +1,391 @@
+"""`geowarn demo`: the whole pipeline on one machine, told as a story.
+
+The demo sets up example GIS data and simulated devices, runs the real ingest gateway in this
+process against a real broker and PostgreSQL, publishes a stream with faults in it, waits
+until every message is committed, and then reads back what an operator would look at. It is
+idempotent: GIS records are upserted, devices registered once, and every run publishes a
+fresh stream ending now (new timestamps; native sequence numbers start from the clock so a
+re-run within the gateway's duplicate-seq window is not mistaken for a firmware fault).
+
+Where it runs (database, broker) is resolved by geowarn.demo_cli; this module takes them as
+arguments so the tests can point it at their own database and broker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import psycopg
+
+from devices.catalogue import load_catalogue
+from devices.health import device_health
+from devices.registry import DeviceSpec, add_device
+from geowarn import readings
+from geowarn.errors import GeoWarnError
+from geowarn.settings import get_settings
+from gis import csv_io, geojson_io, store
+from ingest.gateway import Gateway, GatewayConfig
+from simulators.publisher import Publisher
+from simulators.streams import Faults, SimDevice, SimMessage, device_ids, generate, make_devices
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "gis" / "examples"
+# (file, kind) in dependency order: households refer to hazard points.
+GIS_FILES = (("hazards.geojson", "hazards"), ("hazards.csv", "hazards"),
+             ("shelters.geojson", "shelters"), ("households.csv", "households"))
+GEOHAZARD_KINDS = ("rain_gauge", "crack_meter", "gnss", "tilt_meter")
+OTHER_KINDS = ("water_level", "water_quality", "air_quality")
+# Water and environment stations sit on the river, well away from the slopes, so the GIS
+# matching leaves them without a hazard point (they are sites, not hazard monitors).
+RIVER_POINT = (120.03, 28.63)
+SPARE_DEVICE = "DEMO-CRACKMETER-SPARE"  # registered, never reports: shows "silent" health
+UNREGISTERED_DEVICE = "DEMO-UNREGISTERED-00000"
+
+
+class DemoError(GeoWarnError):
+    """The demo could not complete (e.g. the gateway did not commit the stream in time)."""
+
+
+@dataclass(frozen=True)
+class BrokerTarget:
+    host: str
+    port: int
+    mqtt5: bool  # False for the in-process amqtt broker: MQTT 3.1.1, no "$" topics
+    description: str
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    devices_per_kind: int = 2
+    hours: float = 12.0  # span of simulated history, ending now
+    faults: Faults = field(default_factory=lambda: Faults(
+        duplicate=0.03, out_of_order=0.01, gap=0.005, garbage=0.01))
+    seed: int = 7
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    published: int
+    faults: dict[str, int]
+    readings_expected: int
+    readings_stored: int
+    duplicates_absorbed: int
+    dead_letters: dict[str, int]
+    health: dict[str, int]
+    alerts_checked: bool
+
+
+def _say(out: TextIO, text: str = "") -> None:
+    print(text, file=out, flush=True)
+
+
+# --- setup -------------------------------------------------------------------------------------
+def import_examples(conn: psycopg.Connection, out: TextIO) -> None:
+    for name, kind in GIS_FILES:
+        path = EXAMPLES / name
+        text = path.read_text(encoding="utf-8-sig")
+        parsed = (csv_io.read(text, kind) if path.suffix == ".csv"
+                  else geojson_io.read(text, kind))
+        report = store.import_records(conn, kind, parsed)
+        if report.errors:
+            raise DemoError(f"{path}: example data rejected: {report.errors[0]}")
+        _say(out, f"  {name:<17} {kind:<10} {report.inserted} new, {report.updated} updated, "
+                  f"{report.unchanged} unchanged")
+
+
+def simulated_devices(options: DemoOptions) -> list[SimDevice]:
+    """A few devices of each kind; in each kind every other one is a national-profile logger
+    (kinds without a national code are all native)."""
+    catalogue = load_catalogue()
+    devices: list[SimDevice] = []
+    for i, kind in enumerate(GEOHAZARD_KINDS + OTHER_KINDS):
+        pairs = device_ids([kind], options.devices_per_kind, prefix="DEMO")
+        devices += make_devices(pairs, "mixed", options.seed + i, catalogue)
+    return devices
+
+
+def register_devices(conn: psycopg.Connection, devices: Sequence[SimDevice], out: TextIO
+                     ) -> None:
+    hazards = [h for h in store.load_hazards(conn) if h.status != "cancelled"]
+    if not hazards:
+        raise DemoError("no hazard points to place the geohazard devices on")
+    existing = {r[0] for r in conn.execute("SELECT device_id FROM devices")}
+    specs = []
+    geo = [d for d in devices if d.kind.kind in GEOHAZARD_KINDS]
+    for i, d in enumerate(geo):
+        # Inside a slope: the GIS matching below assigns the device to that hazard point.
+        where = hazards[i % len(hazards)].geometry.representative_point()
+        specs.append(_spec(d, where.x, where.y))
+    for j, d in enumerate(d for d in devices if d.kind.kind not in GEOHAZARD_KINDS):
+        specs.append(_spec(d, RIVER_POINT[0] + 0.002 * j, RIVER_POINT[1]))
+    spare = hazards[0].geometry.representative_point()
+    specs.append(DeviceSpec(device_id=SPARE_DEVICE, kind="crack_meter", name="demo spare",
+                            lon=spare.x, lat=spare.y))
+    added = 0
+    for spec in specs:
+        if spec.device_id not in existing:
+            add_device(conn, spec, actor="demo")
+            added += 1
+    profiles = Counter(s.profile for s in specs)
+    _say(out, f"  {len(specs)} devices ({profiles['native']} native, {profiles['national']} "
+              f"national loggers): {added} registered now, {len(specs) - added} already there")
+    matches = store.match_devices(conn, 200.0)
+    assigned = store.apply_device_matches(conn, matches)
+    placed = sum(1 for s in specs if matches.get(s.device_id) is not None)
+    _say(out, f"  GIS matching: {placed} devices lie on a hazard point "
+              f"({assigned} newly assigned); river stations stay unassigned")
+
+
+def _spec(d: SimDevice, lon: float, lat: float) -> DeviceSpec:
+    sensors = (f"{d.kind.national_code}_1",) if d.profile == "national" else ()
+    return DeviceSpec(device_id=d.device_id, kind=d.kind.kind, profile=d.profile,
+                      name=f"demo {d.kind.kind.replace('_', ' ')}", lon=round(lon, 6),
+                      lat=round(lat, 6), sensors=sensors)
+
+
+# --- the stream --------------------------------------------------------------------------------
+def build_stream(devices: Sequence[SimDevice], options: DemoOptions, now: datetime
+                 ) -> list[SimMessage]:
+    """Each kind's devices at their own reporting interval over the last `hours`, plus a
+    few messages from a device nobody registered.
+
+    Timestamps lie on a grid from a whole hour (every reporting interval divides an hour), so
+    a re-run lands on the readings an earlier run stored and the store keeps one per time:
+    re-running adds the new samples instead of a second, shifted copy of the history."""
+    start = (now - timedelta(hours=options.hours)).replace(minute=0, second=0, microsecond=0)
+    span = now - start
+    # Sequence numbers from the clock: a re-run never reuses a recent one.
+    first_seq = int(now.timestamp()) * 100 % 2**31
+    by_kind: dict[str, list[SimDevice]] = {}
+    for d in devices:
+        d.seq = first_seq
+        by_kind.setdefault(d.kind.kind, []).append(d)
+    messages: list[SimMessage] = []
+    for i, group in enumerate(by_kind.values()):
+        interval = group[0].kind.reporting_interval_s
+        count = max(1, int(span.total_seconds() // interval))
+        # One message per sample: all of a sample's channels travel together.
+        messages += generate(group, start=start, messages_per_device=count,
+                             readings_per_message=len(group[0].kind.channels),
+                             faults=options.faults, seed=options.seed + i)
+    stranger = make_devices([(UNREGISTERED_DEVICE, "crack_meter")], "native", options.seed)
+    for m in generate(stranger, start=start, messages_per_device=3):
+        messages.append(SimMessage(m.topic, m.payload, (), fault="unregistered"))
+    return messages
+
+
+def publish(target: BrokerTarget, messages: Sequence[SimMessage]) -> int:
+    settings = get_settings()
+    publisher = Publisher(target.host, target.port, client_id="",
+                          username=settings.mqtt_username,
+                          password=settings.mqtt_password.get_secret_value()
+                          if settings.mqtt_password else None)
+    try:
+        sent = publisher.publish_all((m.topic, m.payload) for m in messages
+                                     if m.fault != "gap")
+        if not publisher.wait_acked(60):
+            raise DemoError("the broker did not acknowledge every published message in 60 s")
+    finally:
+        publisher.client.disconnect()
+        publisher.client.loop_stop()
+    return sent
+
+
+def start_gateway(target: BrokerTarget, db_url: str) -> Gateway:
+    # group=None: one gateway, no shared subscription (amqtt has none; nothing to share).
+    config = GatewayConfig.from_settings(
+        get_settings(), name="geowarn-demo", group=None, host=target.host, port=target.port,
+        mqtt5=target.mqtt5, stats_interval_s=0.0)  # counters saved after every batch
+    gateway = Gateway(config, db_url=db_url)
+    gateway.start()
+    if not gateway.mqtt.subscribed.wait(15):
+        gateway.stop()
+        raise DemoError(f"the gateway could not subscribe at {target.description}")
+    return gateway
+
+
+# --- reading back ------------------------------------------------------------------------------
+def dead_letters_since(conn: psycopg.Connection, since: datetime) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT reason, count(*) FROM dead_letters WHERE gateway = 'geowarn-demo' "
+        "AND received_at >= %s GROUP BY reason ORDER BY count(*) DESC, reason",
+        (since,)).fetchall()
+    return {reason: int(n) for reason, n in rows}
+
+
+def report_health(conn: psycopg.Connection, device_ids_: Sequence[str], now: datetime,
+                  out: TextIO) -> dict[str, int]:
+    states: Counter[str] = Counter()
+    notes = []
+    for device_id, interval in conn.execute(
+            "SELECT device_id, reporting_interval_s FROM devices WHERE device_id = ANY(%s) "
+            "ORDER BY device_id", (list(device_ids_),)).fetchall():
+        health, _row = device_health(conn, device_id, now, interval)
+        state = health.state if health else "unknown"
+        states[state] += 1
+        if health is not None and health.state != "ok":
+            notes.append(f"{device_id}: {health.describe()}")
+    _say(out, "  " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    for note in notes:
+        _say(out, f"    {note}")
+    return dict(states)
+
+
+def report_latest(conn: psycopg.Connection, devices: Sequence[SimDevice], out: TextIO) -> None:
+    shown: set[str] = set()
+    for d in devices:
+        if d.kind.kind in shown:
+            continue
+        shown.add(d.kind.kind)
+        chans = conn.execute("SELECT channel_id, channel, unit FROM channels "
+                             "WHERE device_id = %s ORDER BY channel_id",
+                             (d.device_id,)).fetchall()
+        latest = readings.latest(conn, [c[0] for c in chans]) if chans else {}
+        values = [f"{name.split('.')[-1]} {latest[cid].value:.4g} {unit}"
+                  for cid, name, unit in chans if cid in latest]
+        when = max((v.ts for v in latest.values()), default=None)
+        stamp = f" at {when.astimezone(UTC):%H:%M}Z" if when else ""
+        _say(out, f"  {d.device_id:<26} {', '.join(values[:4]) or 'no readings'}{stamp}")
+
+
+def report_rain(conn: psycopg.Connection, devices: Sequence[SimDevice], now: datetime,
+                out: TextIO) -> None:
+    gauges = [d for d in devices if d.kind.kind == "rain_gauge"]
+    keys = [(d.device_id, d.channel_prefix + "rain") for d in gauges]
+    ids = _channel_ids(conn, keys)
+    if not ids:
+        _say(out, "  no rain gauges")
+        return
+    end = now.replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=6)
+    buckets = readings.downsample(conn, list(ids.values()), start, end, timedelta(hours=1),
+                                  "sum", closed="right")
+    by_channel: dict[int, dict[datetime, float]] = {}
+    for b in buckets:
+        by_channel.setdefault(b.channel_id, {})[b.start] = b.value
+    hours = [start + timedelta(hours=h) for h in range(6)]
+    _say(out, "  hour ending (UTC)          " + "".join(
+        f"{(h + timedelta(hours=1)):%H:%M}".rjust(7) for h in hours))
+    for (device_id, _key), cid in ids.items():
+        row = by_channel.get(cid, {})
+        _say(out, f"  {device_id:<26} " + "".join(f"{row.get(h, 0.0):7.1f}" for h in hours)
+             + "  mm")
+    windows = (timedelta(hours=1), timedelta(hours=3), timedelta(hours=6),
+               timedelta(hours=12), timedelta(hours=24))
+    sums = readings.accumulations(conn, list(ids.values()), now, windows)
+    for (device_id, _key), cid in ids.items():
+        text = ", ".join(f"{int(w.total_seconds() // 3600)}h {sums[cid][w]:.1f}"
+                         for w in windows)
+        _say(out, f"  {device_id:<26} accumulated to now: {text} mm")
+
+
+def _channel_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
+                 ) -> dict[tuple[str, str], int]:
+    from devices.registry import channel_ids
+
+    found = channel_ids(conn, keys)
+    return {k: found[k] for k in keys if k in found}
+
+
+def run_engine(db_url: str, now: datetime, out: TextIO) -> bool:
+    """Run the warning engine once over the data when alerts.service provides
+    `run_once(db_url, now=...)`; returns whether it ran."""
+    if importlib.util.find_spec("alerts.service") is None:
+        _say(out, "  the engine service (alerts/service.py) is not installed yet; skipped")
+        return False
+    import alerts.service as service
+
+    run_once = getattr(service, "run_once", None)
+    if run_once is None:
+        _say(out, "  alerts.service has no run_once(db_url, now=...) entry point; skipped")
+        return False
+    for line in run_once(db_url, now=now):
+        _say(out, f"  {line}")
+    return True
+
+
+# --- the story ---------------------------------------------------------------------------------
+def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
+             options: DemoOptions = DemoOptions()) -> DemoResult:
+    """Steps 2-6 of the demo (the caller resolved and migrated the database)."""
+    run_started = datetime.now(UTC)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _say(out, "\n[2/6] Example GIS data and simulated devices")
+        import_examples(conn, out)
+        devices = simulated_devices(options)
+        register_devices(conn, devices, out)
+    streaming = [d for d in devices if target.mqtt5 or d.profile == "native"]
+    if len(streaming) < len(devices):
+        _say(out, f"  {len(devices) - len(streaming)} national loggers stay silent: the "
+                  "in-process broker refuses the national profile's $ topics")
+
+    _say(out, f"\n[3/6] Ingest gateway in this process, stream through {target.description}")
+    gateway = start_gateway(target, db_url)
+    try:
+        now = datetime.now(UTC)
+        messages = build_stream(streaming, options, now)
+        faults = Counter(m.fault for m in messages if m.fault)
+        expected = sum(len(m.expected) for m in messages if m.fault not in ("gap", "duplicate"))
+        started = time.perf_counter()
+        sent = publish(target, messages)
+        _say(out, f"  published {sent} messages from {len(streaming)} devices covering the last "
+                  f"{options.hours:g} h in {time.perf_counter() - started:.1f} s")
+        _say(out, "  injected faults: " + ", ".join(
+            f"{n} {name.replace('_', ' ')}" for name, n in sorted(faults.items()))
+            + " (gaps are never sent)")
+        if not gateway.stats.wait_until("batches_committed_messages", sent, options.timeout_s):
+            raise DemoError(
+                f"the gateway committed {gateway.stats.count('batches_committed_messages')} of "
+                f"{sent} messages within {options.timeout_s:.0f} s")
+        _say(out, f"  all {sent} messages committed in {time.perf_counter() - started:.1f} s")
+        stats = gateway.stats
+        stored = stats.count("readings_stored")
+        absorbed = stats.count("readings_duplicate")
+    finally:
+        gateway.stop()
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _say(out, "\n[4/6] What was stored")
+        _say(out, f"  readings stored: {stored} new, of {expected} distinct readings in the "
+                  "stream")
+        _say(out, f"  duplicates absorbed: {absorbed} readings were already stored (re-sent "
+                  "by duplicated messages, or stored by an earlier demo run) and were kept "
+                  "once")
+        letters = dead_letters_since(conn, run_started)
+        _say(out, f"  dead letters: {sum(letters.values())} rejected messages or parts, by "
+                  "reason:")
+        for reason, n in letters.items():
+            _say(out, f"    {reason:<24} {n}")
+        _say(out, "  device health:")
+        health = report_health(conn, [d.device_id for d in devices] + [SPARE_DEVICE],
+                               datetime.now(UTC), out)
+        _say(out, "  latest values (one device per kind):")
+        report_latest(conn, devices, out)
+        _say(out, "  hourly rain (mm):")
+        report_rain(conn, devices, datetime.now(UTC), out)
+
+    _say(out, "\n[5/6] Warning engine")
+    engine_ran = run_engine(db_url, now, out)
+
+    first = {d.kind.kind: d.device_id for d in reversed(devices)}
+    _say(out, "\n[6/6] Explore further")
+    for command in (f"geowarn readings {first['rain_gauge']} --since 6h",
+                    f"geowarn readings {first['crack_meter']} --channel opening --since 2h",
+                    "geowarn deadletters --since 1h",
+                    "geowarn devices list",
+                    f"geowarn devices show {first['gnss']}",
+                    "geowarn hazards export --out hazards.geojson",
+                    "geowarn hazards shelters SYN-LS-001",
+                    "geowarn ingest --stats",
+                    "geowarn simulate --help"):
+        _say(out, f"  {command}")
+    return DemoResult(published=sent, faults=dict(faults), readings_expected=expected,
+                      readings_stored=stored, duplicates_absorbed=absorbed,
+                      dead_letters=letters, health=health, alerts_checked=engine_ran)
