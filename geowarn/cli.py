@@ -25,8 +25,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "geowarn.readings_cli",
     "ingest.cli",
     "simulators.cli",
-    "geowarn.demo_cli",
+    "alerts.engine_cli",
     "alerts.alerts_cli",
+    "geowarn.demo_cli",
 )
 
 
