@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     def _check_database_url(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
+        if "://" not in v and "=" in v:
+            # A libpq key=value string ("host=... dbname=...") is as good as a URL.
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(v)
+            except Exception as exc:  # noqa: BLE001 - psycopg raises ProgrammingError
+                raise ValueError(f"not a valid libpq connection string: {exc}") from None
+            return v
         scheme = urlsplit(v).scheme
         if scheme not in ("postgresql", "postgres"):
             raise ValueError(

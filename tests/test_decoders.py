@@ -355,3 +355,40 @@ def test_reply_from_bound_topic_checks_registry() -> None:
 def test_decode_requires_aware_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decode("$dp", b"{}", now=datetime(2026, 4, 1), lookup=DEVICES.get)
+
+
+def test_fast_schema_validators_agree_with_the_reference() -> None:
+    """The compiled validators (hot path) accept exactly what jsonschema accepts, on every
+    contract example and every document of the ingest bad-input corpus, for every schema."""
+    import fastjsonschema
+
+    from devices.canonical import _fast_validators, _validators, loads_strict
+    from devices.messages import DecodeError as _DecodeError
+    from geowarn.settings import get_settings
+    from tests.ingest_corpus import bad_messages
+
+    schema_dir = get_settings().contracts_dir / "schemas"
+    fast, full = _fast_validators(schema_dir), _validators(schema_dir)
+    payloads = [p.read_bytes() for p in
+                (get_settings().contracts_dir / "examples").rglob("*.json")
+                if p.name != "index.json"]
+    payloads += [p for _, p, _ in bad_messages(datetime.now(UTC))]
+    docs = []
+    for payload in payloads:
+        body = payload[3:] if payload[:1] in (b"\x01", b"\x02") else payload
+        try:
+            docs.append(loads_strict(body))
+        except _DecodeError:
+            continue
+    assert len(docs) > 80
+    checked = 0
+    for name, reference in full.items():
+        for doc in docs:
+            try:
+                fast[name](doc)
+                fast_ok = True
+            except fastjsonschema.JsonSchemaException:
+                fast_ok = False
+            assert fast_ok == reference.is_valid(doc), (name, doc)
+            checked += 1
+    assert checked == len(docs) * len(full)
