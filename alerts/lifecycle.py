@@ -16,7 +16,9 @@ Rules, per (target_type, target_id, hazard_kind) — a "key":
   A change older (data time) than the latest level change of the key's latest alert is stale
   and ignored with a warning: newer data has already decided, and lowering a red alert on
   old data would be dangerous. A batch is applied in one transaction, sorted by key and data
-  time (so concurrent engines lock alerts in the same order and cannot deadlock).
+  time (so concurrent engines lock alerts in the same order and cannot deadlock). Like every
+  function here it commits on its own, unless the caller already has a transaction open: then
+  it runs in a savepoint and the caller's commit decides (psycopg's conn.transaction()).
 - acknowledge: open -> acknowledged (who, when, note). A level RISE of an acknowledged alert
   (including from cleared) puts it back to open and withdraws the acknowledgement (a person
   must look again; the earlier one stays in the audit trail); lowering or clearing keeps it.

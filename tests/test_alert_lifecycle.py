@@ -99,6 +99,16 @@ def test_open_raise_lower_clear_auto_resolve_sequence(conn: psycopg.Connection) 
     assert auto_resolve(conn, data_time=at(200), quiet=timedelta(hours=1)) == []
 
 
+def test_only_alerts_still_cleared_are_auto_resolved(conn: psycopg.Connection) -> None:
+    apply_changes(conn, [change(Level.RED, 0), change(Level.NONE, 10),
+                         change(Level.YELLOW, 0, "HP002"), change(Level.NONE, 10, "HP002"),
+                         change(Level.BLUE, 40, "HP002"),  # rose again: not quiet
+                         change(Level.ORANGE, 0, "HP003")])  # never cleared
+    [done] = auto_resolve(conn, data_time=at(200), quiet=timedelta(minutes=30))
+    assert done.target_id == "HP001"
+    assert sorted(a.target_id for a in list_alerts(conn, status="open")) == ["HP002", "HP003"]
+
+
 def test_same_level_and_none_without_alert_are_no_ops(conn: psycopg.Connection) -> None:
     assert apply_changes(conn, [change(Level.NONE, 0)]) == []
     assert counts(conn) == (0, 0, 0, 0)
