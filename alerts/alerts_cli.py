@@ -141,12 +141,17 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _flatten(evidence: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Nested evidence as "forecast.failure_time: ..." lines, lists kept as JSON."""
+    """Nested evidence as "forecast.failure_time: ..." / "channels[0].value: ..." lines; lists
+    of plain values stay JSON."""
     lines: list[tuple[str, str]] = []
     for key, value in evidence.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             lines += _flatten(value, name + ".")
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            # e.g. the engine's per-channel evidence: one block per channel
+            for i, item in enumerate(value):
+                lines += _flatten(item, f"{name}[{i}].")
         else:
             lines.append((name, value if isinstance(value, str)
                           else json.dumps(value, ensure_ascii=False)))

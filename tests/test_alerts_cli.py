@@ -34,7 +34,8 @@ def alerts(conn: psycopg.Connection) -> dict[str, int]:
         LevelChange("hazard", "HP001", "deformation", Level.YELLOW, T0,
                     {"channels": ["GNSS_1.disp"], "velocity_mm_per_day": 12.5}),
         LevelChange("hazard", "HP001", "deformation", Level.RED, T0 + timedelta(hours=1),
-                    {"velocity_mm_per_day": 48.0, "forecast": FORECAST}),
+                    {"velocity_mm_per_day": 48.0, "forecast": FORECAST,
+                     "channels": [{"channel_id": 7, "failure_time": FORECAST["band"]}]}),
         LevelChange("site", "RG-7", "rainfall", Level.BLUE, T0 + timedelta(minutes=30),
                     {"window_h": 1, "rain_mm": 31.0, "threshold_mm": 30.0}),
     ], engine="eng-1")
@@ -107,6 +108,7 @@ def test_show_text_has_history_evidence_and_audit(
     assert ('forecast.band: ["2026-06-01T07:30:00+00:00", "2026-06-01T11:00:00+00:00"]'
             in out)
     assert "velocity_mm_per_day: 48.0" in out
+    assert "channels[0].channel_id: 7" in out
     assert "Audit trail:" in out and "eng-1  raised" in out
 
 
