@@ -32,7 +32,7 @@ from geowarn.settings import Settings
 from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
 from ingest.mqtt_client import GatewayConnection, MqttError
-from ingest.pipeline import ReceivedMessage, plan_batch
+from ingest.pipeline import BatchPlan, ReceivedMessage, plan_batch
 from ingest.stats import IngestStats
 from ingest.takeover import PeerTakeover
 from ingest.writer import BatchWriter, CommitResult
@@ -122,7 +122,10 @@ class Gateway:
                          if config.group else None)
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # Decoded batches waiting for the committer: two keep both stages busy, no more.
+        self._plans: queue.Queue[tuple[list[ReceivedMessage], BatchPlan] | None] = \
+            queue.Queue(maxsize=2)
         self._last_stats = time.monotonic()
         self._last_commands = 0.0
         self._last_peer_check = 0.0
@@ -141,15 +144,17 @@ class Gateway:
             # Alive before connecting, so no peer adopts the session we are about to use.
             self._retry(self.takeover.heartbeat, "announcing the gateway")
         self.mqtt.start()
-        self._thread = threading.Thread(target=self._write_loop, name="ingest-writer",
-                                        daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._decode_loop, name="ingest-decoder", daemon=True),
+            threading.Thread(target=self._commit_loop, name="ingest-writer", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.mqtt.stop()
-        if self._thread:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         if self.takeover is not None:
             self.takeover.close()
         if self._conn is not None:
@@ -197,13 +202,35 @@ class Gateway:
                 break
         return batch
 
-    def _write_loop(self) -> None:
+    def _decode_loop(self) -> None:
+        """Stage 1: take batches from the inbox and decode them, while stage 2 commits the
+        previous one (psycopg releases the GIL while it waits for the server)."""
         try:
             while not self._stop.is_set():
                 batch = self._next_batch()
                 self.stats.queue_depth = self.inbox.qsize()
-                if batch:
-                    self._process(batch)
+                if not batch:
+                    self._plans.put(None)  # lets the committer do its periodic work
+                    continue
+                self.stats.add("messages_received", len(batch))
+                plan = self._retry(lambda b=batch: plan_batch(b, self._decode),  # type: ignore[misc]
+                                   "decoding a batch", drop=False)
+                self._plans.put((batch, plan))
+        except GatewayStopping:
+            pass
+        finally:
+            self._plans.put(None)
+
+    def _commit_loop(self) -> None:
+        """Stage 2: commit decoded batches in order, then acknowledge them."""
+        try:
+            while not (self._stop.is_set() and self._plans.empty()):
+                try:
+                    item = self._plans.get(timeout=0.5)
+                except queue.Empty:
+                    item = None
+                if item is not None:
+                    self._commit(*item)
                 self._maybe_dispatch_commands()
                 self._maybe_check_peers()
                 self._maybe_flush_stats()
@@ -212,9 +239,9 @@ class Gateway:
             # redelivers the batch to the next gateway session.
             log.info("stopped with an uncommitted batch; it will be redelivered")
 
-    def _process(self, batch: list[ReceivedMessage]) -> None:
-        self.stats.add("messages_received", len(batch))
-        plan = self._retry(lambda: plan_batch(batch, self._decode), "decoding a batch")
+    def _commit(self, batch: list[ReceivedMessage], plan: BatchPlan) -> None:
+        if self._stop.is_set() and not self.mqtt.connected.is_set():
+            raise GatewayStopping("broker gone while stopping")
         now = datetime.now(UTC)
         started = time.perf_counter()
         try:
@@ -267,7 +294,7 @@ class Gateway:
         with conn.transaction():
             write_dead_letters(conn, [letter], gateway=self.config.name)
 
-    def _retry(self, action: Callable[[], T], what: str) -> T:
+    def _retry(self, action: Callable[[], T], what: str, *, drop: bool = True) -> T:
         """Run `action` until it succeeds, backing off with jitter while the database is
         unreachable. Other database errors are raised to the caller."""
         attempt = 0
@@ -275,7 +302,8 @@ class Gateway:
             try:
                 return action()
             except psycopg.OperationalError as exc:
-                self._drop_connection()
+                if drop:  # only the committer's own connection; the decoder has none
+                    self._drop_connection()
                 attempt += 1
                 delay = random.uniform(0.05, min(5.0, 0.1 * 2 ** min(attempt, 10)))
                 self.stats.add("database_retries")
@@ -285,7 +313,8 @@ class Gateway:
                 if self._stop.wait(delay):
                     raise GatewayStopping(what) from exc
             except psycopg.Error:
-                self._drop_connection()
+                if drop:
+                    self._drop_connection()
                 raise
 
     def _drop_connection(self) -> None:

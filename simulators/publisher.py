@@ -66,7 +66,9 @@ class Publisher:
         with self._lock:
             self._unacked += 1
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+        # Not connected (the broker restarts): paho keeps a QoS 1 message and sends it after
+        # reconnecting, and its PUBACK releases the window then. Anything else is a failure.
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self._window.release()
             with self._lock:
                 self._unacked -= 1
