@@ -80,6 +80,7 @@ class DemoResult:
     dead_letters: dict[str, int]
     health: dict[str, int]
     alerts_checked: bool
+    engine_error: str | None = None  # the engine is installed but failed
 
 
 def _say(out: TextIO, text: str = "") -> None:
@@ -170,7 +171,7 @@ def build_stream(devices: Sequence[SimDevice], options: DemoOptions, now: dateti
     messages: list[SimMessage] = []
     for i, group in enumerate(by_kind.values()):
         interval = group[0].kind.reporting_interval_s
-        count = max(1, int(span.total_seconds() // interval))
+        count = int(span.total_seconds() // interval) + 1  # the last sample is <= now
         # One message per sample: all of a sample's channels travel together.
         messages += generate(group, start=start, messages_per_device=count,
                              readings_per_message=len(group[0].kind.channels),
@@ -294,20 +295,34 @@ def _channel_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
     return {k: found[k] for k in keys if k in found}
 
 
-def run_engine(db_url: str, now: datetime, out: TextIO) -> bool:
-    """Run the warning engine once over the data when alerts.service provides
-    `run_once(db_url, now=...)`; returns whether it ran."""
+def run_engine(db_url: str, out: TextIO) -> bool:
+    """One step of the warning engine over everything stored, when alerts.service is
+    installed; prints the level changes and the open alerts. Returns whether it ran."""
     if importlib.util.find_spec("alerts.service") is None:
-        _say(out, "  the engine service (alerts/service.py) is not installed yet; skipped")
+        _say(out, "  the warning engine (alerts/service.py) is not installed; skipped")
         return False
-    import alerts.service as service
+    from alerts.lifecycle_queries import list_alerts
+    from alerts.service import Engine, EngineConfig
 
-    run_once = getattr(service, "run_once", None)
-    if run_once is None:
-        _say(out, "  alerts.service has no run_once(db_url, now=...) entry point; skipped")
-        return False
-    for line in run_once(db_url, now=now):
-        _say(out, f"  {line}")
+    # Its own state name: a deployment's engine ("engine") keeps its own watermarks.
+    engine = Engine(db_url, EngineConfig(name="demo", clock="wall"))
+    try:
+        events = engine.step(periodic=True)
+    finally:
+        engine.close()
+    _say(out, f"  evaluated {engine.setup.n} channels: {len(events)} level changes")
+    for e in events[:12]:
+        _say(out, f"    {e.target_type} {e.target_id} {e.hazard_kind}: "
+                  f"{e.previous_level.name.lower()} -> {e.level.name.lower()} ({e.kind}, "
+                  f"data time {e.data_time.astimezone(UTC):%H:%M}Z)")
+    if len(events) > 12:
+        _say(out, f"    ... and {len(events) - 12} more")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        alerts = [a for a in list_alerts(conn, limit=200) if a.status != "resolved"]
+    _say(out, f"  unresolved alerts: {len(alerts)}")
+    for a in alerts[:8]:
+        _say(out, f"    #{a.alert_id} {a.target_type} {a.target_id} {a.hazard_kind}: "
+                  f"{a.level.name.lower()} ({a.status})")
     return True
 
 
@@ -372,7 +387,13 @@ def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
         report_rain(conn, devices, datetime.now(UTC), out)
 
     _say(out, "\n[5/6] Warning engine")
-    engine_ran = run_engine(db_url, now, out)
+    engine_error = None
+    try:
+        engine_ran = run_engine(db_url, out)
+    except (psycopg.Error, GeoWarnError) as exc:
+        # Everything above is stored and stays valid; say what failed and finish the tour.
+        engine_ran, engine_error = False, f"{type(exc).__name__}: {exc}"
+        _say(out, f"  the warning engine failed: {engine_error}")
 
     first = {d.kind.kind: d.device_id for d in reversed(devices)}
     _say(out, "\n[6/6] Explore further")
@@ -388,4 +409,5 @@ def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
         _say(out, f"  {command}")
     return DemoResult(published=sent, faults=dict(faults), readings_expected=expected,
                       readings_stored=stored, duplicates_absorbed=absorbed,
-                      dead_letters=letters, health=health, alerts_checked=engine_ran)
+                      dead_letters=letters, health=health, alerts_checked=engine_ran,
+                      engine_error=engine_error)

@@ -16,13 +16,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from geowarn import migrate
 from geowarn.db import connect
 from geowarn.demo import BrokerTarget, DemoOptions, run_demo
-from geowarn.errors import ConfigurationError, InvalidInput
+from geowarn.errors import ConfigurationError, GeoWarnError, InvalidInput
 from geowarn.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-engine", action="store_true", help="run the ingest gateway only")
     r.set_defaults(func=_run)
 
+    h = sub.add_parser("health", help="exit 0 if a gateway or engine reported to the "
+                                      "database recently, else 1 (container healthchecks)")
+    h.add_argument("service", choices=("gateway", "engine"))
+    h.add_argument("--name", help="gateway name (default GEOWARN_GATEWAY_NAME) or engine "
+                                  "name (default engine)")
+    h.add_argument("--max-age", type=float, default=60.0, metavar="SECONDS",
+                   help="the latest report may be this old (default 60)")
+    h.set_defaults(func=_health)
+
 
 # --- demo --------------------------------------------------------------------------------------
 def _redact(url: str) -> str:
@@ -66,10 +77,27 @@ def _demo(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--hours must be in (0, 72], got {args.hours:g}")
     if not 1 <= args.devices_per_kind <= 50:
         raise InvalidInput(f"--devices-per-kind must be 1..50, got {args.devices_per_kind}")
-    if not getattr(args, "verbose", False):
-        # The story is the output; the gateway's connection and stats lines would drown it.
-        for name in ("ingest", "geowarn.migrate", "amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    with _quiet(not getattr(args, "verbose", False)):
+        return _demo_story(args)
+
+
+@contextmanager
+def _quiet(enabled: bool) -> Iterator[None]:
+    """The story is the output; the services' INFO lines would drown it."""
+    loggers = [logging.getLogger(name) for name in
+               ("ingest", "geowarn.migrate", "alerts", "amqtt", "transitions")]
+    saved = [lg.level for lg in loggers]
+    if enabled:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+def _demo_story(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = sys.stdout
     settings = get_settings()
@@ -111,29 +139,55 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s: "
           f"{result.readings_stored} readings stored, "
           f"{sum(result.dead_letters.values())} dead letters", file=out)
+    if result.engine_error:
+        print(f"geowarn demo: the warning engine failed ({result.engine_error})",
+              file=sys.stderr)
+        return 1
     return 0
 
 
 # --- run ---------------------------------------------------------------------------------------
+class ServiceFailed(GeoWarnError):
+    """One of the services `geowarn run` started has died."""
+
+
 class Service(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
 
-def _engine(db_url: str) -> Service | None:
-    """The warning engine when alerts.service provides `EngineService(db_url)` with
-    start()/stop(); None (with a log line) otherwise."""
+class _EngineThread:
+    """alerts.service.Service (leader election, LISTEN, periodic tick) on its own thread."""
+
+    def __init__(self, db_url: str) -> None:
+        from alerts.service import EngineConfig
+        from alerts.service import Service as EngineService
+
+        self.service = EngineService(db_url, EngineConfig())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="warning-engine", daemon=True)
+        self.failed: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            self.service.run(self._stop)
+        except Exception as exc:  # reported by `run`, which then stops the whole set
+            log.exception("warning engine stopped")
+            self.failed = exc
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _engine(db_url: str) -> _EngineThread | None:
     if importlib.util.find_spec("alerts.service") is None:
         log.warning("warning engine not installed (alerts/service.py); running ingest only")
         return None
-    import alerts.service as service
-
-    factory: Any = getattr(service, "EngineService", None)
-    if factory is None:
-        log.warning("alerts.service has no EngineService(db_url); running ingest only")
-        return None
-    engine: Service = factory(db_url)
-    return engine
+    return _EngineThread(db_url)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -173,10 +227,46 @@ def _run(args: argparse.Namespace) -> int:
             log.info("%s started", name)
         print(f"geowarn run: {', '.join(n for n, _ in started)} running against "
               f"{settings.mqtt_host}:{settings.mqtt_port}; SIGTERM stops", file=sys.stderr)
-        stop.wait()
+        # Wake now and then to notice an engine thread that died: a deployment must not
+        # keep ingesting silently while no warnings are evaluated.
+        while not stop.wait(1.0):
+            failed = [n for n, svc in started if getattr(svc, "failed", None) is not None]
+            if failed:
+                raise ServiceFailed(f"{failed[0]} failed; see the log above")
     finally:
         # Reverse order: the engine stops before the gateway that feeds it.
         for name, service in reversed(started):
             log.info("stopping %s", name)
             service.stop()
+    return 0
+
+
+# --- health ------------------------------------------------------------------------------------
+# A running gateway saves its counters every stats interval (10 s) even when idle, and the
+# leading engine saves its state on every periodic tick (30 s): a stale row means the process
+# is stuck or gone, whatever the container runtime thinks.
+_HEALTH_SQL = {
+    "gateway": "SELECT extract(epoch FROM now() - updated_at) FROM ingest_stats "
+               "WHERE gateway = %s",
+    "engine": "SELECT extract(epoch FROM now() - saved_at) FROM engine_state WHERE engine = %s",
+}
+
+
+def _health(args: argparse.Namespace) -> int:
+    if args.max_age <= 0:
+        raise InvalidInput(f"--max-age must be positive, got {args.max_age:g}")
+    settings = get_settings()
+    name = args.name or (settings.gateway_name if args.service == "gateway" else "engine")
+    if not settings.database_url:
+        raise ConfigurationError("geowarn health needs GEOWARN_DATABASE_URL")
+    with connect(settings.database_url, autocommit=True) as conn:
+        row = conn.execute(_HEALTH_SQL[args.service], (name,)).fetchone()
+    if row is None:
+        print(f"{args.service} {name}: has never reported")
+        return 1
+    age = float(row[0])
+    if age > args.max_age:
+        print(f"{args.service} {name}: last report {age:.0f} s ago (limit {args.max_age:g} s)")
+        return 1
+    print(f"{args.service} {name}: last report {age:.0f} s ago")
     return 0
