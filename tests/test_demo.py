@@ -98,7 +98,12 @@ def test_embedded_amqtt_broker_carries_qos1_to_a_persistent_311_session() -> Non
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-sub",
                       protocol=mqtt.MQTTv311, clean_session=False)
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.on_message = lambda c, u, m: (got.append((m.topic, m.payload, m.qos)), received.set())
+
+    def on_message(client: mqtt.Client, userdata: object, m: mqtt.MQTTMessage) -> None:
+        got.append((m.topic, bytes(m.payload), m.qos))
+        received.set()
+
+    sub.on_message = on_message
     sub.on_connect = lambda c, *a: c.subscribe("gw/v1/+/telemetry", qos=1)
     sub.connect("127.0.0.1", port)
     sub.loop_start()
