@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -108,7 +109,13 @@ def _demo_story(args: argparse.Namespace) -> int:
     else:
         from geowarn.embedded import embedded_database_url
 
-        db_url = embedded_database_url()
+        # pgserver logs every initdb/pg_ctl command line, also when it stops the server at
+        # exit (after the story ends); its warnings and errors still show.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime dir it does not use when it is unset.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            db_url = embedded_database_url()
         print(f"  database: embedded PostgreSQL, data in {settings.data_dir / 'pgdata'} "
               "(set GEOWARN_DATABASE_URL to use your own)", file=out)
     if settings.mqtt_url:
@@ -137,7 +144,7 @@ def _demo_story(args: argparse.Namespace) -> int:
     result = run_demo(db_url, target, out, DemoOptions(
         devices_per_kind=args.devices_per_kind, hours=args.hours, seed=args.seed))
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s: "
-          f"{result.readings_stored} readings stored, "
+          f"{result.readings_stored} new readings stored, "
           f"{sum(result.dead_letters.values())} dead letters", file=out)
     if result.engine_error:
         print(f"geowarn demo: the warning engine failed ({result.engine_error})",
