@@ -12,8 +12,11 @@ unlike %c, the client id, which a device chooses freely):
 - national: write $dp, $dp/{id}, $dr, $dr/{id}, $crsp/+ and read $creq/{id}/+ (a `user` block each,
   since $dp, $dr and $crsp are shared by every national logger);
 - the gateway service account: read every uplink topic, write every command topic.
-The national profile's bare `$dp` carries the device id only inside the JSON, so the broker
-cannot stop one national logger from sending readings under another's id there; loggers that
+The national profile's bare `$dp` carries the device id only inside the JSON. GeoWarn's
+Mosquitto plugin (ingest/mosquitto_plugin) rewrites `$dp`, `$dr` and `$crsp/...` from an
+authenticated logger to `gw/nat/{username}/...` after this ACL has allowed the publish, so the
+gateway knows who really spoke and refuses a frame that claims another id. Without the plugin,
+the broker cannot stop one logger from writing under another's id on bare `$dp`; loggers that
 can publish on `$dp/{id}` should, and `allow_bare_dp=False` then shuts the bare topic.
 
 Mosquitto rereads both files on SIGHUP.
@@ -52,6 +55,7 @@ GATEWAY_TOPICS = (
     "topic read $dr",
     "topic read $dr/+",
     "topic read $crsp/+",
+    "topic read gw/nat/#",  # national messages as the plugin rewrites them
     "topic write gw/v1/+/cmd/+",
     "topic write $creq/+/+",
 )

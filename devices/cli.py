@@ -104,8 +104,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("device_id")
     r.set_defaults(func=_rotate)
 
-    b = dsub.add_parser("broker-config", help="write Mosquitto's passwd and acl files")
+    b = dsub.add_parser("broker-config",
+                        help="write Mosquitto's passwd, acl and mosquitto.conf (with plugin)")
     b.add_argument("dir", type=Path)
+    b.add_argument("--listener", default="1883",
+                   help="listener line for mosquitto.conf (default: 1883 on all interfaces)")
     b.add_argument("--gateway-user", help="gateway account (default GEOWARN_MQTT_USERNAME "
                    f"or {broker_acl.DEFAULT_GATEWAY_USER})")
     b.add_argument("--no-bare-dp", action="store_true",
@@ -290,10 +293,30 @@ def _broker_config(args: argparse.Namespace) -> int:
                                                allow_bare_dp=not args.no_bare_dp)
     print(f"wrote {files.passwd} ({files.devices} device(s) + gateway {files.gateway_user}) "
           f"and {files.acl}; send SIGHUP to mosquitto to reload them")
+    _write_mosquitto_conf(args.dir, files, args.listener)
     if files.new_gateway_secret:
         print(f"gateway password for {files.gateway_user} (shown once; set "
               f"GEOWARN_MQTT_PASSWORD to it): {files.new_gateway_secret}")
     return 0
+
+
+def _write_mosquitto_conf(directory: Path, files: broker_acl.BrokerFiles, listener: str) -> None:
+    """A complete broker configuration: GeoWarn's shipped settings, these files and the
+    national-identity plugin, built here when a compiler and Mosquitto's headers exist."""
+    from ingest.broker_config import build_plugin, gateway_broker_config, plugin_buildable
+
+    missing = plugin_buildable()
+    plugin = None if missing else build_plugin(directory)
+    text = gateway_broker_config(password_file=files.passwd.resolve(),
+                                 acl_file=files.acl.resolve(),
+                                 plugin=plugin.resolve() if plugin else None)
+    conf = directory / "mosquitto.conf"
+    conf.write_text(text + f"listener {listener}\npersistence_location "
+                    f"{directory.resolve()}/\n")
+    print(f"wrote {conf}: run `mosquitto -c {conf}`")
+    if missing:
+        print(f"warning: the national-identity plugin was not built (install {missing}); "
+              "national loggers on bare $dp can then speak for each other")
 
 
 def _command(args: argparse.Namespace) -> int:
