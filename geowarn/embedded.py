@@ -122,7 +122,10 @@ def _start_amqtt(port: int) -> None:
     logging nobody reads here. broker.start() returns once the listener is bound, so no port
     probe is needed (a probe's bare connect would be logged by amqtt as a broken client).
     amqtt speaks MQTT 3.1.1 only and refuses topics that start with "$", so the national
-    profile ($dp) cannot pass through it: the demo sends native-profile traffic there.
+    profile ($dp) cannot pass through it: the demo sends native-profile traffic there. It
+    also did not deliver QoS 1 messages queued for a clean_session=False client that was
+    offline (amqtt 0.12.1, measured): fine for the demo, whose gateway subscribes before
+    anything is published, but not a broker to deploy.
     """
     try:
         import asyncio

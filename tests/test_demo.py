@@ -86,7 +86,7 @@ def test_demo_through_the_in_process_amqtt_broker(
                         "WHERE reason = 'unknown_device'") == 3
 
 
-def test_embedded_amqtt_broker_carries_qos1_to_a_persistent_311_session() -> None:
+def test_embedded_amqtt_broker_carries_qos1_between_mqtt311_clients() -> None:
     pytest.importorskip("amqtt")
     from geowarn.embedded import start_embedded_broker
 
