@@ -9,9 +9,10 @@
   redelivers what was not acknowledged, and a packet id from the old connection may already
   name another message on the new one.
 - MQTT 3.1.1 is a fallback for brokers without MQTT 5 (the in-process amqtt broker of the demo):
-  the session persists through clean_session=False, but there is no Receive Maximum, so the
-  broker's own in-flight window and the bounded inbox (paho's thread blocks when it is full)
-  are the only flow control.
+  it asks for a persistent session (clean_session=False), though whether messages wait for
+  it while it is away is up to the broker (amqtt 0.12 does not queue them); there is no
+  Receive Maximum, so the broker's own in-flight window and the bounded inbox (paho's thread
+  blocks when it is full) are the only flow control.
 - Our own reconnect loop with exponential backoff and full jitter; subscriptions are renewed on
   every connect (the session keeps them, but a broker that lost its state must not leave us deaf).
 """
