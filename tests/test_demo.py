@@ -219,3 +219,21 @@ def test_compose_file_is_valid_and_wires_the_services() -> None:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (PROJECT_ROOT / source).exists(), source
+
+
+def test_health_reports_fresh_stale_and_missing_services(
+        db_url: str, conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]) -> None:
+    conn.execute("INSERT INTO ingest_stats (gateway, updated_at, started_at, counters) VALUES "
+                 "('gw-fresh', now(), now(), '{}'), "
+                 "('gw-stale', now() - interval '5 minutes', now(), '{}')")
+    conn.execute("INSERT INTO engine_state (engine, clock, saved_at, channel_ids, targets, "
+                 "devices, arrays) VALUES ('engine', 0, now(), '{}', '{}', '{}', '')")
+    assert main(["health", "gateway", "--name", "gw-fresh"]) == 0
+    assert re.fullmatch(r"gateway gw-fresh: last report \d+ s ago\n", capsys.readouterr().out)
+    assert main(["health", "gateway", "--name", "gw-stale", "--max-age", "60"]) == 1
+    assert "(limit 60 s)" in capsys.readouterr().out
+    assert main(["health", "gateway", "--name", "gw-none"]) == 1
+    assert "gateway gw-none: has never reported" in capsys.readouterr().out
+    assert main(["health", "engine"]) == 0
+    assert main(["health", "engine", "--max-age", "-1"]) == 2
+    assert "--max-age must be positive" in capsys.readouterr().err
