@@ -8,9 +8,12 @@ measured in the channel's own data time), silence detection on the engine clock,
 target and hazard kind, and the regional floor. What comes out is a list of `Change`s: a
 target's level for one hazard kind moved (a level change is an event, not a new alert).
 
-Time: every channel is judged at its newest sample's timestamp; `now` (the engine clock,
-driven by the caller) only decides silence. So a replay that feeds the same samples in the
-same per-commit steps yields the same changes at the same data times as living through it.
+Time: every sample is judged at its own timestamp (a tick with several new samples of one
+channel evaluates them in rounds, one sample per channel per round); `now` (the engine clock,
+driven by the caller) only decides silence. So a backlog, a burst or a replay yields the same
+changes at the same data times as living through it sample by sample. Rounds align samples
+by rank, not by time: a target whose channels report at different intervals gets its fused
+level's data time from the newest member of each round.
 
 Targets and kinds: a channel's warnings land on its hazard point, else its site, else its own
 device (rules.ChannelInfo.target). Per target there is one level per hazard kind (rainfall,
@@ -243,6 +246,42 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
         fresh = ~(s.t <= state.watermark[s.ch])  # replays of processed samples are skipped
         s = Samples(s.ch[fresh], s.t[fresh], s.v[fresh], s.q[fresh])
     state.first_watch = np.where(np.isnan(state.first_watch), now, state.first_watch)
+    changes: list[Change] = []
+    last_raise = np.zeros(n, LEVEL_DTYPE)
+    seen = np.zeros(n, bool)
+    # Round j holds the j-th new sample of every channel, so each sample is judged at its own
+    # time: a backlog (catch-up after a restart, a burst through the broker) gives the same
+    # levels at the same data times as living through it one sample per channel per tick.
+    for part in _rounds(s):
+        u, r, changed_ch = _judge(setup, state, part)
+        last_raise[u], seen[u] = r, True
+        changes += _target_changes(setup, state, now, changed_ch, regional)
+    silent = _silence(setup, state, now)
+    changes += _maintenance_changes(setup, state, now, silent)
+    silent_devs = [setup.devices[i] for i in np.flatnonzero(silent)]
+    u = np.flatnonzero(seen)
+    return state, TickResult(changes, u, last_raise[u], silent_devs)
+
+
+def _rounds(s: Samples) -> list[Samples]:
+    """Split samples (sorted by channel, then time) by their rank within their channel."""
+    if s.ch.size == 0:
+        return [s]
+    start = np.flatnonzero(np.r_[True, s.ch[1:] != s.ch[:-1]])
+    cnt = np.diff(np.r_[start, s.ch.size])
+    rank = np.arange(s.ch.size) - np.repeat(start, cnt)
+    if rank.max() == 0:
+        return [s]
+    order = np.argsort(rank, kind="stable")  # keeps channel order inside each round
+    bounds = np.searchsorted(rank[order], np.arange(1, rank.max() + 1))
+    return [Samples(s.ch[i], s.t[i], s.v[i], s.q[i]) for i in np.split(order, bounds)]
+
+
+def _judge(setup: Setup, state: EngineState, s: Samples
+           ) -> tuple[IntArray, LevelArray, IntArray]:
+    """Evaluate at most one new sample per channel; returns the channels evaluated, their
+    raise levels after the quality gate, and the channels whose level changed."""
+    n = setup.n
     raise_lv = np.zeros(n, LEVEL_DTYPE)
     hold = np.zeros(n, LEVEL_DTYPE)
     flagged = np.zeros(n, bool)
@@ -269,11 +308,7 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     state.clean_raise[u] = np.where(f, state.clean_raise[u], r)
     state.clean_hold[u] = np.where(f, state.clean_hold[u], h)
     changed_ch = _hysteresis(setup, state, u, r, np.maximum(h, r).astype(LEVEL_DTYPE))
-    silent = _silence(setup, state, now)
-    changes = _target_changes(setup, state, now, changed_ch, regional)
-    changes += _maintenance_changes(setup, state, now, silent)
-    silent_devs = [setup.devices[i] for i in np.flatnonzero(silent)]
-    return state, TickResult(changes, u, r, silent_devs)
+    return u, r, changed_ch
 
 
 def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: FloatArray,

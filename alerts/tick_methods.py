@@ -19,7 +19,6 @@ import numpy as np
 
 from alerts.displacement import (
     AccelerationRule,
-    detect_acceleration,
     tangent_angle,
     tangent_levels,
 )
@@ -104,8 +103,7 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
     vel_day = fit.slope * DAY
     cum = d[:, -1] - baseline * sign
     filled = _ffill_rows(d)
-    acc = detect_acceleration(filled, ACCELERATION)
-    accelerating = acc.established[:, -1]
+    accelerating = established_at_end(filled, ACCELERATION)
     angle = tangent_angle(fit.slope, v_ref)
     angle_lv = np.where(accelerating, tangent_levels(angle), 0).astype(LEVEL_DTYPE)
     vel_r, vel_h = levels_pair(vel_day, vel_thr, clear_of(vel_thr, ratio))
@@ -126,6 +124,42 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
         "value": v[:, -1], "cumulative_mm": cum, "velocity_mm_per_day": vel_day,
         "tangent_angle_deg": angle, "accelerating": accelerating.astype(np.float64),
         "failure_time": t_fail})
+
+
+def _segment_fit(y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Least-squares slope (per sample) and its standard error along the last axis; NaN
+    where a segment holds a NaN (as alerts.displacement.rolling_regression)."""
+    w = y.shape[-1]
+    x = np.arange(w) - (w - 1) / 2.0
+    sxx = w * (w * w - 1.0) / 12.0
+    yc = y - y.mean(axis=-1, keepdims=True)
+    b = (yc * x).sum(axis=-1) / sxx
+    rss = np.maximum((yc * yc).sum(axis=-1) - b * b * sxx, 0.0)
+    return b, np.sqrt(rss / (w - 2.0) / sxx)
+
+
+def established_at_end(d: FloatArray, rule: AccelerationRule) -> np.ndarray:
+    """`detect_acceleration(d, rule).established[:, -1]`, computed only where it looks: the
+    regressions ending at the last `persist` samples and the windows just before them.
+
+    The full detector regresses at every sample of the lookback; a tick needs one answer per
+    row, and this costs 2·persist short fits per window instead of ~64.
+    """
+    rows, n = d.shape
+    out = np.ones(rows, bool)
+    ends = n - 1 - np.arange(rule.persist)  # the last `persist` positions
+    for w in rule.windows:
+        if ends[-1] - 2 * w + 1 < 0:
+            return np.zeros(rows, bool)  # too short for the previous window: nothing seen
+        starts = np.concatenate([ends - w + 1, ends - 2 * w + 1])  # current, then previous
+        seg = d[:, starts[:, None] + np.arange(w)]  # (rows, 2·persist, w)
+        b, se = _segment_fit(seg)
+        cur, prev = b[:, : rule.persist], b[:, rule.persist:]
+        with np.errstate(invalid="ignore"):
+            sees = (cur > 0) & (cur - prev > rule.z * np.hypot(se[:, : rule.persist],
+                                                                se[:, rule.persist:]))
+        out &= sees.all(axis=1)
+    return out
 
 
 def _ffill_rows(d: FloatArray) -> FloatArray:

@@ -129,3 +129,21 @@ def test_rain_and_deformation_raise_the_combined_level_and_batches_agree() -> No
     first = {k: t for k, _, t in reversed(runs[0])}
     first7 = {k: t for k, _, t in reversed(runs[1])}
     assert abs((first["deformation"] - first7["deformation"]).total_seconds()) <= 7 * 300
+
+
+def test_fast_acceleration_check_equals_the_full_detector() -> None:
+    from alerts.displacement import AccelerationRule, detect_acceleration
+    from alerts.tick_methods import established_at_end
+
+    rng = np.random.default_rng(11)
+    t = np.arange(64.0)
+    tf = rng.uniform(64, 200, (3000, 1))
+    creep = -np.log(tf - t) * rng.uniform(1, 20, (3000, 1))
+    steady = rng.uniform(0, 1, (3000, 1)) * t
+    d = np.concatenate([creep, steady]) + rng.normal(0, 0.05, (6000, 64))
+    d[::97, 50] = np.nan
+    rule = AccelerationRule()
+    full = detect_acceleration(d, rule).established[:, -1]
+    assert 500 < full.sum() < 5500  # both outcomes are well represented
+    np.testing.assert_array_equal(established_at_end(d, rule), full)
+    assert not established_at_end(d[:, :40], rule).any()  # shorter than 2 × 24 samples
