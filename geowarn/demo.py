@@ -13,7 +13,7 @@ arguments so the tests can point it at their own database and broker.
 
 from __future__ import annotations
 
-import importlib.util
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -22,12 +22,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from devices.catalogue import load_catalogue
-from devices.health import device_health
 from devices.registry import DeviceSpec, add_device
-from geowarn import readings
+from geowarn.demo_report import (
+    dead_letters_since,
+    report_health,
+    report_latest,
+    report_rain,
+    run_engine,
+)
 from geowarn.errors import GeoWarnError
 from geowarn.settings import get_settings
 from gis import csv_io, geojson_io, store
@@ -46,6 +54,8 @@ OTHER_KINDS = ("water_level", "water_quality", "air_quality")
 RIVER_POINT = (120.03, 28.63)
 SPARE_DEVICE = "DEMO-CRACKMETER-SPARE"  # registered, never reports: shows "silent" health
 UNREGISTERED_DEVICE = "DEMO-UNREGISTERED-00000"
+GATEWAY_NAME = "geowarn-demo"  # MQTT client id, and `gateway` in dead_letters/ingest_stats
+log = logging.getLogger(__name__)
 
 
 class DemoError(GeoWarnError):
@@ -162,8 +172,9 @@ def build_stream(devices: Sequence[SimDevice], options: DemoOptions, now: dateti
     re-running adds the new samples instead of a second, shifted copy of the history."""
     start = (now - timedelta(hours=options.hours)).replace(minute=0, second=0, microsecond=0)
     span = now - start
-    # Sequence numbers from the clock: a re-run never reuses a recent one.
-    first_seq = int(now.timestamp()) * 100 % 2**31
+    # Sequence numbers from the clock in milliseconds: a run sends under 1,000 messages per
+    # device and takes over a second, so a re-run never reuses a recent one.
+    first_seq = int(now.timestamp() * 1000) % 2**31
     by_kind: dict[str, list[SimDevice]] = {}
     for d in devices:
         d.seq = first_seq
@@ -202,128 +213,41 @@ def publish(target: BrokerTarget, messages: Sequence[SimMessage]) -> int:
 def start_gateway(target: BrokerTarget, db_url: str) -> Gateway:
     # group=None: one gateway, no shared subscription (amqtt has none; nothing to share).
     config = GatewayConfig.from_settings(
-        get_settings(), name="geowarn-demo", group=None, host=target.host, port=target.port,
+        get_settings(), name=GATEWAY_NAME, group=None, host=target.host, port=target.port,
         mqtt5=target.mqtt5, stats_interval_s=0.0)  # counters saved after every batch
     gateway = Gateway(config, db_url=db_url)
     gateway.start()
     if not gateway.mqtt.subscribed.wait(15):
-        gateway.stop()
+        stop_gateway(gateway, target)
         raise DemoError(f"the gateway could not subscribe at {target.description}")
     return gateway
 
 
-# --- reading back ------------------------------------------------------------------------------
-def dead_letters_since(conn: psycopg.Connection, since: datetime) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT reason, count(*) FROM dead_letters WHERE gateway = 'geowarn-demo' "
-        "AND received_at >= %s GROUP BY reason ORDER BY count(*) DESC, reason",
-        (since,)).fetchall()
-    return {reason: int(n) for reason, n in rows}
-
-
-def report_health(conn: psycopg.Connection, device_ids_: Sequence[str], now: datetime,
-                  out: TextIO) -> dict[str, int]:
-    states: Counter[str] = Counter()
-    notes = []
-    for device_id, interval in conn.execute(
-            "SELECT device_id, reporting_interval_s FROM devices WHERE device_id = ANY(%s) "
-            "ORDER BY device_id", (list(device_ids_),)).fetchall():
-        health, _row = device_health(conn, device_id, now, interval)
-        state = health.state if health else "unknown"
-        states[state] += 1
-        if health is not None and health.state != "ok":
-            notes.append(f"{device_id}: {health.describe()}")
-    _say(out, "  " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-    for note in notes:
-        _say(out, f"    {note}")
-    return dict(states)
-
-
-def report_latest(conn: psycopg.Connection, devices: Sequence[SimDevice], out: TextIO) -> None:
-    shown: set[str] = set()
-    for d in devices:
-        if d.kind.kind in shown:
-            continue
-        shown.add(d.kind.kind)
-        chans = conn.execute("SELECT channel_id, channel, unit FROM channels "
-                             "WHERE device_id = %s ORDER BY channel_id",
-                             (d.device_id,)).fetchall()
-        latest = readings.latest(conn, [c[0] for c in chans]) if chans else {}
-        values = [f"{name.split('.')[-1]} {latest[cid].value:.4g} {unit}"
-                  for cid, name, unit in chans if cid in latest]
-        when = max((v.ts for v in latest.values()), default=None)
-        stamp = f" at {when.astimezone(UTC):%H:%M}Z" if when else ""
-        _say(out, f"  {d.device_id:<26} {', '.join(values[:4]) or 'no readings'}{stamp}")
-
-
-def report_rain(conn: psycopg.Connection, devices: Sequence[SimDevice], now: datetime,
-                out: TextIO) -> None:
-    gauges = [d for d in devices if d.kind.kind == "rain_gauge"]
-    keys = [(d.device_id, d.channel_prefix + "rain") for d in gauges]
-    ids = _channel_ids(conn, keys)
-    if not ids:
-        _say(out, "  no rain gauges")
-        return
-    end = now.replace(minute=0, second=0, microsecond=0)
-    start = end - timedelta(hours=6)
-    buckets = readings.downsample(conn, list(ids.values()), start, end, timedelta(hours=1),
-                                  "sum", closed="right")
-    by_channel: dict[int, dict[datetime, float]] = {}
-    for b in buckets:
-        by_channel.setdefault(b.channel_id, {})[b.start] = b.value
-    hours = [start + timedelta(hours=h) for h in range(6)]
-    _say(out, "  hour ending (UTC)          " + "".join(
-        f"{(h + timedelta(hours=1)):%H:%M}".rjust(7) for h in hours))
-    for (device_id, _key), cid in ids.items():
-        row = by_channel.get(cid, {})
-        _say(out, f"  {device_id:<26} " + "".join(f"{row.get(h, 0.0):7.1f}" for h in hours)
-             + "  mm")
-    windows = (timedelta(hours=1), timedelta(hours=3), timedelta(hours=6),
-               timedelta(hours=12), timedelta(hours=24))
-    sums = readings.accumulations(conn, list(ids.values()), now, windows)
-    for (device_id, _key), cid in ids.items():
-        text = ", ".join(f"{int(w.total_seconds() // 3600)}h {sums[cid][w]:.1f}"
-                         for w in windows)
-        _say(out, f"  {device_id:<26} accumulated to now: {text} mm")
-
-
-def _channel_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
-                 ) -> dict[tuple[str, str], int]:
-    from devices.registry import channel_ids
-
-    found = channel_ids(conn, keys)
-    return {k: found[k] for k in keys if k in found}
-
-
-def run_engine(db_url: str, out: TextIO) -> bool:
-    """One step of the warning engine over everything stored, when alerts.service is
-    installed; prints the level changes and the open alerts. Returns whether it ran."""
-    if importlib.util.find_spec("alerts.service") is None:
-        _say(out, "  the warning engine (alerts/service.py) is not installed; skipped")
-        return False
-    from alerts.lifecycle_queries import list_alerts
-    from alerts.service import Engine, EngineConfig
-
-    # Its own state name: a deployment's engine ("engine") keeps its own watermarks.
-    engine = Engine(db_url, EngineConfig(name="demo", clock="wall"))
+def stop_gateway(gateway: Gateway, target: BrokerTarget) -> None:
+    """Stop the gateway and end its persistent session: on a shared broker the session would
+    otherwise go on collecting every device message for a week after the demo."""
+    gateway.stop()
+    if target.mqtt5:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=GATEWAY_NAME,
+                             protocol=mqtt.MQTTv5)
+    else:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=GATEWAY_NAME,
+                             protocol=mqtt.MQTTv311, clean_session=True)
+    settings = get_settings()
+    if settings.mqtt_username:
+        client.username_pw_set(settings.mqtt_username, settings.mqtt_password.get_secret_value()
+                               if settings.mqtt_password else None)
     try:
-        events = engine.step(periodic=True)
-    finally:
-        engine.close()
-    _say(out, f"  evaluated {engine.setup.n} channels: {len(events)} level changes")
-    for e in events[:12]:
-        _say(out, f"    {e.target_type} {e.target_id} {e.hazard_kind}: "
-                  f"{e.previous_level.name.lower()} -> {e.level.name.lower()} ({e.kind}, "
-                  f"data time {e.data_time.astimezone(UTC):%H:%M}Z)")
-    if len(events) > 12:
-        _say(out, f"    ... and {len(events) - 12} more")
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        alerts = [a for a in list_alerts(conn, limit=200) if a.status != "resolved"]
-    _say(out, f"  unresolved alerts: {len(alerts)}")
-    for a in alerts[:8]:
-        _say(out, f"    #{a.alert_id} {a.target_type} {a.target_id} {a.hazard_kind}: "
-                  f"{a.level.name.lower()} ({a.status})")
-    return True
+        if target.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0
+            client.connect(target.host, target.port, clean_start=True, properties=props)
+        else:
+            client.connect(target.host, target.port)
+        client.loop(timeout=2.0)  # read CONNACK: the broker has dropped the old session
+        client.disconnect()
+    except OSError as exc:
+        log.warning("could not end the demo gateway's session: %s", exc)
 
 
 # --- the story ---------------------------------------------------------------------------------
@@ -364,7 +288,7 @@ def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
         stored = stats.count("readings_stored")
         absorbed = stats.count("readings_duplicate")
     finally:
-        gateway.stop()
+        stop_gateway(gateway, target)
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         _say(out, "\n[4/6] What was stored")
@@ -373,7 +297,7 @@ def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
         _say(out, f"  duplicates absorbed: {absorbed} readings were already stored (re-sent "
                   "by duplicated messages, or stored by an earlier demo run) and were kept "
                   "once")
-        letters = dead_letters_since(conn, run_started)
+        letters = dead_letters_since(conn, GATEWAY_NAME, run_started)
         _say(out, f"  dead letters: {sum(letters.values())} rejected messages or parts, by "
                   "reason:")
         for reason, n in letters.items():

@@ -61,6 +61,9 @@ def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
     assert _count(conn, "SELECT count(*) FROM devices WHERE hazard_id IS NOT NULL") == 9
     assert "DEMO-CRACKMETER-SPARE: silent (never reported)" in out
     assert "[6/6] Explore further" in out and "geowarn deadletters" in out
+    # The demo gateway's persistent session was ended: on a shared broker it would otherwise
+    # collect every device message for a week.
+    assert _session_present(broker.port, "geowarn-demo") is False
 
     # Again over the same data: nothing is registered or imported twice, and every reading
     # the first run stored is recognised as already stored.
@@ -70,6 +73,28 @@ def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
     assert "hazards.geojson   hazards    0 new, 0 updated, 4 unchanged" in again
     assert _number(r"duplicates absorbed: (\d+)", again) >= stored - 50
     assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 15
+
+
+def _session_present(port: int, client_id: str) -> bool:
+    flags: list[bool] = []
+    connected = threading.Event()
+
+    def on_connect(client: mqtt.Client, userdata: object, f: mqtt.ConnectFlags,
+                   rc: object, props: object) -> None:
+        flags.append(f.session_present)
+        connected.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=mqtt.MQTTv5)
+    c.on_connect = on_connect
+    c.connect("127.0.0.1", port, clean_start=False)
+    c.loop_start()
+    try:
+        assert connected.wait(10)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return flags[0]
 
 
 def test_demo_through_the_in_process_amqtt_broker(
