@@ -57,9 +57,10 @@ def _fetch(conn: psycopg.Connection, setup: Setup, ids: Sequence[int],
            inclusive_lower: bool) -> Samples:
     index = {c.channel_id: i for i, c in enumerate(setup.channels)}
     op = ">=" if inclusive_lower else ">"
-    # -infinity bounds come in as text: psycopg has no float -> timestamptz adapter.
-    lo = [x if isinstance(x, datetime) else "-infinity" for x in lower]
-    hi = [x if isinstance(x, datetime) else "infinity" for x in upper]
+    # All bounds go as text: psycopg has no float -> timestamptz adapter for ±infinity, and
+    # it refuses a list mixing datetimes and strings (a new channel next to known ones).
+    lo = [x.isoformat() if isinstance(x, datetime) else "-infinity" for x in lower]
+    hi = [x.isoformat() if isinstance(x, datetime) else "infinity" for x in upper]
     rows = conn.execute(
         "SELECT r.channel_id, extract(epoch FROM r.ts)::float8, r.value, r.quality "
         "FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[]) AS w(id, lo, hi) "

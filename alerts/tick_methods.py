@@ -105,11 +105,16 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
     filled = _ffill_rows(d)
     accelerating = established_at_end(filled, ACCELERATION)
     angle = tangent_angle(fit.slope, v_ref)
-    angle_lv = np.where(accelerating, tangent_levels(angle), 0).astype(LEVEL_DTYPE)
+    angle_all = tangent_levels(angle)
+    angle_lv = np.where(accelerating, angle_all, 0).astype(LEVEL_DTYPE)
+    # Raising needs established acceleration; holding does not: near failure the detector
+    # flickers (its windows straddle ever steeper curve), and a slope still moving well
+    # above its reference rate (α > yellow_above) must not clear because of that flicker.
+    angle_hold = np.where(accelerating | (angle_all >= 2), angle_all, 0).astype(LEVEL_DTYPE)
     vel_r, vel_h = levels_pair(vel_day, vel_thr, clear_of(vel_thr, ratio))
     cum_r, cum_h = levels_pair(cum, cum_thr, clear_of(cum_thr, ratio))
     raise_lv = np.maximum.reduce([vel_r, cum_r, angle_lv]).astype(LEVEL_DTYPE)
-    hold = np.maximum.reduce([vel_h, cum_h, angle_lv]).astype(LEVEL_DTYPE)
+    hold = np.maximum.reduce([vel_h, cum_h, angle_hold]).astype(LEVEL_DTYPE)
     t_fail = np.full((d.shape[0], 3), np.nan)
     rows = np.flatnonzero(accelerating & np.all(np.isfinite(filled), axis=1))
     if rows.size:
