@@ -41,7 +41,17 @@ from geowarn.settings import get_settings
 from gis import csv_io, geojson_io, store
 from ingest.gateway import Gateway, GatewayConfig
 from simulators.publisher import Publisher
-from simulators.streams import Faults, SimDevice, SimMessage, device_ids, generate, make_devices
+from simulators.scenarios import typhoon_rain
+from simulators.streams import (
+    Faults,
+    SimDevice,
+    SimMessage,
+    device_ids,
+    encode_native,
+    generate,
+    make_devices,
+    topic_for,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "gis" / "examples"
 # (file, kind) in dependency order: households refer to hazard points.
@@ -53,6 +63,11 @@ OTHER_KINDS = ("water_level", "water_quality", "air_quality")
 # matching leaves them without a hazard point (they are sites, not hazard monitors).
 RIVER_POINT = (120.03, 28.63)
 SPARE_DEVICE = "DEMO-CRACKMETER-SPARE"  # registered, never reports: shows "silent" health
+# A rain gauge under a scripted typhoon rainband on the landslide with the most people, so
+# the warning engine has something to warn about.
+STORM_DEVICE = "DEMO-RAINGAUGE-STORM"
+STORM_HAZARD = "SYN-LS-001"
+STORM_PEAK_MM_H, STORM_WIDTH_H, STORM_PEAK_AGO_H = 45.0, 1.0, 2.0
 UNREGISTERED_DEVICE = "DEMO-UNREGISTERED-00000"
 GATEWAY_NAME = "geowarn-demo"  # MQTT client id, and `gateway` in dead_letters/ingest_stats
 log = logging.getLogger(__name__)
@@ -119,6 +134,7 @@ def simulated_devices(options: DemoOptions) -> list[SimDevice]:
     for i, kind in enumerate(GEOHAZARD_KINDS + OTHER_KINDS):
         pairs = device_ids([kind], options.devices_per_kind, prefix="DEMO")
         devices += make_devices(pairs, "mixed", options.seed + i, catalogue)
+    devices += make_devices([(STORM_DEVICE, "rain_gauge")], "native", options.seed, catalogue)
     return devices
 
 
@@ -130,9 +146,11 @@ def register_devices(conn: psycopg.Connection, devices: Sequence[SimDevice], out
     existing = {r[0] for r in conn.execute("SELECT device_id FROM devices")}
     specs = []
     geo = [d for d in devices if d.kind.kind in GEOHAZARD_KINDS]
+    storm_hazard = next((h for h in hazards if h.hazard_id == STORM_HAZARD), hazards[0])
     for i, d in enumerate(geo):
         # Inside a slope: the GIS matching below assigns the device to that hazard point.
-        where = hazards[i % len(hazards)].geometry.representative_point()
+        hazard = storm_hazard if d.device_id == STORM_DEVICE else hazards[i % len(hazards)]
+        where = hazard.geometry.representative_point()
         specs.append(_spec(d, where.x, where.y))
     for j, d in enumerate(d for d in devices if d.kind.kind not in GEOHAZARD_KINDS):
         specs.append(_spec(d, RIVER_POINT[0] + 0.002 * j, RIVER_POINT[1]))
@@ -176,10 +194,13 @@ def build_stream(devices: Sequence[SimDevice], options: DemoOptions, now: dateti
     # device and takes over a second, so a re-run never reuses a recent one.
     first_seq = int(now.timestamp() * 1000) % 2**31
     by_kind: dict[str, list[SimDevice]] = {}
+    messages: list[SimMessage] = []
     for d in devices:
         d.seq = first_seq
-        by_kind.setdefault(d.kind.kind, []).append(d)
-    messages: list[SimMessage] = []
+        if d.device_id == STORM_DEVICE:
+            messages += storm_messages(d, start, now, options.seed)
+        else:
+            by_kind.setdefault(d.kind.kind, []).append(d)
     for i, group in enumerate(by_kind.values()):
         interval = group[0].kind.reporting_interval_s
         count = int(span.total_seconds() // interval) + 1  # the last sample is <= now
@@ -191,6 +212,23 @@ def build_stream(devices: Sequence[SimDevice], options: DemoOptions, now: dateti
     for m in generate(stranger, start=start, messages_per_device=3):
         messages.append(SimMessage(m.topic, m.payload, (), fault="unregistered"))
     return messages
+
+
+def storm_messages(device: SimDevice, start: datetime, now: datetime, seed: int
+                   ) -> list[SimMessage]:
+    """A typhoon rainband over the storm gauge, peaking STORM_PEAK_AGO_H hours before now."""
+    step = device.kind.reporting_interval_s
+    n = int((now - start).total_seconds() // step) + 1
+    peak = max(0, n - 1 - int(STORM_PEAK_AGO_H * 3600 // step))
+    values = typhoon_rain(n, step, peak_index=peak, peak_mm_h=STORM_PEAK_MM_H,
+                          width_h=STORM_WIDTH_H, seed=seed)
+    out = []
+    for i in range(n):
+        ts = start + timedelta(seconds=step * i)
+        items = [(ts, name, float(values[name][i])) for name in ("rain", "rain_total")]
+        out.append(SimMessage(topic_for(device), encode_native(device, items),
+                              tuple((device.device_id, ch, t, v) for t, ch, v in items)))
+    return out
 
 
 def publish(target: BrokerTarget, messages: Sequence[SimMessage]) -> int:
@@ -276,6 +314,8 @@ def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
         sent = publish(target, messages)
         _say(out, f"  published {sent} messages from {len(streaming)} devices covering the last "
                   f"{options.hours:g} h in {time.perf_counter() - started:.1f} s")
+        _say(out, f"  {STORM_DEVICE} on {STORM_HAZARD} is under a typhoon rainband that "
+                  f"peaked at about {STORM_PEAK_MM_H:g} mm/h {STORM_PEAK_AGO_H:g} h ago")
         _say(out, "  injected faults: " + ", ".join(
             f"{n} {name.replace('_', ' ')}" for name, n in sorted(faults.items()))
             + " (gaps are never sent)")
@@ -321,7 +361,8 @@ def run_demo(db_url: str, target: BrokerTarget, out: TextIO,
 
     first = {d.kind.kind: d.device_id for d in reversed(devices)}
     _say(out, "\n[6/6] Explore further")
-    for command in (f"geowarn readings {first['rain_gauge']} --since 6h",
+    for command in (f"geowarn readings {STORM_DEVICE} --channel rain --since 6h",
+                    "geowarn alerts list",
                     f"geowarn readings {first['crack_meter']} --channel opening --since 2h",
                     "geowarn deadletters --since 1h",
                     "geowarn devices list",

@@ -53,14 +53,18 @@ def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
     assert re.search(r"unknown_device\s+3\b", out)
     letters = _number(r"dead letters: (\d+) rejected", out)
     assert letters == _count(conn, "SELECT count(*) FROM dead_letters") >= 4
-    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 15
+    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 16
     # National loggers went through Mosquitto on $dp and were stored under their sensor ids.
     assert _count(conn, "SELECT count(*) FROM readings JOIN channels USING (channel_id) "
                         "WHERE channel LIKE 'L%\\_%.%'") > 0
     # Geohazard devices were placed on hazard points by the GIS matching.
-    assert _count(conn, "SELECT count(*) FROM devices WHERE hazard_id IS NOT NULL") == 9
+    assert _count(conn, "SELECT count(*) FROM devices WHERE hazard_id IS NOT NULL") == 10
     assert "DEMO-CRACKMETER-SPARE: silent (never reported)" in out
     assert "[6/6] Explore further" in out and "geowarn deadletters" in out
+    # The scripted rainstorm on SYN-LS-001 went through the engine into an alert.
+    assert "hazard SYN-LS-001 rainfall: none -> " in out
+    assert _number(r"unresolved alerts: (\d+)", out) >= 1
+    assert _count(conn, "SELECT count(*) FROM alerts WHERE target_id = 'SYN-LS-001'") == 1
     # The demo gateway's persistent session was ended: on a shared broker it would otherwise
     # collect every device message for a week.
     assert _session_present(broker.port, "geowarn-demo") is False
@@ -69,10 +73,11 @@ def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
     # the first run stored is recognised as already stored.
     assert main(["demo", "--hours", "3"]) == 0
     again = capsys.readouterr().out
-    assert "0 registered now, 15 already there" in again
+    assert "0 registered now, 16 already there" in again
     assert "hazards.geojson   hazards    0 new, 0 updated, 4 unchanged" in again
     assert _number(r"duplicates absorbed: (\d+)", again) >= stored - 50
-    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 15
+    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 16
+    assert _count(conn, "SELECT count(*) FROM alerts WHERE target_id = 'SYN-LS-001'") == 1
 
 
 def _session_present(port: int, client_id: str) -> bool:
