@@ -204,7 +204,7 @@ class GatewayConnection:
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
         token = AckToken(self.client_id, self._generation, message.mid, message.qos)
-        # Never full in practice: the broker sends at most receive_maximum unacked messages.
+        # Blocks when the inbox is full: this thread stops reading the socket (backpressure).
         self.inbox.put(ReceivedMessage(topic=message.topic, payload=bytes(message.payload),
                                        received_at=datetime.now(UTC), token=token))
 

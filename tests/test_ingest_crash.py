@@ -112,6 +112,14 @@ def test_database_taken_away_mid_stream(
     assert gw.stats.wait_until("database_retries", retries_before + 3, timeout=60)
     during = wait_for_count(db_url, "SELECT count(*) FROM readings", 0)
     assert during < READINGS
+    # Backpressure: with nothing committed the gateway holds a bounded number of messages
+    # (inbox + the decoded batches waiting) and the rest waits in the broker.
+    held = gw.stats.count("messages_received") - gw.stats.count("batches_committed_messages")
+    assert gw.stats.wait_until("database_retries", retries_before + 6, timeout=60)
+    held_later = gw.stats.count("messages_received") - gw.stats.count("batches_committed_messages")
+    bound = gw.config.inflight + 3 * gw.config.batch_messages
+    assert gw.inbox.qsize() <= gw.config.inflight
+    assert held <= bound and held_later <= bound, (held, held_later, bound)
     pg_proxy.restore()
     feeder.join(timeout=240)
     assert feeder.error is None, feeder.error
