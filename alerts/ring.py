@@ -76,6 +76,12 @@ class Ring:
         return (np.where(ok, self.t[rr, pos], np.nan), np.where(ok, self.v[rr, pos], np.nan),
                 np.where(ok, self.q[rr, pos], 0).astype(np.int8))
 
+    def mark_last(self, rows: IntArray, quality: int) -> None:
+        """Set the stored quality of each row's newest sample (the engine's own verdict, e.g.
+        a spike, so later evaluations leave that value out)."""
+        rows = rows[self.total[rows] > 0]
+        self.q[rows, (self.total[rows] - 1) % self.k] = quality
+
     def newest_time(self, rows: IntArray) -> FloatArray:
         pos = np.maximum(self.total[rows] - 1, 0) % self.k
         return np.where(self.total[rows] > 0, self.t[rows, pos], np.nan)

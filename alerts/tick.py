@@ -59,6 +59,7 @@ GROUPS = ("rainfall", "displacement", "water_level", "water_quality", "air_quali
 RING_K = {"displacement": tm.DISP_LOOKBACK, "water_level": 16, "water_quality": 16,
           "air_quality": 16, "threshold": 16}
 _KIND_FAMILY = {"water_level": 2, "water_quality": 3, "air_quality": 4}
+SPIKE_Q = 2  # ring quality of a sample the engine judged a spike (as stored "bad")
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,9 @@ class TickResult:
 
 
 def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
-    """Put already-evaluated samples back into the rings (after a restart); no evaluation."""
+    """Put already-evaluated samples back into the rings (after a restart); no evaluation
+    beyond recomputing which of them the ticks had judged spikes (from the values alone, so
+    the refilled rings equal the ones the previous engine held)."""
     for g in GROUPS:
         sel = setup.row_in_group[s.ch] >= 0
         sel &= np.isin(s.ch, setup.group_rows[g])
@@ -233,7 +236,21 @@ def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
             assert state.rain is not None
             state.rain.update(state.rings[g], rows, s.t[sel], s.v[sel], s.q[sel])
         else:
-            state.rings[g].append(rows, s.t[sel], s.v[sel], s.q[sel])
+            q = _spike_verdicts(setup, s.ch[sel], s.v[sel], s.q[sel])
+            state.rings[g].append(rows, s.t[sel], s.v[sel], q)
+
+
+def _spike_verdicts(setup: Setup, ch: IntArray, v: FloatArray, q: np.ndarray) -> np.ndarray:
+    """Stored qualities with SPIKE_Q where the trailing Hampel check flags the sample."""
+    uniq, start, cnt = np.unique(ch, return_index=True, return_counts=True)
+    width = int(cnt.max())
+    row = np.repeat(np.arange(uniq.size), cnt)
+    col = width - np.repeat(cnt, cnt) + (np.arange(ch.size) - np.repeat(start, cnt))
+    dense = np.full((uniq.size, width), np.nan)
+    dense[row, col] = v
+    spikes = tm.hampel_all(dense, setup.p["hampel_k"][uniq],
+                           setup.p["hampel_min_deviation"][uniq])
+    return np.where(spikes[row, col], SPIKE_Q, q).astype(np.int8)
 
 
 def tick(setup: Setup, state: EngineState, s: Samples, now: float,
@@ -292,6 +309,8 @@ def _judge(setup: Setup, state: EngineState, s: Samples
             continue
         idx = s.ch[in_g]
         res, chans = _evaluate_group(setup, state, g, idx, s.t[in_g], s.v[in_g], s.q[in_g])
+        if res.spike is not None and res.spike.any():
+            state.rings[g].mark_last(setup.row_in_group[chans[res.spike]], SPIKE_Q)
         raise_lv[chans], hold[chans], flagged[chans] = res.raise_level, res.hold_level, \
             res.flagged
         updated_mask[chans] = True

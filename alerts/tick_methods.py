@@ -31,6 +31,7 @@ from alerts.ragged import FloatArray, IntArray
 DAY = 86400.0
 DISP_LOOKBACK = 64  # samples: 2 × the longest acceleration window + persistence + margin
 VELOCITY_SAMPLES = 12
+VELOCITY_MIN_SAMPLES = 8
 WATER_RATE_SAMPLES = 6
 WATER_CLEAR_M = 0.1
 ACCELERATION = AccelerationRule()
@@ -43,6 +44,7 @@ class MethodResult:
     hold_level: LevelArray
     flagged: np.ndarray  # newest sample failed a quality check
     evidence: dict[str, FloatArray]  # name -> (rows,) or (rows, k)
+    spike: np.ndarray | None = None  # newest sample is a spike: the ring forgets its value
 
 
 def clear_of(thr: FloatArray, ratio: FloatArray) -> FloatArray:
@@ -56,7 +58,26 @@ def levels_pair(x: FloatArray, thr: FloatArray, clear: FloatArray
     return raise_lv, np.maximum(classify(x, clear), raise_lv).astype(LEVEL_DTYPE)
 
 
-def hampel_last(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = 3) -> np.ndarray:
+HAMPEL_HALF = 3
+
+
+def hampel_all(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = HAMPEL_HALF
+               ) -> np.ndarray:
+    """`hampel_last` at every position of each row (each against its own trailing window):
+    the verdicts the ticks gave, recomputed when the rings are refilled after a restart."""
+    rows, n = v.shape
+    out = np.zeros((rows, n), bool)
+    w = 2 * half + 1
+    if n == 0 or rows == 0:
+        return out
+    padded = np.concatenate([np.full((rows, w - 1), np.nan), v], axis=1)
+    for j in range(n):  # once per restart, over the refilled samples
+        out[:, j] = hampel_last(padded[:, : j + w], k, min_dev, half)
+    return out
+
+
+def hampel_last(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = HAMPEL_HALF
+                ) -> np.ndarray:
     """Is the newest sample of each row a spike against the trailing 2·half+1 samples?"""
     w = v[:, -(2 * half + 1):]
     med = np.nanmedian(w, axis=1) if w.size else np.zeros(0)
@@ -100,7 +121,9 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
     n = d.shape[1]
     recent = np.arange(n) >= n - VELOCITY_SAMPLES
     fit = masked_linear_fit(t, d, np.broadcast_to(recent, d.shape))
-    vel_day = fit.slope * DAY
+    # A rate from a handful of noisy samples is noise (4 hourly GNSS fixes at ±1.5 mm give
+    # ±16 mm/day): velocity counts only over most of its window.
+    vel_day = np.where(fit.n >= VELOCITY_MIN_SAMPLES, fit.slope * DAY, np.nan)
     cum = d[:, -1] - baseline * sign
     filled = _ffill_rows(d)
     accelerating = established_at_end(filled, ACCELERATION)
@@ -128,7 +151,7 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
     return MethodResult(raise_lv, hold, flagged, {
         "value": v[:, -1], "cumulative_mm": cum, "velocity_mm_per_day": vel_day,
         "tangent_angle_deg": angle, "accelerating": accelerating.astype(np.float64),
-        "failure_time": t_fail})
+        "failure_time": t_fail}, spike)
 
 
 def _segment_fit(y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -180,8 +203,10 @@ def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArr
                 rate_thr: FloatArray, ratio: FloatArray, hampel_k: FloatArray,
                 hampel_min: FloatArray) -> MethodResult:
     """stages (rows, 4): warning − margin, warning, guaranteed, historical max (m)."""
-    flagged = hampel_last(h, hampel_k, hampel_min) | (q[:, -1] > 0)
+    spike = hampel_last(h, hampel_k, hampel_min)
+    flagged = spike | (q[:, -1] > 0)
     h_now = h[:, -1]
+    h = np.where(q >= 2, np.nan, h)  # remembered spikes stay out of the rate of rise
     stage_r, stage_h = levels_pair(h_now, stages, stages - WATER_CLEAR_M)
     n = h.shape[1]
     fit = masked_linear_fit(t, h, np.broadcast_to(np.arange(n) >= n - WATER_RATE_SAMPLES,
@@ -195,7 +220,7 @@ def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArr
     return MethodResult(np.maximum(stage_r, rate_r).astype(LEVEL_DTYPE),
                         np.maximum(stage_h, rate_h).astype(LEVEL_DTYPE), flagged,
                         {"value": h_now, "rise_rate_m_per_h": rate,
-                         "time_to_crossing": t_cross})
+                         "time_to_crossing": t_cross}, spike)
 
 
 def gb3838_levels(item: str, v: FloatArray) -> LevelArray:
@@ -240,14 +265,15 @@ def pollution(v: FloatArray, q: np.ndarray, items: list[str], aqi: bool, *,
         for name in sorted(set(items)):
             sel = np.array([i == name for i in items])
             ev["iaqi"][sel] = iaqi(name, np.maximum(np.nan_to_num(v[sel, -1]), 0.0))
-    return MethodResult(level, level, flagged, ev)
+    return MethodResult(level, level, flagged, ev, spike)
 
 
 def threshold(v: FloatArray, q: np.ndarray, *, thr: FloatArray, ratio: FloatArray,
               hampel_k: FloatArray, hampel_min: FloatArray, stuck: IntArray) -> MethodResult:
-    flagged = hampel_last(v, hampel_k, hampel_min) | stuck_last(v, stuck) | (q[:, -1] > 0)
+    spike = hampel_last(v, hampel_k, hampel_min)
+    flagged = spike | stuck_last(v, stuck) | (q[:, -1] > 0)
     r, h = levels_pair(v[:, -1], thr, clear_of(thr, ratio))
-    return MethodResult(r, h, flagged, {"value": v[:, -1]})
+    return MethodResult(r, h, flagged, {"value": v[:, -1]}, spike)
 
 
 assert set(AQI_BREAKPOINTS) >= {"pm25_24h", "pm10_24h", "so2_1h", "no2_1h", "o3_1h", "co_1h"}
