@@ -26,6 +26,7 @@ from alerts.lifecycle_queries import (
 )
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
+from geowarn.timeargs import time_arg
 
 _COLOUR_ZH = {Level.NONE: "", Level.BLUE: "蓝色", Level.YELLOW: "黄色", Level.ORANGE: "橙色",
               Level.RED: "红色"}
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--kind", choices=HAZARD_KINDS, help="hazard kind")
     ls.add_argument("--min-level", type=_level_arg, metavar="LEVEL",
                     help="blue, yellow, orange or red: current level at least this")
-    ls.add_argument("--since", type=_aware_time, metavar="T",
+    ls.add_argument("--since", type=time_arg, metavar="T",
                     help="alerts changed or resolved at or after T (ISO 8601 with offset)")
     ls.add_argument("--limit", type=int, default=100)
     ls.add_argument("--json", action="store_true", help="JSON with level history and audit")
@@ -65,16 +66,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     rs.add_argument("--user", required=True)
     rs.add_argument("--reason", required=True)
     rs.set_defaults(func=_resolve)
-
-
-def _aware_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. +08:00")
-    return value
 
 
 def _level_arg(text: str) -> Level:

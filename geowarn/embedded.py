@@ -12,6 +12,7 @@ installed, else an in-process amqtt broker (MQTT 3.1.1, QoS 0/1 only, 3-5x slowe
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import pwd
 import shutil
@@ -39,6 +40,8 @@ def embedded_database_url() -> str:
             "no database configured: set GEOWARN_DATABASE_URL=postgresql://... or install the "
             "embedded PostgreSQL with `pip install -e .[embedded]`"
         ) from None
+    # pgserver narrates every start and stop at INFO; a command's output is not the place.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     data = get_settings().data_dir / "pgdata"
     data.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(data), cleanup_mode="stop")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -19,38 +18,7 @@ from geowarn import readings
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
 from geowarn.settings import get_settings
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '30m', '24h', '7d', '2w' -> timedelta."""
-    m = _DURATION.match(text.strip().lower())
-    if not m:
-        raise InvalidInput(f"{text!r} is not a duration like 30m, 24h, 7d or 2w")
-    value = timedelta(**{_UNIT[m.group(2)]: float(m.group(1))})
-    if value <= timedelta(0):
-        raise InvalidInput(f"duration {text!r} must be positive")
-    return value
-
-
-def parse_time(text: str, now: datetime) -> datetime:
-    """ISO 8601 with an offset, 'now', or a duration meaning that long before `now`."""
-    text = text.strip()
-    if text.lower() == "now":
-        return now
-    if _DURATION.match(text.lower()):
-        return now - parse_duration(text)
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{text!r} is neither an ISO 8601 time (2026-07-01T08:00+08:00) "
-                           "nor a relative time (24h, 7d)") from None
-    if t.tzinfo is None:
-        raise InvalidInput(f"time {text!r} has no UTC offset; add one, e.g. {text}+08:00 "
-                           f"or {text}Z")
-    return t
+from geowarn.timeargs import is_duration, parse_duration, parse_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,7 +70,7 @@ def _prune(args: argparse.Namespace) -> int:
     if not text:
         raise InvalidInput("give --older-than (e.g. 400d) or set GEOWARN_RETENTION")
     with connect(autocommit=True) as conn:
-        if _DURATION.match(text.strip().lower()):
+        if is_duration(text):
             older_than = parse_duration(text)
         else:
             # GEOWARN_RETENTION is a PostgreSQL interval ('400 days'), as the migration reads it.

@@ -16,6 +16,7 @@ import psycopg
 
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
+from geowarn.timeargs import time_arg
 from gis import csv_io, geojson_io, records, regional, store
 from gis.model import LEVEL_NAMES, FieldError
 from gis.records import ParseResult
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     can.add_argument("--level", choices=("county", "city", "province"),
                      help="the approver's level; refused if below what the people require")
     can.add_argument("--document", help="approval document number")
-    can.add_argument("--at", type=_aware_time, help="approval time (default: now)")
+    can.add_argument("--at", type=time_arg, help="approval time (default: now)")
     can.set_defaults(func=_cancel)
 
     sh = hsub.add_parser("shelters", help="nearest shelters with free places for a hazard point")
@@ -71,19 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     wimp.set_defaults(func=_import_warnings)
     fl = wsub.add_parser("floor", help="regional floor level of hazard points at a time")
     fl.add_argument("hazard_ids", nargs="+")
-    fl.add_argument("--at", type=_aware_time, required=True,
+    fl.add_argument("--at", type=time_arg, required=True,
                     help="event time, ISO 8601 with offset")
     fl.set_defaults(func=_floor)
-
-
-def _aware_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. +08:00")
-    return value
 
 
 def _read_text(path: Path) -> str:

@@ -6,12 +6,13 @@ import argparse
 import json
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
 from geowarn.settings import get_settings
+from geowarn.timeargs import parse_time
 from ingest.deadletters import list_dead_letters, payload_excerpt
 
 
@@ -33,21 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--limit", type=int, default=50)
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_deadletters)
-
-
-def parse_since(text: str | None) -> datetime | None:
-    """An ISO 8601 time, or a duration back from now such as 30m, 24h, 7d."""
-    if not text:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
-        return datetime.now(UTC) - timedelta(seconds=float(text[:-1]) * units[text[-1]])
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"--since {text!r}: expected an ISO 8601 time or a duration "
-                           "like 30m, 24h, 7d") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -92,7 +78,8 @@ def _print_stats(as_json: bool) -> int:
 
 def _deadletters(args: argparse.Namespace) -> int:
     with connect() as conn:
-        rows = list_dead_letters(conn, since=parse_since(args.since), device_id=args.device,
+        since = parse_time(args.since, datetime.now(UTC)) if args.since else None
+        rows = list_dead_letters(conn, since=since, device_id=args.device,
                                  reason=args.reason, limit=args.limit)
     if args.json:
         print(json.dumps([{**{k: v for k, v in r.items() if k != "payload"},
