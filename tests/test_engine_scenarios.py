@@ -293,3 +293,26 @@ def test_pollution_spill_exceeds_class_v(
     assert sensors["water_quality.cod"]["value"] > 40.0
     assert max(e.level for e in ev) == 3  # 3× class V: orange, not red (4×)
     assert ev[-1].level == 0  # the plume washed out and the warning cleared
+
+
+def test_stage_oscillating_around_the_warning_level_gives_one_alert_not_a_storm(
+        conn: psycopg.Connection, db_url: str, broker: Broker,
+        start_gateway: Callable[..., Gateway],
+        engine_service: Callable[[], RunningEngine]) -> None:
+    n = 288  # one day of 5-minute stages swinging ±8 cm around the 15 m warning level
+    rng = np.random.default_rng(12)
+    stage = np.round(15.0 + 0.08 * np.sin(np.arange(n) * 0.9) + rng.normal(0, 0.01, n), 3)
+    crossings = int(np.count_nonzero(np.diff(stage >= 15.0)))
+    assert crossings > 60  # the input really flaps
+    river = Track("WL-FLAP", "water_level", START, 300.0, {"level": stage})
+    register(conn, river, site_id="RIVER-FLAP")
+    assert geowarn_main(["engine", "rules-set", "site", "RIVER-FLAP", json.dumps(
+        {"warning_m": 15.0, "guaranteed_m": 16.5, "historical_max_m": 18.2})]) == 0
+    run_live(db_url, broker, start_gateway, engine_service, [river])
+
+    ev = events(conn)
+    assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (1,)
+    # Raised once to yellow at the first sample at or over 15 m (perhaps via blue on the
+    # approach), then held: clearing needs 14.9 m for an hour.
+    assert [e.level for e in ev] in ([2], [1, 2])
+    assert ev[-1].data_time == river.time(int(np.argmax(stage >= 15.0)))
