@@ -25,7 +25,7 @@ from datetime import datetime
 
 import psycopg
 
-from geowarn.errors import InvalidInput, NotFound
+from geowarn.errors import InvalidInput
 
 DEFAULT_ITERATIONS = 10_000
 _SALT_BYTES = 12  # what mosquitto_passwd uses
@@ -88,11 +88,9 @@ def issue_secret(conn: psycopg.Connection, device_id: str, *, actor: str = "syst
     The old secret stops working once the broker's password file is regenerated.
     """
     with conn.transaction():
-        row = conn.execute("SELECT status FROM devices WHERE device_id = %s FOR UPDATE",
-                           (device_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no device {device_id!r}")
-        if row[0] == "retired":
+        from devices.registry import lock_device  # registry imports this module
+
+        if lock_device(conn, device_id) == "retired":
             raise InvalidInput(f"device {device_id!r} is retired; it cannot get a secret")
         secret = generate_secret()
         existed = conn.execute(

@@ -255,32 +255,35 @@ def list_devices(conn: psycopg.Connection, *, kind: str | None = None,
     return [_device(r, chans.get(r["device_id"], [])) for r in rows]
 
 
+def lock_device(conn: psycopg.Connection, device_id: str) -> str:
+    """Lock the device's row for this transaction and return its status (NotFound if none)."""
+    row = conn.execute("SELECT status FROM devices WHERE device_id = %s FOR UPDATE",
+                       (device_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no device {device_id!r}")
+    return str(row[0])
+
+
 def set_status(conn: psycopg.Connection, device_id: str, status: str, *,
                actor: str = "system") -> Device:
     """Put a device in maintenance or back to active (retire with retire_device)."""
     if status not in ("active", "maintenance"):
         raise InvalidInput(f"status must be active or maintenance, got {status!r}")
     with conn.transaction():
-        row = conn.execute("SELECT status FROM devices WHERE device_id = %s FOR UPDATE",
-                           (device_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no device {device_id!r}")
-        if row[0] == "retired":
+        status_before = lock_device(conn, device_id)
+        if status_before == "retired":
             raise InvalidInput(f"device {device_id!r} is retired; register a new device instead")
         conn.execute("UPDATE devices SET status = %s, updated_at = now() WHERE device_id = %s",
                      (status, device_id))
-        audit(conn, actor, "set_status", device_id, {"from": row[0], "to": status})
+        audit(conn, actor, "set_status", device_id, {"from": status_before, "to": status})
     return get_device(conn, device_id)
 
 
 def retire_device(conn: psycopg.Connection, device_id: str, *, actor: str = "system") -> Device:
     """Retire a device for good: its secret is revoked and its open commands cancelled."""
     with conn.transaction():
-        row = conn.execute("SELECT status FROM devices WHERE device_id = %s FOR UPDATE",
-                           (device_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no device {device_id!r}")
-        if row[0] == "retired":
+        status_before = lock_device(conn, device_id)
+        if status_before == "retired":
             raise InvalidInput(f"device {device_id!r} is already retired")
         conn.execute("UPDATE devices SET status = 'retired', retired_at = now(), "
                      "updated_at = now() WHERE device_id = %s", (device_id,))
