@@ -61,17 +61,18 @@ def levels_pair(x: FloatArray, thr: FloatArray, clear: FloatArray
 HAMPEL_HALF = 3
 
 
-def hampel_all(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = HAMPEL_HALF
-               ) -> np.ndarray:
-    """`hampel_last` at every position of each row (each against its own trailing window):
-    the verdicts the ticks gave, recomputed when the rings are refilled after a restart."""
+def hampel_all(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = HAMPEL_HALF,
+               last: int | None = None) -> np.ndarray:
+    """`hampel_last` at every position of each row (each against its own trailing window),
+    or at the `last` positions only: the verdicts the ticks gave, recomputed when the rings
+    are refilled after a restart (older positions fall out of the ring anyway)."""
     rows, n = v.shape
     out = np.zeros((rows, n), bool)
     w = 2 * half + 1
     if n == 0 or rows == 0:
         return out
     padded = np.concatenate([np.full((rows, w - 1), np.nan), v], axis=1)
-    for j in range(n):  # once per restart, over the refilled samples
+    for j in range(max(0, n - (last or n)), n):  # once per restart
         out[:, j] = hampel_last(padded[:, : j + w], k, min_dev, half)
     return out
 

@@ -1,0 +1,225 @@
+"""The engine tick's data: its constants, the immutable `Setup` (channels, rules and
+per-channel parameter arrays, rebuilt when the registry or rules change), the mutable
+`EngineState` (levels, dwell clocks, watermarks, learnt references, emitted target levels and
+the sample rings), and `fill_memory`, which refills the rings after a restart.
+
+Split from alerts/tick.py, which holds the evaluation itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from alerts import tick_methods as tm
+from alerts.levels import LEVEL_DTYPE, Level, LevelArray
+from alerts.ragged import FloatArray, IntArray
+from alerts.ring import RainWindows, Ring
+from alerts.rules import FAMILY_OF_METHOD, RAIN_WINDOWS_H, ChannelInfo, RuleParams
+from geowarn.errors import InvalidInput
+
+KINDS = ("rainfall", "deformation", "water_level", "water_quality", "air_quality",
+         "combined")
+N_FAM = 5
+COMBINED = 5
+GROUPS = ("rainfall", "displacement", "water_level", "water_quality", "air_quality",
+          "threshold")
+RING_K = {"displacement": tm.DISP_LOOKBACK, "water_level": 16, "water_quality": 16,
+          "air_quality": 16, "threshold": 16}
+_KIND_FAMILY = {"water_level": 2, "water_quality": 3, "air_quality": 4}
+SPIKE_Q = 2  # ring quality of a sample the engine judged a spike (as stored "bad")
+
+
+@dataclass(frozen=True)
+class Change:
+    """Fields of alerts.lifecycle.LevelChange (the service converts)."""
+
+    target_type: str
+    target_id: str
+    hazard_kind: str
+    level: Level
+    data_time: datetime
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """New readings: channel index (into Setup.channels), time (s), value, quality; sorted by
+    channel, then time."""
+
+    ch: IntArray
+    t: FloatArray
+    v: FloatArray
+    q: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Samples:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8))
+
+
+@dataclass(frozen=True)
+class Setup:
+    channels: tuple[ChannelInfo, ...]
+    params: tuple[RuleParams, ...]
+    family: IntArray  # (C,) 0..4
+    target: IntArray  # (C,) index into targets
+    targets: tuple[tuple[str, str], ...]
+    fusion_k: IntArray  # (T,) 1 = maximum
+    device: IntArray  # (C,) index into devices
+    devices: tuple[str, ...]
+    group_rows: dict[str, IntArray]  # method group -> channel indices
+    row_in_group: IntArray  # (C,) row of each channel inside its group
+    p: dict[str, np.ndarray]  # per-channel parameter arrays
+
+    @property
+    def n(self) -> int:
+        return len(self.channels)
+
+
+def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
+                rain_ring_max: int = 4096) -> Setup:
+    if len(channels) != len(params):
+        raise InvalidInput(f"{len(channels)} channels but {len(params)} rules")
+    ids = [c.channel_id for c in channels]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("duplicate channel ids in the engine setup")
+    fam_names = list(KINDS[:N_FAM])
+    family = []
+    for c, p in zip(channels, params, strict=True):
+        f = FAMILY_OF_METHOD[p.method]
+        # Generic thresholds go with the kind's own family; slope precursors (groundwater,
+        # pore pressure, soil moisture, tilt) with deformation.
+        family.append(fam_names.index(f) if f != "other" else _KIND_FAMILY.get(c.kind, 1))
+    tkeys = sorted({c.target for c in channels})
+    tindex = {k: i for i, k in enumerate(tkeys)}
+    devs = sorted({c.device_id for c in channels})
+    dindex = {d: i for i, d in enumerate(devs)}
+    k = np.ones(len(tkeys), np.int64)
+    for c, p in zip(channels, params, strict=True):
+        if p.fusion_mode == "k_of_n":
+            k[tindex[c.target]] = max(k[tindex[c.target]], p.fusion_k)
+    methods = np.array([p.method for p in params])
+    group_rows = {g: np.flatnonzero(methods == g) for g in GROUPS}
+    row = np.full(len(channels), -1, np.int64)
+    for rows in group_rows.values():
+        row[rows] = np.arange(rows.size)
+    rain_k = [min(rain_ring_max, int(np.ceil(max(RAIN_WINDOWS_H) * 3600.0 / max(
+        channels[i].reporting_interval_s, 1.0))) + 16) for i in group_rows["rainfall"]]
+
+    def arr(name: str, dtype: Any = np.float64) -> np.ndarray:
+        return np.array([getattr(p, name) for p in params], dtype=dtype).reshape(
+            (len(params),) + np.shape(getattr(RuleParams(), name)))
+
+    p_arrays = {name: arr(name) for name in (
+        "rain_table_mm", "thresholds", "clear_ratio", "dwell_s", "offline_after_s",
+        "velocity_mm_per_day", "cumulative_mm", "baseline", "reference_rate_mm_per_day",
+        "reference_hours", "sign", "warning_m", "guaranteed_m", "historical_max_m",
+        "approach_margin_m", "rise_rate_m_per_h", "hampel_k", "hampel_min_deviation")}
+    for name in ("persist_n", "persist_m", "stuck_count"):
+        p_arrays[name] = arr(name, np.int64)
+    p_arrays["rain_ring_k"] = np.array([max(rain_k, default=16)], np.int64)
+    return Setup(tuple(channels), tuple(params), np.array(family, np.int64),
+                 np.array([tindex[c.target] for c in channels], np.int64), tuple(tkeys), k,
+                 np.array([dindex[c.device_id] for c in channels], np.int64), tuple(devs),
+                 group_rows, row, p_arrays)
+
+
+_SAVED = ("level", "lower_since", "changed_at", "watermark", "first_watch", "clean_raise",
+          "clean_hold", "baseline", "ref_t0", "ref_n", "ref_st", "ref_sd", "ref_stt",
+          "ref_std")
+
+
+@dataclass
+class EngineState:
+    level: LevelArray
+    lower_since: FloatArray
+    changed_at: FloatArray
+    watermark: FloatArray  # newest sample time processed per channel
+    first_watch: FloatArray  # engine clock when the channel was first watched
+    clean_raise: LevelArray
+    clean_hold: LevelArray
+    baseline: FloatArray
+    ref_t0: FloatArray
+    ref_n: FloatArray
+    ref_st: FloatArray
+    ref_sd: FloatArray
+    ref_stt: FloatArray
+    ref_std: FloatArray
+    emitted: LevelArray  # (T, 6)
+    maintenance: LevelArray  # (D,)
+    rings: dict[str, Ring] = field(default_factory=dict)
+    rain: RainWindows | None = None
+    evidence: dict[str, FloatArray] = field(default_factory=dict)
+
+    @classmethod
+    def initial(cls, setup: Setup) -> EngineState:
+        n = setup.n
+
+        def nan() -> FloatArray:
+            return np.full(n, np.nan)
+
+        def zero() -> LevelArray:
+            return np.zeros(n, LEVEL_DTYPE)
+
+        st = cls(zero(), nan(), nan(), nan(), nan(), zero(), zero(),
+                 setup.p["baseline"].copy(), nan(), np.zeros(n), np.zeros(n), np.zeros(n),
+                 np.zeros(n), np.zeros(n),
+                 np.zeros((len(setup.targets), len(KINDS)), LEVEL_DTYPE),
+                 np.zeros(len(setup.devices), LEVEL_DTYPE))
+        st.reset_memory(setup)
+        return st
+
+    def reset_memory(self, setup: Setup) -> None:
+        """Fresh rings (after a restart they are refilled from the readings store)."""
+        for g, k in RING_K.items():
+            self.rings[g] = Ring.empty(setup.group_rows[g].size, k)
+        nr = setup.group_rows["rainfall"].size
+        self.rings["rainfall"] = Ring.empty(nr, int(setup.p["rain_ring_k"][0]))
+        self.rain = RainWindows.empty(nr, np.asarray(RAIN_WINDOWS_H) * 3600.0)
+        self.evidence = {}
+
+    def saved_arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in (*_SAVED, "emitted", "maintenance")}
+
+
+@dataclass(frozen=True)
+class TickResult:
+    changes: list[Change]
+    updated: IntArray  # channel indices evaluated this tick
+    raise_level: LevelArray  # (len(updated),) before hysteresis
+    silent_devices: list[str]
+
+
+def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
+    """Put already-evaluated samples back into the rings (after a restart); no evaluation
+    beyond recomputing which of them the ticks had judged spikes (from the values alone, so
+    the refilled rings equal the ones the previous engine held)."""
+    for g in GROUPS:
+        sel = setup.row_in_group[s.ch] >= 0
+        sel &= np.isin(s.ch, setup.group_rows[g])
+        if not sel.any():
+            continue
+        rows = setup.row_in_group[s.ch[sel]]
+        if g == "rainfall":
+            assert state.rain is not None
+            state.rain.update(state.rings[g], rows, s.t[sel], s.v[sel], s.q[sel])
+        else:
+            q = _spike_verdicts(setup, s.ch[sel], s.v[sel], s.q[sel], state.rings[g].k)
+            state.rings[g].append(rows, s.t[sel], s.v[sel], q)
+
+
+def _spike_verdicts(setup: Setup, ch: IntArray, v: FloatArray, q: np.ndarray, keep: int
+                    ) -> np.ndarray:
+    """Stored qualities with SPIKE_Q where the trailing Hampel check flags the sample."""
+    uniq, start, cnt = np.unique(ch, return_index=True, return_counts=True)
+    width = int(cnt.max())
+    row = np.repeat(np.arange(uniq.size), cnt)
+    col = width - np.repeat(cnt, cnt) + (np.arange(ch.size) - np.repeat(start, cnt))
+    dense = np.full((uniq.size, width), np.nan)
+    dense[row, col] = v
+    spikes = tm.hampel_all(dense, setup.p["hampel_k"][uniq],
+                           setup.p["hampel_min_deviation"][uniq], last=keep)
+    return np.where(spikes[row, col], SPIKE_Q, q).astype(np.int8)
