@@ -9,6 +9,12 @@ Clear thresholds: a threshold t clears at t − (1 − clear_ratio)·|t| (so 0.9
 threshold at 40.5 mm); water-level stages clear 0.1 m below the stage. Pollution levels need
 persistence (n of the last m samples reaching a level; flagged samples count as none), which
 already keeps a single sample from flapping, so they clear at the raise thresholds.
+
+Spikes: a newest sample the trailing Hampel check flags is reported in `MethodResult.spike`;
+the tick marks it in the ring (quality 2), so later fits and persistence counts leave it out
+instead of seeing a one-sample jump as velocity (found by the 30-day false-alarm test).
+Velocity needs VELOCITY_MIN_SAMPLES of its VELOCITY_SAMPLES window: a rate from a handful of
+noisy fixes is noise.
 """
 
 from __future__ import annotations
