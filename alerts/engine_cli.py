@@ -1,6 +1,7 @@
 """`geowarn engine`: run the warning engine; `geowarn engine rules …`: manage rule overrides.
 
     geowarn engine [--name N] [--clock wall|data] [--period S] [--quiet-hours H]
+                   [--backfill-days D]
     geowarn engine rules set SCOPE ID '{"warning_m": 15.2}'
     geowarn engine rules list
     geowarn engine rules delete SCOPE ID
@@ -30,6 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--period", type=float, default=30.0, help="periodic tick, seconds")
     p.add_argument("--quiet-hours", type=float, default=6.0,
                    help="auto-resolve alerts cleared for this long (data time)")
+    p.add_argument("--backfill-days", type=float, default=7.0,
+                   help="wall clock: how far back a never-judged channel starts")
     p.set_defaults(func=_run)
     rules = p.add_subparsers(dest="engine_command", metavar="ACTION")
     s = rules.add_parser("rules-set", help="set the rule override of a scope")
@@ -47,7 +50,8 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     config = EngineConfig(name=args.name, clock=args.clock, period_s=args.period,
-                          quiet_s=args.quiet_hours * 3600.0)
+                          quiet_s=args.quiet_hours * 3600.0,
+                          backfill_s=args.backfill_days * 86400.0)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -74,14 +74,17 @@ def _fetch(conn: psycopg.Connection, setup: Setup, ids: Sequence[int],
 
 
 def load_samples(conn: psycopg.Connection, setup: Setup, state: EngineState, until: float,
-                 channel_indices: Sequence[int] | None = None) -> Samples:
-    """Readings with watermark < ts <= until for the given channels (default: all)."""
+                 channel_indices: Sequence[int] | None = None,
+                 since: float = -math.inf) -> Samples:
+    """Readings with watermark < ts <= until for the given channels (default: all); a
+    channel never judged (no watermark) starts after `since`."""
     idx = range(setup.n) if channel_indices is None else channel_indices
     if not len(idx):
         return Samples.empty()
     ids = [setup.channels[i].channel_id for i in idx]
     up = _ts(until)
-    return _fetch(conn, setup, ids, [_ts(float(state.watermark[i])) for i in idx],
+    lows = [float(state.watermark[i]) for i in idx]
+    return _fetch(conn, setup, ids, [_ts(w if math.isfinite(w) else since) for w in lows],
                   [up] * len(ids), inclusive_lower=False)
 
 

@@ -47,12 +47,18 @@ class EngineConfig:
     period_s: float = 30.0
     quiet_s: float = 6 * 3600.0  # auto-resolve after this long cleared (data time)
     standby_poll_s: float = 2.0
+    # Wall clock only: a channel the engine has never judged starts this far back. Every
+    # sample is judged in its own round, so judging a year of history on a first start
+    # would take hours; a week covers the longest window (72 h rain) with room.
+    backfill_s: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         if self.clock not in ("wall", "data"):
             raise InvalidInput(f"engine clock must be 'wall' or 'data', got {self.clock!r}")
-        if not (self.period_s > 0 and self.quiet_s > 0 and self.standby_poll_s > 0):
-            raise InvalidInput("engine period, quiet and standby poll must be positive")
+        if not (self.period_s > 0 and self.quiet_s > 0 and self.standby_poll_s > 0
+                and self.backfill_s > 0):
+            raise InvalidInput("engine period, quiet, standby poll and backfill must be "
+                               "positive")
 
 
 class Engine:
@@ -113,8 +119,10 @@ class Engine:
             with self.conn.transaction():
                 until = now if now is not None else (
                     time.time() if self.config.clock == "wall" else math.inf)
+                since = (until - self.config.backfill_s
+                         if self.config.clock == "wall" and now is None else -math.inf)
                 samples = engine_data.load_samples(self.conn, self.setup, self.state, until,
-                                                   which)
+                                                   which, since)
                 clock = until if math.isfinite(until) else max(
                     self.clock, float(samples.t.max()) if samples.t.size else self.clock)
                 clock = max(clock, self.clock)

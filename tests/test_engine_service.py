@@ -28,8 +28,8 @@ def _setup(conn: psycopg.Connection) -> dict[str, int]:
     conn.execute("INSERT INTO engine_rules (scope, scope_id, params) VALUES ('site', "
                  "'RIVER-1', '{\"warning_m\": 15, \"guaranteed_m\": 16, "
                  "\"historical_max_m\": 18}')")
-    ids = dict(conn.execute("SELECT device_id || '.' || channel, channel_id FROM channels"
-                            ).fetchall())
+    ids: dict[str, int] = dict(conn.execute(
+        "SELECT device_id || '.' || channel, channel_id FROM channels").fetchall())
     n = 240
     rain = np.zeros(n)
     rain[60:72] = 4.0  # 48 mm in the hour from 05:00: yellow (45 mm / 1 h)
@@ -137,3 +137,26 @@ def test_one_leader_and_a_standby_takes_over(db_url: str, conn: psycopg.Connecti
         stop2.set()
         t1.join(10)
         t2.join(10)
+
+
+def test_a_fresh_wall_clock_engine_judges_only_the_backfill_window(
+        db_url: str, conn: psycopg.Connection) -> None:
+    add_device(conn, DeviceSpec("RAIN-OLD", kind="rain_gauge", hazard_id="HP9",
+                                reporting_interval_s=300))
+    ids: dict[str, int] = dict(conn.execute("SELECT channel, channel_id FROM channels").fetchall())
+    old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    # A storm ten days ago (60 mm in an hour: orange), then light rain yesterday.
+    rows = [(ids["rain"], old + i * STEP, 5.0, 0) for i in range(12)]
+    rows += [(ids["rain"], old + timedelta(days=9) + i * STEP, 0.2, 0) for i in range(12)]
+    write_readings(conn, rows)
+    for days, expected in ((7.0, 0), (30.0, 3)):
+        conn.execute("DELETE FROM alert_events; DELETE FROM notification_outbox; "
+                     "DELETE FROM alerts; DELETE FROM engine_state")
+        engine = Engine(db_url, EngineConfig(name=f"bf{days:g}", backfill_s=days * 86400))
+        try:
+            engine.step()
+            assert np.nanmax(engine.state.watermark) == rows[-1][1].timestamp()
+        finally:
+            engine.close()
+        peak = conn.execute("SELECT coalesce(max(peak_level), 0) FROM alerts").fetchone()
+        assert peak == (expected,)
