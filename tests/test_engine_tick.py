@@ -10,7 +10,7 @@ from alerts.ragged import Ragged
 from alerts.rainfall import window_accumulations
 from alerts.ring import RainWindows, Ring
 from alerts.rules import ChannelInfo, resolve
-from alerts.tick import Change, EngineState, Samples, build_setup, tick
+from alerts.tick import Change, EngineState, Samples, Setup, build_setup, tick
 
 T0 = 1_720_000_000.0
 
@@ -29,8 +29,11 @@ def test_incremental_rain_windows_equal_the_from_scratch_sums() -> None:
             for i in range(m):
                 t = T0 + step * 60.0 + (i + 1) * 60.0 / (m + 1)
                 v = round(float(rng.random()) * 2, 1)
-                rows.append(c), ts.append(t), vs.append(v)
-                times[c].append(t), vals[c].append(v)
+                rows.append(c)
+                ts.append(t)
+                vs.append(v)
+                times[c].append(t)
+                vals[c].append(v)
         if rows:
             rw.update(ring, np.array(rows), np.array(ts), np.array(vs),
                       np.zeros(len(rows), np.int8))
@@ -43,7 +46,7 @@ def test_incremental_rain_windows_equal_the_from_scratch_sums() -> None:
 
 
 def _engine(channels: list[ChannelInfo], overrides: dict | None = None
-            ) -> tuple[object, EngineState]:
+            ) -> tuple[Setup, EngineState]:
     setup = build_setup(channels, resolve(channels, overrides or {}))
     return setup, EngineState.initial(setup)
 
