@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from simulators.scenarios import (
     typhoon_rain,
 )
 from tests.fixtures.broker import Broker
-from tests.fixtures.gateway import wait_for_count
+from tests.fixtures.gateway import ServiceProcess, wait_for_count
 from tests.test_engine_scenarios import GULLY, INSIDE, LANDSLIDE, START, load_hazards, register
 
 QUIET_HOURS = 1000.0  # no auto-resolve inside the scenario: its timing follows the wall clock
@@ -52,38 +49,12 @@ def scenario() -> list[Track]:
     ]
 
 
-class EngineProcess:
-    def __init__(self, db_url: str, log: Path) -> None:
-        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                    "GEOWARN_DATABASE_URL": db_url}
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "geowarn", "engine", "--clock", "data", "--period", "1",
-                 "--quiet-hours", str(QUIET_HOURS)], env=self.env, stdout=out,
-                stderr=subprocess.STDOUT)
-
-    def kill9(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
-def engine_process(db_url: str, tmp_path: Path) -> Iterator[EngineProcess]:
-    ep = EngineProcess(db_url, tmp_path / "engine.log")
+def engine_process(db_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
+    ep = ServiceProcess(
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GEOWARN_DATABASE_URL": db_url},
+        log_path=tmp_path / "engine.log",
+        args=("engine", "--clock", "data", "--period", "1", "--quiet-hours", str(QUIET_HOURS)))
     yield ep
     ep.stop()
 
@@ -103,7 +74,7 @@ def caught_up(db_url: str, newest: float) -> int:
 @pytest.mark.slow
 def test_sigkill_mid_scenario_and_restart_give_the_same_alerts(
         conn: psycopg.Connection, db_url: str, broker: Broker,
-        start_gateway: Callable[..., Gateway], engine_process: EngineProcess) -> None:
+        start_gateway: Callable[..., Gateway], engine_process: ServiceProcess) -> None:
     load_hazards(conn)
     tracks = scenario()
     register(conn, tracks[0], hazard_id=GULLY)
@@ -130,7 +101,7 @@ def test_sigkill_mid_scenario_and_restart_give_the_same_alerts(
             if i == 0:
                 assert wait_for_count(db_url, "SELECT count(*) FROM readings", stored) == stored
                 newest = max(e[2].timestamp() for m in msgs[:cut] for e in m.expected)
-                assert caught_up(db_url, newest) == 1, engine_process.log.read_text()
+                assert caught_up(db_url, newest) == 1, engine_process.log
             if i == 1:
                 engine_process.kill9()  # mid-stream: ticks and commits are in flight
             sent = cut
@@ -140,7 +111,7 @@ def test_sigkill_mid_scenario_and_restart_give_the_same_alerts(
     before = len(all_events(conn))
     engine_process.start()
     newest = max(e[2].timestamp() for m in msgs for e in m.expected)
-    assert caught_up(db_url, newest) == 1, engine_process.log.read_text()
+    assert caught_up(db_url, newest) == 1, engine_process.log
     engine_process.stop()
     got = all_events(conn)
     assert len(got) > before  # the restarted engine had work left to do
