@@ -19,6 +19,7 @@ noisy fixes is noise.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,8 +88,12 @@ def hampel_last(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = H
                 ) -> np.ndarray:
     """Is the newest sample of each row a spike against the trailing 2·half+1 samples?"""
     w = v[:, -(2 * half + 1):]
-    med = np.nanmedian(w, axis=1) if w.size else np.zeros(0)
-    mad = np.nanmedian(np.abs(w - med[:, None]), axis=1) if w.size else np.zeros(0)
+    # A row with no finite sample yet (a new channel) has no median; it is never a spike
+    # (the finite count below), so numpy's "All-NaN slice" warning says nothing useful.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(w, axis=1) if w.size else np.zeros(0)
+        mad = np.nanmedian(np.abs(w - med[:, None]), axis=1) if w.size else np.zeros(0)
     dev = np.abs(v[:, -1] - med)
     with np.errstate(invalid="ignore"):
         return np.asarray((dev > k * 1.4826 * mad) & (dev > min_dev) & (np.isfinite(w).sum(1)
