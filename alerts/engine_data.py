@@ -23,6 +23,7 @@ import psycopg
 from alerts.rules import RAIN_WINDOWS_H, ChannelInfo
 from alerts.tick import RING_K, EngineState, Samples, Setup
 from devices.catalogue import load_catalogue
+from geowarn.errors import InvalidInput
 from gis.regional import regional_floor
 
 
@@ -37,7 +38,7 @@ def load_channels(conn: psycopg.Connection) -> list[ChannelInfo]:
         if interval is None:
             try:
                 interval = catalogue.kind(kind).reporting_interval_s
-            except Exception:  # noqa: BLE001 - an unknown kind just gets an hourly default
+            except InvalidInput:  # a kind no longer in the catalogue: hourly by default
                 interval = 3600
         out.append(ChannelInfo(cid, dev, kind, spec, hazard, site, float(interval)))
     return out

@@ -71,11 +71,12 @@ class Settings(BaseSettings):
             return None
         if "://" not in v and "=" in v:
             # A libpq key=value string ("host=... dbname=...") is as good as a URL.
+            from psycopg import ProgrammingError
             from psycopg.conninfo import conninfo_to_dict
 
             try:
                 conninfo_to_dict(v)
-            except Exception as exc:  # noqa: BLE001 - psycopg raises ProgrammingError
+            except ProgrammingError as exc:
                 raise ValueError(f"not a valid libpq connection string: {exc}") from None
             return v
         scheme = urlsplit(v).scheme
