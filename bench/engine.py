@@ -1,4 +1,4 @@
-"""Benchmark of the warning engine (alerts/tick.py and the `geowarn engine` service).
+"""Benchmark of the warning engine (alerts/engine/tick.py and the `geowarn engine` service).
 
     .venv/bin/python -m bench.engine [--channels 10000] [--latency-trials 200]
 
@@ -38,13 +38,13 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts import tick_methods as tm
-from alerts.failure_time import forecast_failure
-from alerts.levels import classify
-from alerts.ring import MICRO
-from alerts.rules import ChannelInfo, resolve
-from alerts.service import Engine, EngineConfig, Service
-from alerts.tick import EngineState, Samples, Setup, build_setup, fill_memory, tick
+from alerts.engine import tick_methods as tm
+from alerts.engine.ring import MICRO
+from alerts.engine.rules import ChannelInfo, resolve
+from alerts.engine.service import Engine, EngineConfig, Service
+from alerts.engine.tick import EngineState, Samples, Setup, build_setup, fill_memory, tick
+from alerts.methods.failure_time import forecast_failure
+from alerts.methods.levels import classify
 from bench.ingest import start_gateway
 from bench.store import LOCAL_ADMIN, fresh_database
 from geowarn.embedded import free_port, start_mosquitto

@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
-from alerts.displacement import TangentAngleConfig, tangent_angle, tangent_levels
-from alerts.fitting import masked_linear_fit
-from alerts.quality import hampel_spikes, stuck_runs
-from alerts.ragged import Ragged
-from alerts.rainfall import WindowThresholdTable, window_accumulations
+from alerts.methods.displacement import TangentAngleConfig, tangent_angle, tangent_levels
+from alerts.methods.fitting import masked_linear_fit
+from alerts.methods.quality import hampel_spikes, stuck_runs
+from alerts.methods.ragged import Ragged
+from alerts.methods.rainfall import WindowThresholdTable, window_accumulations
 
 MINUTES = 1440
 STEP = 60.0

@@ -25,8 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "geowarn.readings_cli",
     "ingest.cli",
     "simulators.cli",
-    "alerts.engine_cli",
-    "alerts.alerts_cli",
+    "alerts.cli.engine_cli",
+    "alerts.cli.alerts_cli",
     "geowarn.demo_cli",
 )
 

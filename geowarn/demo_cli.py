@@ -164,11 +164,11 @@ class Service(Protocol):
 
 
 class _EngineThread:
-    """alerts.service.Service (leader election, LISTEN, periodic tick) on its own thread."""
+    """alerts.engine.service.Service (leader election, LISTEN, periodic tick) on its own thread."""
 
     def __init__(self, db_url: str) -> None:
-        from alerts.service import EngineConfig
-        from alerts.service import Service as EngineService
+        from alerts.engine.service import EngineConfig
+        from alerts.engine.service import Service as EngineService
 
         self.service = EngineService(db_url, EngineConfig())
         self._stop = threading.Event()
@@ -191,8 +191,8 @@ class _EngineThread:
 
 
 def _engine(db_url: str) -> _EngineThread | None:
-    if importlib.util.find_spec("alerts.service") is None:
-        log.warning("warning engine not installed (alerts/service.py); running ingest only")
+    if importlib.util.find_spec("alerts.engine.service") is None:
+        log.warning("warning engine not installed (alerts/engine/service.py); running ingest only")
         return None
     return _EngineThread(db_url)
 

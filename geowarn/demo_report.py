@@ -2,7 +2,7 @@
 reason, device health, latest values, hourly rain, and one step of the warning engine.
 
 Every function reads through the same APIs an operator's tools use (geowarn.readings,
-devices.health, alerts.lifecycle_queries), so the demo shows what they would show.
+devices.health, alerts.lifecycle.queries), so the demo shows what they would show.
 """
 
 from __future__ import annotations
@@ -107,13 +107,13 @@ def _channel_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
 
 
 def run_engine(db_url: str, out: TextIO) -> bool:
-    """One step of the warning engine over everything stored, when alerts.service is
+    """One step of the warning engine over everything stored, when alerts.engine.service is
     installed; prints the level changes and the open alerts. Returns whether it ran."""
-    if importlib.util.find_spec("alerts.service") is None:
-        _say(out, "  the warning engine (alerts/service.py) is not installed; skipped")
+    if importlib.util.find_spec("alerts.engine.service") is None:
+        _say(out, "  the warning engine (alerts/engine/service.py) is not installed; skipped")
         return False
-    from alerts.lifecycle_queries import list_alerts
-    from alerts.service import Engine, EngineConfig
+    from alerts.engine.service import Engine, EngineConfig
+    from alerts.lifecycle.queries import list_alerts
 
     # Its own state name: a deployment's engine ("engine") keeps its own watermarks.
     engine = Engine(db_url, EngineConfig(name="demo", clock="wall"))

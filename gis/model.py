@@ -4,7 +4,7 @@ Pure values and rules only (no I/O): frozen dataclasses, field validation shared
 GeoJSON and CSV readers, the cancellation (销号) approval level, and phone masking.
 
 Levels are plain ints 0 none, 1 blue, 2 yellow, 3 orange, 4 red, the values of
-alerts.levels.Level; `as_level` turns them into that IntEnum when it is installed.
+alerts.methods.levels.Level; `as_level` turns them into that IntEnum when it is installed.
 """
 
 from __future__ import annotations
@@ -141,9 +141,9 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def as_level(value: int) -> int:
-    """`value` as alerts.levels.Level when that module exists (it is an IntEnum of ints)."""
+    """`value` as alerts.methods.levels.Level when that module exists (it is an IntEnum of ints)."""
     try:
-        from alerts.levels import Level  # type: ignore[import-not-found,unused-ignore]
+        from alerts.methods.levels import Level  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return int(value)
     return Level(value)  # type: ignore[no-any-return,unused-ignore]

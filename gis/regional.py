@@ -180,8 +180,8 @@ def regional_floor(conn: psycopg.Connection, hazard_ids: Sequence[str],
                    at: datetime) -> dict[str, int]:
     """{hazard_id: Level} from the regional warnings valid at event time `at`.
 
-    Values are alerts.levels.Level members (ints 0 none .. 4 red). Unknown ids raise NotFound
-    rather than silently getting no floor.
+    Values are alerts.methods.levels.Level members (ints 0 none .. 4 red). Unknown ids raise
+    NotFound rather than silently getting no floor.
     """
     if at.tzinfo is None:
         raise InvalidInput("regional_floor needs an aware datetime (event time with offset)")

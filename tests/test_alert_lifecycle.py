@@ -13,9 +13,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from alerts import outbox
-from alerts.levels import Level
-from alerts.lifecycle import (
+from alerts.lifecycle import outbox
+from alerts.lifecycle.writes import (
     LevelChange,
     acknowledge,
     apply_changes,
@@ -24,6 +23,7 @@ from alerts.lifecycle import (
     list_alerts,
     resolve,
 )
+from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput, NotFound
 
 T0 = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from alerts.levels import Level
-from alerts.lifecycle import LevelChange, apply_changes
+from alerts.lifecycle.writes import LevelChange, apply_changes
+from alerts.methods.levels import Level
 from geowarn.cli import main
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)

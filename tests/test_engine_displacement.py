@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alerts.displacement import (
+from alerts.methods.displacement import (
     AccelerationRule,
     TangentAngleConfig,
     cumulative_levels,
@@ -22,14 +22,14 @@ from alerts.displacement import (
     tangent_angle,
     tangent_levels,
 )
-from alerts.failure_time import (
+from alerts.methods.failure_time import (
     ForecastConfig,
     forecast_failure,
     saito_failure_time,
     saito_times,
 )
-from alerts.levels import Level
-from alerts.ragged import Ragged
+from alerts.methods.levels import Level
+from alerts.methods.ragged import Ragged
 from geowarn.errors import InvalidInput
 
 H = 3600.0

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from alerts.service import Engine, EngineConfig
+from alerts.engine.service import Engine, EngineConfig
 from devices.catalogue import load_catalogue
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings

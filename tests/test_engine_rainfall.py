@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alerts.levels import Level
-from alerts.ragged import Ragged
-from alerts.rainfall import (
+from alerts.methods.levels import Level
+from alerts.methods.ragged import Ragged
+from alerts.methods.rainfall import (
     ALEOTTI_2004,
     CAINE_1980,
     GUZZETTI_2008,

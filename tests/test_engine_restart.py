@@ -4,7 +4,7 @@ data times, same evidence) as an engine that never died, and no duplicates.
 
 The path is the real one: simulator → Mosquitto → ingest gateway → PostgreSQL → the engine as
 a subprocess (data clock, woken by NOTIFY). The reference is the same stored data judged by a
-fresh engine in one catch-up step, which the rounds of alerts.tick make equal to living
+fresh engine in one catch-up step, which the rounds of alerts.engine.tick make equal to living
 through it."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from alerts.service import Engine, EngineConfig
+from alerts.engine.service import Engine, EngineConfig
 from geowarn.cli import main as geowarn_main
 from ingest.gateway import Gateway
 from simulators.publisher import Publisher

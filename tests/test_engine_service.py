@@ -11,8 +11,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from alerts import engine_state
-from alerts.service import Engine, EngineConfig, Service
+from alerts.engine import state as engine_state
+from alerts.engine.service import Engine, EngineConfig, Service
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alerts.fusion import Family, FusionConfig, fuse
-from alerts.hysteresis import HysteresisConfig, HysteresisState, run, step
-from alerts.levels import Level, classify
-from alerts.quality import (
+from alerts.methods.fusion import Family, FusionConfig, fuse
+from alerts.methods.hysteresis import HysteresisConfig, HysteresisState, run, step
+from alerts.methods.levels import Level, classify
+from alerts.methods.quality import (
     Flag,
     QualityConfig,
     flag_samples,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from alerts.levels import Level
-from alerts.ragged import Ragged
-from alerts.rainfall import window_accumulations
-from alerts.ring import RainWindows, Ring
-from alerts.rules import ChannelInfo, resolve
-from alerts.tick import Change, EngineState, Samples, Setup, build_setup, tick
+from alerts.engine.ring import RainWindows, Ring
+from alerts.engine.rules import ChannelInfo, resolve
+from alerts.engine.tick import Change, EngineState, Samples, Setup, build_setup, tick
+from alerts.methods.levels import Level
+from alerts.methods.ragged import Ragged
+from alerts.methods.rainfall import window_accumulations
 
 T0 = 1_720_000_000.0
 
@@ -135,8 +135,8 @@ def test_rain_and_deformation_raise_the_combined_level_and_batches_agree() -> No
 
 
 def test_fast_acceleration_check_equals_the_full_detector() -> None:
-    from alerts.displacement import AccelerationRule, detect_acceleration
-    from alerts.tick_methods import established_at_end
+    from alerts.engine.tick_methods import established_at_end
+    from alerts.methods.displacement import AccelerationRule, detect_acceleration
 
     rng = np.random.default_rng(11)
     t = np.arange(64.0)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alerts import water_level as wl
-from alerts.levels import Level
-from alerts.pollution import (
+from alerts.methods import water_level as wl
+from alerts.methods.levels import Level
+from alerts.methods.pollution import (
     AQI_BANDS,
     INFERIOR_V,
     aqi,

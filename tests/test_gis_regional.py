@@ -75,7 +75,7 @@ def test_example_cap_document_imports_and_sets_floors(hazards: psycopg.Connectio
 
 
 def test_levels_come_back_as_the_alerts_level_enum(hazards: psycopg.Connection) -> None:
-    levels = pytest.importorskip("alerts.levels")
+    levels = pytest.importorskip("alerts.methods.levels")
     regional.import_cap(hazards, cap_doc(info=cap_info(severity="Severe")))
     floors = regional.regional_floor(hazards, ["SYN-LS-001"], at(21, 9))
     assert floors["SYN-LS-001"] is levels.Level.ORANGE

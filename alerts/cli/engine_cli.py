@@ -17,8 +17,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from alerts.rules import SCOPES, validate_override
-from alerts.service import EngineConfig, Service
+from alerts.engine.rules import SCOPES, validate_override
+from alerts.engine.service import EngineConfig, Service
 from geowarn.db import connect, database_url
 from geowarn.errors import InvalidInput, NotFound
 
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     s = rules.add_parser("rules-set", help="set the rule override of a scope")
     s.add_argument("scope", choices=SCOPES)
     s.add_argument("scope_id")
-    s.add_argument("params", help="JSON object of alerts.rules.RuleParams fields")
+    s.add_argument("params", help="JSON object of alerts.engine.rules.RuleParams fields")
     s.set_defaults(func=_rules_set)
     ls = rules.add_parser("rules-list", help="list rule overrides as JSON")
     ls.set_defaults(func=_rules_list)

@@ -1,7 +1,7 @@
 """`geowarn engine`: the warning engine as a service around the pure tick.
 
 One `Engine.step(now)` = load the readings newer than each channel's watermark, run
-alerts.tick.tick, and in ONE transaction apply the resulting level changes through the alert
+alerts.engine.tick.tick, and in ONE transaction apply the resulting level changes through the alert
 lifecycle (idempotent) and save the engine state. A crash therefore loses neither or both;
 after a restart the state comes back from the database, the rings are refilled from the
 readings store, and re-evaluating the unprocessed readings yields the same changes, which the
@@ -29,10 +29,11 @@ from typing import Any, Literal
 
 import psycopg
 
-from alerts import engine_data, engine_state
-from alerts.lifecycle import AlertEvent, LevelChange, apply_changes, auto_resolve
-from alerts.rules import resolve
-from alerts.tick import EngineState, Setup, build_setup, fill_memory, tick
+from alerts.engine import data as engine_data
+from alerts.engine import state as engine_state
+from alerts.engine.rules import resolve
+from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
+from alerts.lifecycle.writes import AlertEvent, LevelChange, apply_changes, auto_resolve
 from geowarn.errors import InvalidInput
 
 log = logging.getLogger(__name__)

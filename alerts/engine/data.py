@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from alerts.rules import RAIN_WINDOWS_H, ChannelInfo
-from alerts.tick import RING_K, EngineState, Samples, Setup
+from alerts.engine.rules import RAIN_WINDOWS_H, ChannelInfo
+from alerts.engine.tick import RING_K, EngineState, Samples, Setup
 from devices.catalogue import load_catalogue
 from geowarn.errors import InvalidInput
 from gis.regional import regional_floor

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import savgol_filter
 
-from alerts.fitting import masked_linear_fit
-from alerts.levels import LevelArray, classify
-from alerts.ragged import BoolArray, FloatArray, Ragged, composite_key
+from alerts.methods.fitting import masked_linear_fit
+from alerts.methods.levels import LevelArray, classify
+from alerts.methods.ragged import BoolArray, FloatArray, Ragged, composite_key
 from geowarn.errors import InvalidInput
 
 

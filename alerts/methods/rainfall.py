@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from alerts.levels import LEVEL_DTYPE, LevelArray, check_thresholds, classify
-from alerts.ragged import FloatArray, IntArray, Ragged, search_per_channel
+from alerts.methods.levels import LEVEL_DTYPE, LevelArray, check_thresholds, classify
+from alerts.methods.ragged import FloatArray, IntArray, Ragged, search_per_channel
 from geowarn.errors import InvalidInput
 
 HOUR = 3600.0

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alerts.displacement import AccelerationRule, detect_acceleration, savgol_velocity
-from alerts.fitting import LineFit, masked_linear_fit
-from alerts.ragged import BoolArray, FloatArray
+from alerts.methods.displacement import AccelerationRule, detect_acceleration, savgol_velocity
+from alerts.methods.fitting import LineFit, masked_linear_fit
+from alerts.methods.ragged import BoolArray, FloatArray
 from geowarn.errors import InvalidInput
 
 

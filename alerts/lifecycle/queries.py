@@ -1,4 +1,4 @@
-"""The read side of the alert lifecycle: the records alerts/lifecycle.py returns, listings,
+"""The read side of the alert lifecycle: the records alerts/lifecycle/writes.py returns, listings,
 one alert's full story (level history, evidence, audit trail), and their JSON form.
 
 Alerts on a hazard point (target_type "hazard") carry the point's name and county code from
@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from alerts.levels import Level
+from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput, NotFound
 
 HazardKind = Literal["rainfall", "deformation", "water_level", "water_quality", "air_quality",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from alerts.ragged import BoolArray, FloatArray
+from alerts.methods.ragged import BoolArray, FloatArray
 
 
 @dataclass(frozen=True)

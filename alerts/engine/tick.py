@@ -1,7 +1,7 @@
 """One engine tick: new samples in, channel levels and target level changes out. Pure: no I/O.
 
 `tick(setup, state, samples, now, regional)` evaluates every channel that received samples,
-vectorised per method group (alerts/tick_methods.py), then for all channels at once applies
+vectorised per method group (alerts/engine/tick_methods.py), then for all channels at once applies
 the quality gate (a flagged sample can only confirm the level of the last clean one), the
 hysteresis state machine (raise at once; lower only after `dwell_s` below the clear line,
 measured in the channel's own data time), silence detection on the engine clock, fusion per
@@ -26,7 +26,7 @@ explains why the slope moves), and a valid regional warning sets a floor. Silent
 The state owns working memory (sample rings) that the tick updates in place: a caller hands
 the state to `tick` and uses only the returned one. `Setup` is immutable and rebuilt when the
 registry or the rules change. The types, `build_setup` and `fill_memory` live in
-alerts/tick_setup.py (re-exported here).
+alerts/engine/tick_setup.py (re-exported here).
 """
 
 from __future__ import annotations
@@ -36,11 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from alerts import tick_methods as tm
-from alerts.levels import LEVEL_DTYPE, Level, LevelArray
-from alerts.ragged import FloatArray, IntArray
-from alerts.rules import AQI_TABLE, GB3838_ITEM, RAIN_WINDOWS_H
-from alerts.tick_setup import (
+from alerts.engine import tick_methods as tm
+from alerts.engine.rules import AQI_TABLE, GB3838_ITEM, RAIN_WINDOWS_H
+from alerts.engine.tick_setup import (
     COMBINED,
     GROUPS,
     KINDS,
@@ -55,6 +53,8 @@ from alerts.tick_setup import (
     build_setup,
     fill_memory,
 )
+from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
+from alerts.methods.ragged import FloatArray, IntArray
 from geowarn.errors import InvalidInput
 
 __all__ = ["KINDS", "RING_K", "Change", "EngineState", "Samples", "Setup", "TickResult",
@@ -208,7 +208,7 @@ def _v_ref(setup: Setup, state: EngineState, ch: IntArray) -> FloatArray:
 
 def _hysteresis(setup: Setup, state: EngineState, u: IntArray, r: LevelArray,
                 h: LevelArray) -> IntArray:
-    """alerts.hysteresis.step_levels with per-channel data time and dwell; returns the
+    """alerts.methods.hysteresis.step_levels with per-channel data time and dwell; returns the
     channels whose level changed."""
     now = state.watermark[u]
     cur = state.level[u]

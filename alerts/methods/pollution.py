@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.ragged import BoolArray, FloatArray
-from alerts.rainfall import rolling_sum
+from alerts.methods.ragged import BoolArray, FloatArray
+from alerts.methods.rainfall import rolling_sum
 from geowarn.errors import InvalidInput
 
 INFERIOR_V = 6

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
-from alerts.tick import EngineState, Setup
+from alerts.engine.tick import EngineState, Setup
 from geowarn.errors import InvalidInput
 
 

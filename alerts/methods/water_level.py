@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.fitting import LineFit, masked_linear_fit
-from alerts.levels import LEVEL_DTYPE, LevelArray, classify
-from alerts.ragged import BoolArray, FloatArray
+from alerts.methods.fitting import LineFit, masked_linear_fit
+from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
+from alerts.methods.ragged import BoolArray, FloatArray
 from geowarn.errors import InvalidInput
 
 

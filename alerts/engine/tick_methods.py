@@ -24,16 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.displacement import (
+from alerts.methods.displacement import (
     AccelerationRule,
     tangent_angle,
     tangent_levels,
 )
-from alerts.failure_time import ForecastConfig, forecast_failure
-from alerts.fitting import masked_linear_fit
-from alerts.levels import LEVEL_DTYPE, LevelArray, classify
-from alerts.pollution import AQI_BREAKPOINTS, GB3838_LIMITS, iaqi
-from alerts.ragged import FloatArray, IntArray
+from alerts.methods.failure_time import ForecastConfig, forecast_failure
+from alerts.methods.fitting import masked_linear_fit
+from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
+from alerts.methods.pollution import AQI_BREAKPOINTS, GB3838_LIMITS, iaqi
+from alerts.methods.ragged import FloatArray, IntArray
 
 DAY = 86400.0
 DISP_LOOKBACK = 64  # samples: 2 × the longest acceleration window + persistence + margin
@@ -168,7 +168,7 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
 
 def _segment_fit(y: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Least-squares slope (per sample) and its standard error along the last axis; NaN
-    where a segment holds a NaN (as alerts.displacement.rolling_regression)."""
+    where a segment holds a NaN (as alerts.methods.displacement.rolling_regression)."""
     w = y.shape[-1]
     x = np.arange(w) - (w - 1) / 2.0
     sxx = w * (w * w - 1.0) / 12.0
@@ -236,7 +236,7 @@ def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArr
 
 
 def gb3838_levels(item: str, v: FloatArray) -> LevelArray:
-    """The mapping documented in alerts/rules.py, for one GB 3838 item."""
+    """The mapping documented in alerts/engine/rules.py, for one GB 3838 item."""
     if item == "ph":
         dev = np.maximum(6.0 - v, v - 9.0)
         return classify(dev, (np.nan, np.nextafter(0.0, 1.0), np.nextafter(2.0, 3.0), np.nan))

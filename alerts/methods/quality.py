@@ -20,8 +20,8 @@ from enum import IntFlag
 import numpy as np
 from scipy.ndimage import median_filter
 
-from alerts.levels import LevelArray
-from alerts.ragged import BoolArray, FloatArray
+from alerts.methods.levels import LevelArray
+from alerts.methods.ragged import BoolArray, FloatArray
 from devices.messages import Quality
 from geowarn.errors import InvalidInput
 

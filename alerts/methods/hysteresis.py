@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.levels import LEVEL_DTYPE, LevelArray, check_thresholds, classify
-from alerts.ragged import FloatArray
+from alerts.methods.levels import LEVEL_DTYPE, LevelArray, check_thresholds, classify
+from alerts.methods.ragged import FloatArray
 from geowarn.errors import InvalidInput
 
 

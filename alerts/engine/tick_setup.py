@@ -3,7 +3,7 @@ per-channel parameter arrays, rebuilt when the registry or rules change), the mu
 `EngineState` (levels, dwell clocks, watermarks, learnt references, emitted target levels and
 the sample rings), and `fill_memory`, which refills the rings after a restart.
 
-Split from alerts/tick.py, which holds the evaluation itself.
+Split from alerts/engine/tick.py, which holds the evaluation itself.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from alerts import tick_methods as tm
-from alerts.levels import LEVEL_DTYPE, Level, LevelArray
-from alerts.ragged import FloatArray, IntArray
-from alerts.ring import RainWindows, Ring
-from alerts.rules import FAMILY_OF_METHOD, RAIN_WINDOWS_H, ChannelInfo, RuleParams
+from alerts.engine import tick_methods as tm
+from alerts.engine.ring import RainWindows, Ring
+from alerts.engine.rules import FAMILY_OF_METHOD, RAIN_WINDOWS_H, ChannelInfo, RuleParams
+from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
+from alerts.methods.ragged import FloatArray, IntArray
 from geowarn.errors import InvalidInput
 
 KINDS = ("rainfall", "deformation", "water_level", "water_quality", "air_quality",
@@ -35,7 +35,7 @@ SPIKE_Q = 2  # ring quality of a sample the engine judged a spike (as stored "ba
 
 @dataclass(frozen=True)
 class Change:
-    """Fields of alerts.lifecycle.LevelChange (the service converts)."""
+    """Fields of alerts.lifecycle.writes.LevelChange (the service converts)."""
 
     target_type: str
     target_id: str

@@ -1,5 +1,5 @@
 """The alert lifecycle: what the warning engine's level changes do to alerts, and what people
-do to them (acknowledge, resolve). Reads live in alerts/lifecycle_queries.py (re-exported).
+do to them (acknowledge, resolve). Reads live in alerts/lifecycle/queries.py (re-exported).
 
 Rules, per (target_type, target_id, hazard_kind) — a "key":
 
@@ -47,9 +47,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from alerts import outbox
-from alerts.levels import Level
-from alerts.lifecycle_queries import (
+from alerts.lifecycle import outbox
+from alerts.lifecycle.queries import (
     HAZARD_KINDS,
     TARGET_TYPES,
     Alert,
@@ -63,6 +62,7 @@ from alerts.lifecycle_queries import (
     list_alerts,
     parse_level,
 )
+from alerts.methods.levels import Level
 from geowarn.errors import GeoWarnError, InvalidInput, NotFound
 
 __all__ = ["Alert", "AlertDetail", "AlertEvent", "HazardKind", "LevelChange", "TargetType",

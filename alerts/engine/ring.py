@@ -9,7 +9,7 @@ sum equals a from-scratch sum bit for bit (float running sums drift, and a drift
 threshold would make a replay disagree with a restart).
 
 Rings are updated in place; they are working memory of the engine, rebuilt from the readings
-store after a restart (alerts/engine_state.py persists only what cannot be rebuilt).
+store after a restart (alerts/engine/state.py persists only what cannot be rebuilt).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.ragged import FloatArray, IntArray
+from alerts.methods.ragged import FloatArray, IntArray
 
 MICRO = 1_000_000.0
 REBUILD_ABOVE = 8  # more new samples than this in one tick: recount windows from the ring

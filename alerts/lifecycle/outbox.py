@@ -1,6 +1,6 @@
 """The notification outbox: one request per alert level-change event, to be sent later.
 
-alerts/lifecycle.py calls `enqueue` in the same transaction that writes the event, so a
+alerts/lifecycle/writes.py calls `enqueue` in the same transaction that writes the event, so a
 notification exists exactly when its event does; `event_id` is unique, so a replayed event
 never notifies twice. Sending is not done here.
 
@@ -27,8 +27,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
-from alerts.levels import Level
-from alerts.lifecycle_queries import AlertEvent
+from alerts.lifecycle.queries import AlertEvent
+from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput, NotFound
 
 OutboxState = Literal["pending", "sent", "failed"]

@@ -20,8 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from alerts.levels import LEVEL_DTYPE, Level, LevelArray
-from alerts.ragged import IntArray
+from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
+from alerts.methods.ragged import IntArray
 from geowarn.errors import InvalidInput
 
 

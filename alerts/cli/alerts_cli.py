@@ -1,7 +1,7 @@
 """`geowarn alerts ...`: list, show, acknowledge and resolve alerts.
 
 Levels print as the Roman grade, the colour and its Chinese name ("III yellow 黄色"); JSON
-output uses the colour names alone ("yellow"), as alerts/lifecycle_queries.py documents.
+output uses the colour names alone ("yellow"), as alerts/lifecycle/queries.py documents.
 `list` shows unresolved alerts (open and acknowledged) unless --status says otherwise.
 """
 
@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from alerts import lifecycle
-from alerts.levels import Level
-from alerts.lifecycle_queries import (
+from alerts.lifecycle import writes as lifecycle
+from alerts.lifecycle.queries import (
     HAZARD_KINDS,
     Alert,
     AlertDetail,
@@ -24,6 +23,7 @@ from alerts.lifecycle_queries import (
     parse_level,
     with_history,
 )
+from alerts.methods.levels import Level
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
 from geowarn.timeargs import time_arg

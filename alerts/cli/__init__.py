@@ -1,0 +1,1 @@
+"""Command-line front ends: `geowarn engine ...` and `geowarn alerts ...`."""
