@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sys
+import textwrap
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from devices import broker_acl, commands, credentials, health, registry
-from devices.csv_import import decode, import_devices, parse_csv, write_secrets_file
+from devices import broker_acl, commands, credentials, health, registry, secrets_file
+from devices.catalogue import load_catalogue
+from devices.csv_import import EXAMPLE_CSV, FORMAT_HELP, decode, import_devices, parse_csv
 from devices.registry import Device, DeviceSpec
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
@@ -51,8 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
 
     a = dsub.add_parser("add", help="register a device and print its secret once")
+    kinds = ", ".join(sorted(load_catalogue().kinds))
     a.add_argument("device_id")
-    a.add_argument("--kind")
+    a.add_argument("--kind", help=f"catalogue sensor kind (required for profile native): "
+                   f"{kinds}")
     a.add_argument("--profile", choices=registry.PROFILES, default="native")
     a.add_argument("--sensor", action="append", default=[], dest="sensors",
                    help="national logger sensor id such as L1_LF_1 (repeatable)")
@@ -67,16 +72,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--installed", type=_date, dest="installed_on", help="YYYY-MM-DD")
     a.set_defaults(func=_add)
 
-    i = dsub.add_parser("import", help="register devices from a CSV file")
-    i.add_argument("file", type=Path)
-    i.add_argument("--secrets-out", type=Path, help="new file (0600) for the new secrets")
+    i = dsub.add_parser(
+        "import", help="register devices from a CSV file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Register the devices of a CSV file in one transaction. Each new device gets a "
+            "secret (its MQTT password), written once to the --secrets-out file and stored "
+            "nowhere else (the registry keeps only its hash). Re-importing the same file "
+            "creates nothing and writes no secrets.", 92),
+        epilog=FORMAT_HELP + "\n" + textwrap.fill(
+            f"Sensor kinds (the kind column): {kinds}", 92) + "\n")
+    i.add_argument("file", type=Path, nargs="?",
+                   help="the CSV file (see the format below; --example prints one)")
+    i.add_argument("--secrets-out", type=Path, metavar="FILE",
+                   help="new file (mode 0600, plain LF lines) for the new devices' secrets; "
+                   "an existing file is never overwritten, and left alone when nothing new "
+                   "is created")
+    i.add_argument("--secrets-format", choices=secrets_file.FORMATS,
+                   help="csv (device_id,secret lines), json ({device_id: secret}) or env "
+                   "(GEOWARN_SECRET_<ID>=secret lines); default from the file name "
+                   "(.json, .env), else csv")
     i.add_argument("--update", action="store_true", help="update devices that differ")
     i.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    i.add_argument("--example", action="store_true",
+                   help="print an example CSV file and exit (geowarn devices import "
+                   "--example > devices.csv)")
     i.set_defaults(func=_import)
 
     ls = dsub.add_parser("list", help="list devices")
     ls.add_argument("--json", action="store_true")
-    ls.add_argument("--kind")
+    ls.add_argument("--kind", help=f"only this sensor kind: {kinds}")
     ls.add_argument("--status", choices=registry.STATUSES)
     ls.add_argument("--hazard")
     ls.set_defaults(func=_list)
@@ -144,29 +169,43 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    if args.example:
+        sys.stdout.write(EXAMPLE_CSV.read_text(encoding="utf-8"))
+        return 0
+    if args.file is None:
+        raise InvalidInput("give the CSV file to import (geowarn devices import --help shows "
+                           "its format; --example prints one)")
     if not args.dry_run and args.secrets_out is None:
         raise InvalidInput("give --secrets-out FILE: new devices' secrets are written there "
                            "once (or use --dry-run)")
-    if args.secrets_out is not None and args.secrets_out.exists():
-        raise InvalidInput(f"{args.secrets_out} already exists; name a new file")
+    fmt = secrets_file.format_for(args.secrets_out or Path("-"), args.secrets_format)
     try:
         data = args.file.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {args.file}: {exc.strerror}") from None
     rows, bad = parse_csv(decode(data))
+    created_file = False
     with connect(autocommit=True) as conn:
         try:
             with conn.transaction():
                 report = import_devices(conn, rows, bad, update=args.update,
                                         dry_run=args.dry_run, actor=_actor(),
                                         source=str(args.file))
-                # Written before the commit: if the file cannot be written, nothing is
-                # imported, so no device ends up with a secret nobody has.
+                # Written before the commit: if the file cannot be written (it exists, the
+                # folder is not writable), nothing is imported, so no device ends up with a
+                # secret nobody has.
                 if report.secrets:
-                    write_secrets_file(args.secrets_out, report.secrets)
+                    if args.secrets_out.exists():
+                        raise InvalidInput(
+                            f"{len(report.secrets)} new device(s) need secrets, but "
+                            f"{args.secrets_out} already exists (it may hold the only copy "
+                            "of earlier secrets); nothing was imported: name a new file, "
+                            "e.g. --secrets-out secrets-2.csv")
+                    secrets_file.write_new(args.secrets_out, report.secrets, fmt)
+                    created_file = True
         except BaseException:
-            if _secrets_file_exists(args):
-                args.secrets_out.unlink()
+            if created_file:  # only ever the file this run created: never earlier secrets
+                args.secrets_out.unlink(missing_ok=True)
             raise
     verb = "would create" if report.dry_run else "created"
     print(f"{verb} {len(report.created)}, "
@@ -178,13 +217,16 @@ def _import(args: argparse.Namespace) -> int:
     for problem in report.conflicts:
         print(f"conflict: {problem}")
     if report.secrets:
-        print(f"{len(report.secrets)} secrets written to {args.secrets_out} (mode 0600); "
-              "they are not stored anywhere else")
+        print(f"{len(report.secrets)} secrets written to {args.secrets_out} ({fmt}, mode "
+              "0600); they are not stored anywhere else")
+        print("next: geowarn devices broker-config DIR, so the broker accepts them")
+    elif not report.dry_run:
+        kept = (f"; {args.secrets_out} left as it was" if args.secrets_out.exists() else "")
+        print(f"no new devices, no secrets written{kept}")
+    if report.conflicts:
+        print("conflicts change nothing: pass --update to apply the file's values (kind and "
+              "profile never change: retire the device and add a new id)")
     return 0 if report.clean else 1
-
-
-def _secrets_file_exists(args: argparse.Namespace) -> bool:
-    return args.secrets_out is not None and args.secrets_out.exists()
 
 
 def _device_dict(d: Device) -> dict[str, Any]:
@@ -200,18 +242,56 @@ def _device_dict(d: Device) -> dict[str, Any]:
     }
 
 
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+def _health_summary(d: Device, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """State (devices/health.py) and what needs attention, for the list's HEALTH column."""
+    state: str | None = None
+    if d.status == "retired":
+        state = "retired"
+    elif d.reporting_interval_s:
+        state = health.assess(now, row.get("last_reading_at"), d.reporting_interval_s,
+                              row.get("online")).state
+        if row.get("last_reading_at") is None:
+            state += " (never reported)"
+    return {"state": state, "last_seen": row.get("last_seen"),
+            "last_reading_at": row.get("last_reading_at"),
+            "problems": health.device_problems(row) if d.status != "retired" else []}
+
+
 def _list(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
     with connect(autocommit=True) as conn:
         devices = registry.list_devices(conn, kind=args.kind, status=args.status,
                                         hazard_id=args.hazard)
+        rows = health.health_rows(conn, [d.device_id for d in devices])
+    summaries = {d.device_id: _health_summary(d, rows.get(d.device_id, {}), now)
+                 for d in devices}
     if args.json:
-        print(json.dumps([_device_dict(d) for d in devices], default=str, indent=1))
+        print(json.dumps([{**_device_dict(d), "health": summaries[d.device_id]}
+                          for d in devices], default=str, indent=1))
         return 0
-    print(f"{'DEVICE':<24} {'PROFILE':<9} {'KIND':<18} {'STATUS':<12} HAZARD")
+    print(f"{'DEVICE':<24} {'PROFILE':<9} {'KIND':<18} {'STATUS':<12} {'HAZARD':<12} "
+          f"{'LAST SEEN (UTC)':<27} HEALTH")
     for d in devices:
+        h = summaries[d.device_id]
+        seen = h["last_seen"]
+        seen_text = (f"{seen.astimezone(UTC):%Y-%m-%d %H:%M} "
+                     f"({_ago(max(0.0, (now - seen).total_seconds()))})" if seen else "never")
+        state = "; ".join(filter(None, [h["state"], *h["problems"]])) or "-"
         print(f"{d.device_id:<24} {d.profile:<9} {d.kind or '-':<18} {d.status:<12} "
-              f"{d.hazard_id or '-'}")
-    print(f"{len(devices)} device(s)")
+              f"{d.hazard_id or '-':<12} {seen_text:<27} {state}")
+    print(f"{len(devices)} device(s). HEALTH: ok = last reading within 1.5 reporting "
+          "intervals, late = up to 3, silent = longer or never, offline = overdue and "
+          "disconnected")
     return 0
 
 

@@ -1,17 +1,7 @@
 """Bulk registration of devices from a CSV file (`geowarn devices import`).
 
-The file is UTF-8 (a byte-order mark is allowed) with a header row naming some of these
-columns, in any order; device_id is required, unknown columns are an error:
-
-  device_id             1-64 of A-Z a-z 0-9 _ . - (the MQTT username and topic level)
-  kind                  catalogue sensor kind (required for profile native)
-  profile               native (default) or national
-  name                  free text, up to 200 characters
-  lon, lat              WGS84 degrees, both or neither
-  elevation_m           metres above sea level
-  installed_on          YYYY-MM-DD
-  hazard_id, site_id    the hazard point or site the device watches
-  reporting_interval_s  whole seconds; defaults to the kind's catalogue interval
+The file format is FORMAT_HELP below (also shown by `geowarn devices import --help`, with the
+example file devices/examples/devices.csv that `--example` prints).
 
 Every row is validated and bad rows are reported by line number; all good rows are written in
 ONE transaction (a database error rolls back everything). Re-importing is safe: an existing
@@ -52,6 +42,31 @@ from geowarn.errors import GeoWarnError, InvalidInput
 
 COLUMNS = ("device_id", "kind", "profile", "name", "lon", "lat", "elevation_m",
            "installed_on", "hazard_id", "site_id", "reporting_interval_s")
+EXAMPLE_CSV = Path(__file__).parent / "examples" / "devices.csv"
+
+FORMAT_HELP = """\
+CSV format: UTF-8 (a byte-order mark is allowed), comma-separated, a header row naming some
+of these columns in any order (unknown columns are an error), then one device a row; an
+empty cell means "not given".
+
+  device_id             REQUIRED. 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit;
+                        it is the device's MQTT username and topic level
+  kind                  REQUIRED for profile native: a catalogue sensor kind (list below);
+                        national loggers may leave it empty (their sensors are learnt)
+  profile               native (default) or national
+  name                  free text, up to 200 characters
+  lon, lat              WGS84 decimal degrees, both or neither
+  elevation_m           metres above sea level
+  installed_on          YYYY-MM-DD
+  hazard_id, site_id    the hazard point or site the device watches
+  reporting_interval_s  whole seconds (default: the kind's catalogue interval)
+
+Example (`geowarn devices import --example` prints a complete file):
+
+  device_id,kind,profile,name,lon,lat,elevation_m,installed_on,hazard_id
+  RG-0001,rain_gauge,native,Rain gauge above the school,106.5512,29.5627,420,2026-05-01,HP-001
+  LG-0001,,national,Slope logger,106.5520,29.5630,410,2026-05-01,HP-001
+"""
 _MAX_TEXT = {"name": 200, "hazard_id": 64, "site_id": 64}
 
 
@@ -261,21 +276,3 @@ def _write(cur: psycopg.Cursor[Any], created: list[ParsedRow], updated: list[Par
                     "VALUES (%s, %s, 'device', %s, jsonb_build_object('file', %s::text, "
                     "'line', %s::int))", audit)
     return secrets
-
-
-def write_secrets_file(path: Path, secrets: Mapping[str, str]) -> None:
-    """Write `device_id,secret` lines to a new file readable by its owner only. An existing
-    file is never overwritten: it may hold the only copy of earlier secrets."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise InvalidInput(f"{path} already exists; secrets are written to a new file "
-                           "only") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(("device_id", "secret"))
-        writer.writerows(secrets.items())
-        f.flush()
-        os.fsync(f.fileno())

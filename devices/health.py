@@ -16,7 +16,7 @@ messages (a retained presence replayed on reconnect, a delayed status) never ove
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -28,6 +28,11 @@ from devices.messages import Presence, StatusReport
 from geowarn.errors import InvalidInput
 
 HealthState = Literal["ok", "late", "silent", "offline"]
+
+# What a duty officer should send a technician for, beside a reading being overdue.
+LOW_BATTERY_PCT = 20.0
+WEAK_SIGNAL_DBM = -105.0  # below this a cellular modem drops uploads (about 1-2 bars)
+_SENSOR_FAULTS = {-1: "power fault", -2: "data error", -3: "no data"}  # national S1_ZT_1
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,22 @@ def assess(now: datetime, last_reading_at: datetime | None, reporting_interval_s
     else:
         state = "silent"
     return Health(state, gap, intervals)
+
+
+def device_problems(row: Mapping[str, Any]) -> list[str]:
+    """What a stored health row says needs attention (pure): low battery, weak signal,
+    sensors the logger reports as faulty. Empty when nothing is known to be wrong."""
+    problems: list[str] = []
+    pct = row.get("battery_pct")
+    if pct is not None and pct < LOW_BATTERY_PCT:
+        problems.append(f"low battery {pct:.0f}%")
+    dbm = row.get("signal_dbm")
+    if dbm is not None and dbm < WEAK_SIGNAL_DBM:
+        problems.append(f"weak signal {dbm:.0f} dBm")
+    for sensor, code in sorted(dict(row.get("sensor_state") or {}).items()):
+        if code in _SENSOR_FAULTS:
+            problems.append(f"{sensor} {_SENSOR_FAULTS[code]}")
+    return problems
 
 
 def record_presence(conn: psycopg.Connection, presence: Presence) -> None:
@@ -130,6 +151,14 @@ def health_row(conn: psycopg.Connection, device_id: str) -> dict[str, Any] | Non
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("SELECT * FROM device_health WHERE device_id = %s",
                            (device_id,)).fetchone()
+
+
+def health_rows(conn: psycopg.Connection, device_ids: Sequence[str]
+                ) -> dict[str, dict[str, Any]]:
+    """Stored health rows of many devices in one query (absent: never heard from)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return {r["device_id"]: r for r in cur.execute(
+            "SELECT * FROM device_health WHERE device_id = ANY(%s)", (list(device_ids),))}
 
 
 def device_health(conn: psycopg.Connection, device_id: str, now: datetime,

@@ -20,6 +20,12 @@ from geowarn.errors import InvalidInput
 from geowarn.settings import get_settings
 from geowarn.timeargs import is_duration, parse_duration, parse_time
 
+# The readings.quality codes (devices.messages.Quality) as words an operator can act on.
+QUALITY_WORDS = {0: "reliable", 1: "doubtful", 2: "unreliable"}
+QUALITY_LEGEND = ("reliable = may raise a warning on its own; doubtful = sent while the device "
+                  "was in maintenance or flagged 'no data' by its logger; unreliable = the "
+                  "logger reported a sensor fault")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("readings", help="show a device's stored readings",
@@ -31,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", default="now", help="to this time, exclusive (default now)")
     p.add_argument("--limit", type=int, default=1000,
                    help="show at most the newest N readings (default 1000)")
-    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--json", action="store_true", help="print a JSON array (quality as its "
+                   "code 0/1/2 and as a word)")
     p.set_defaults(func=_show)
 
     prune = sub.add_parser(
@@ -53,16 +60,32 @@ def _show(args: argparse.Namespace) -> int:
                                         channel=args.channel, limit=args.limit)
     if args.json:
         json.dump([{"channel": r.channel, "ts": r.ts.astimezone(UTC).isoformat(),
-                    "value": r.value, "unit": r.unit, "quality": r.quality} for r in rows],
+                    "value": r.value, "unit": r.unit, "quality": r.quality,
+                    "quality_word": QUALITY_WORDS.get(r.quality)} for r in rows],
                   sys.stdout, ensure_ascii=False)
         print()
         return 0
-    for r in rows:
-        print(f"{r.ts.astimezone(UTC).isoformat()}  {r.channel}  {r.value:g} {r.unit}"
-              f"  q={r.quality}")
     if not rows:
-        print(f"no readings from {start.isoformat()} to {end.isoformat()}", file=sys.stderr)
+        print(f"no readings of {args.device_id} from {_utc(start)} to {_utc(end)}; try a "
+              f"longer --since (7d), or `geowarn deadletters --device {args.device_id}` for "
+              "messages that were refused", file=sys.stderr)
+        return 0
+    print(f"readings of {args.device_id} from {_utc(start)} to {_utc(end)}, oldest first"
+          + (f" (the newest {args.limit}; --limit shows more)" if len(rows) == args.limit
+             else ""))
+    table = [(_utc(r.ts), r.channel, f"{r.value:g}", r.unit, QUALITY_WORDS.get(
+        r.quality, f"code {r.quality}")) for r in rows]
+    header = ("TIME (UTC)", "CHANNEL", "VALUE", "UNIT", "QUALITY")
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    for row in (header, *table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(rows)} reading(s); values as stored, after the channel's calibration. "
+          f"QUALITY: {QUALITY_LEGEND}")
     return 0
+
+
+def _utc(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -13,8 +13,8 @@ from devices.csv_import import (
     decode,
     import_devices,
     parse_csv,
-    write_secrets_file,
 )
+from devices.secrets_file import write_new
 from geowarn.errors import InvalidInput
 
 HEADER = "device_id,kind,profile,name,lon,lat,elevation_m,installed_on,hazard_id,site_id," \
@@ -128,11 +128,12 @@ def test_row_level_problems_bom_and_national():
 
 def test_secrets_file_is_private_and_never_overwritten(tmp_path):
     path = tmp_path / "secrets.csv"
-    write_secrets_file(path, {"A": "s1", "B": "s2"})
+    write_new(path, {"A": "s1", "B": "s2"})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_text().splitlines() == ["device_id,secret", "A,s1", "B,s2"]
+    assert path.read_bytes() == b"device_id,secret\nA,s1\nB,s2\n"  # LF only, never CRLF
     with pytest.raises(InvalidInput, match="already exists"):
-        write_secrets_file(path, {"C": "s3"})
+        write_new(path, {"C": "s3"})
+    assert path.read_bytes() == b"device_id,secret\nA,s1\nB,s2\n"
 
 
 def test_cli_import_writes_secrets_once_and_reports_lines(conn, tmp_path, capsys):
@@ -158,8 +159,13 @@ def test_cli_import_writes_secrets_once_and_reports_lines(conn, tmp_path, capsys
     assert credentials.check_device_secret(conn, dev, secret)
     assert secret not in out
 
-    assert main(["devices", "import", str(src), "--secrets-out", str(out_file)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    # The same command again: nothing new, so it succeeds and leaves the file as it was.
+    before = out_file.read_bytes()
+    assert main(["devices", "import", str(src), "--secrets-out", str(out_file)]) == 1  # bad row
+    out = capsys.readouterr().out
+    assert "created 0, updated 0, unchanged 19" in out
+    assert f"no new devices, no secrets written; {out_file} left as it was" in out
+    assert out_file.read_bytes() == before and secret not in out
     again = tmp_path / "again.csv"
     assert main(["devices", "import", str(src), "--secrets-out", str(again)]) == 1
     assert "created 0, updated 0, unchanged 19" in capsys.readouterr().out

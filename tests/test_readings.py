@@ -152,15 +152,27 @@ def test_cli_shows_readings(conn: psycopg.Connection, capsys: pytest.CaptureFixt
     rd.write_readings(conn, [(ids[0], now - timedelta(hours=2), 1.5, 0),
                              (ids[1], now - timedelta(hours=1), 2.5, 1),
                              (ids[0], now - timedelta(hours=30), 9.0, 0)])
+    rd.write_readings(conn, [(ids[1], now - timedelta(minutes=30), -0.25, 2)])
     assert main(["readings", "RG-0007"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [f"{(now - timedelta(hours=2)).isoformat()}  rain  1.5 mm  q=0",
-                     f"{(now - timedelta(hours=1)).isoformat()}  rain1  2.5 mm  q=1"]
+    z = "%Y-%m-%dT%H:%M:%SZ"
+    assert lines[0].startswith("readings of RG-0007 from ") and "oldest first" in lines[0]
+    assert lines[1:5] == [
+        "TIME (UTC)            CHANNEL  VALUE  UNIT  QUALITY",
+        f"{now - timedelta(hours=2):{z}}  rain     1.5    mm    reliable",
+        f"{now - timedelta(hours=1):{z}}  rain1    2.5    mm    doubtful",
+        f"{now - timedelta(minutes=30):{z}}  rain1    -0.25  mm    unreliable"]
+    assert lines[5].startswith("3 reading(s)") and "doubtful = sent while" in lines[5]
+    assert "q=" not in "\n".join(lines)
     assert main(["readings", "RG-0007", "--channel", "rain", "--since", "2d", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [(d["value"], d["channel"]) for d in data] == [(9.0, "rain"), (1.5, "rain")]
     assert main(["readings", "RG-0007", "--since", "2d", "--limit", "1"]) == 0
-    assert "2.5 mm" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "-0.25" in out and "2.5" not in out and "(the newest 1; --limit shows more)" in out
+    assert main(["readings", "RG-0007", "--since", "30d", "--until", "29d"]) == 0
+    err = capsys.readouterr().err
+    assert "no readings of RG-0007" in err and "geowarn deadletters --device RG-0007" in err
 
 
 @pytest.mark.parametrize("argv, message", [
