@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alerts.cli.engine_cli",
     "alerts.cli.alerts_cli",
     "geowarn.demo_cli",
+    "notify.cli",
 )
 
 

@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     # A reused sequence number with another payload within this window is a firmware fault.
     duplicate_seq_window_s: float = Field(default=600.0, gt=0)
 
+    # Notifications (notify/). Without Twilio settings messages go to the file channel
+    # (notify_file). Secrets have no default and are never printed.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None  # E.164 sender number
+    twilio_api_base: str | None = None  # another base URL for Twilio's API (a proxy, a fake)
+    twilio_rate_per_s: float = Field(default=1.0, gt=0)  # the account's rate per sender
+    notify_callback_url: str | None = None  # public base URL of `geowarn notify --callbacks-port`
+    notify_file: Path | None = None  # file channel; default data_dir/notifications.jsonl
+    notify_routing_file: Path | None = None
+    notify_templates_dir: Path | None = None
+    notify_hotline: str = "12336"
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+    notify_webhook_preset: str = Field(default="generic", pattern="^(generic|dingtalk|wecom)$")
+
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -1,0 +1,117 @@
+"""CAP 1.2 documents for warning events (pure; OASIS CAP 1.2, GB/T 35965.1 where it applies).
+
+Every event of an alert becomes one <alert>: the opening is msgType Alert; a rise, fall or
+clearing is an Update and the resolution a Cancel, each referencing every earlier message
+of the same alert (CAP 1.2 §3.2.1 "sender,identifier,sent" triples). The area is the hazard
+polygon (CAP writes "lat,lon" pairs); the info is zh-CN. Severity follows the mapping
+gis/cap.py reads back (blue Minor, yellow Moderate, orange Severe, red Extreme, as China's
+CAP profile uses for the four colours), and the level is also given as the parameter
+预警级别 with the colour word, which gis/cap.py prefers. Urgency and certainty rise with the
+level (red: Immediate/Likely; blue: Future/Possible); a Cancel says Past/Observed with
+responseType AllClear. Times are written with an explicit +08:00 offset, as the XSD's
+dateTime pattern requires (no "Z").
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
+
+from notify.messages import KIND_ZH
+
+NS = "urn:oasis:names:tc:emergency:cap:1.2"
+CHINA = timezone(timedelta(hours=8))
+SEVERITY = {0: "Minor", 1: "Minor", 2: "Moderate", 3: "Severe", 4: "Extreme"}
+URGENCY = {0: "Past", 1: "Future", 2: "Expected", 3: "Expected", 4: "Immediate"}
+CERTAINTY = {0: "Observed", 1: "Possible", 2: "Possible", 3: "Likely", 4: "Likely"}
+COLOUR_ZH = {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
+RESPONSE = {1: "Monitor", 2: "Monitor", 3: "Prepare", 4: "Evacuate"}
+
+
+@dataclass(frozen=True)
+class CapEvent:
+    identifier: str
+    sender: str
+    sent: datetime
+    msg_type: str  # Alert, Update, Cancel
+    level: int
+    hazard_kind: str
+    headline: str
+    area_desc: str
+    area: BaseGeometry | None
+    county_code: str
+    expires: datetime
+    references: Sequence[tuple[str, str, datetime]] = ()
+    instruction: str = ""
+
+
+def cap_time(t: datetime) -> str:
+    return t.astimezone(CHINA).replace(microsecond=0).isoformat()
+
+
+def _polygons(geom: BaseGeometry | None) -> list[str]:
+    if geom is None:
+        return []
+    parts = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    out = []
+    for p in parts:
+        if isinstance(p, Polygon):
+            out.append(" ".join(f"{lat:.6f},{lon:.6f}" for lon, lat in p.exterior.coords))
+    return out
+
+
+def build(ev: CapEvent) -> str:
+    ET.register_namespace("", NS)
+    q = "{" + NS + "}"
+    root = ET.Element(q + "alert")
+
+    def add(parent: ET.Element, name: str, text: str) -> ET.Element:
+        el = ET.SubElement(parent, q + name)
+        el.text = text
+        return el
+
+    add(root, "identifier", ev.identifier)
+    add(root, "sender", ev.sender)
+    add(root, "sent", cap_time(ev.sent))
+    add(root, "status", "Actual")
+    add(root, "msgType", ev.msg_type)
+    add(root, "scope", "Public")
+    if ev.references:
+        add(root, "references", " ".join(f"{s},{i},{cap_time(t)}" for s, i, t in ev.references))
+    info = ET.SubElement(root, q + "info")
+    add(info, "language", "zh-CN")
+    add(info, "category", "Geo")
+    add(info, "event", f"地质灾害{KIND_ZH.get(ev.hazard_kind, ev.hazard_kind)}预警")
+    cancel = ev.msg_type == "Cancel" or ev.level == 0
+    add(info, "responseType", "AllClear" if cancel else RESPONSE.get(ev.level, "Monitor"))
+    level = 0 if cancel else ev.level
+    add(info, "urgency", URGENCY[level])
+    add(info, "severity", SEVERITY[level])
+    add(info, "certainty", CERTAINTY[level])
+    code = ET.SubElement(info, q + "eventCode")
+    add(code, "valueName", "geowarn:hazard_kind")
+    add(code, "value", ev.hazard_kind)
+    add(info, "effective", cap_time(ev.sent))
+    add(info, "expires", cap_time(ev.expires))
+    add(info, "senderName", "GeoWarn")
+    add(info, "headline", ev.headline)
+    if ev.instruction:
+        add(info, "instruction", ev.instruction)
+    if ev.level:
+        param = ET.SubElement(info, q + "parameter")
+        add(param, "valueName", "预警级别")
+        add(param, "value", COLOUR_ZH[ev.level])
+    area = ET.SubElement(info, q + "area")
+    add(area, "areaDesc", ev.area_desc)
+    for poly in _polygons(ev.area):
+        add(area, "polygon", poly)
+    if ev.county_code:
+        geocode = ET.SubElement(area, q + "geocode")
+        add(geocode, "valueName", "行政区划代码")
+        add(geocode, "value", ev.county_code)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")

@@ -1,0 +1,1 @@
+"""Delivery channels, each behind the small interface of notify/channels/base.py."""

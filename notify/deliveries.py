@@ -1,0 +1,218 @@
+"""The deliveries table: exactly once per (event, recipient, channel, round).
+
+Protocol (what makes a SIGKILL at any instant harmless):
+1. Planning inserts the rows (ON CONFLICT DO NOTHING on the unique key) in the same
+   transaction that marks the outbox row done, so an event is planned once.
+2. A sender claims due rows (FOR UPDATE SKIP LOCKED), sets them 'sending' with a lease and
+   its name, and COMMITS before calling the provider.
+3. The provider's answer is recorded afterwards ('queued' with the provider's id, or the
+   outcome). A crash between 2 and 3 leaves a 'sending' row: when its lease runs out (or at
+   once, for the sender that restarts under the same name) it is claimed again as uncertain,
+   and the provider is asked (the delivery's tag is in the message) before anything is
+   resent. When the provider cannot answer, the row becomes 'uncertain' and is not resent:
+   officers see it in `geowarn notifications list` (see the README's rule).
+Only the recipient's id and masked number are stored, never the full number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from notify.outcomes import PROVIDER_STATES, RANK, TERMINAL, Outcome
+from notify.planner import PlannedDelivery
+
+_COLS = ("delivery_id, event_id, alert_id, recipient_id, recipient_name, masked_phone, "
+         "audience, channel, round, purpose, language, body, shelter_id, state, attempts, "
+         "next_attempt_at, lease_until, claimed_by, provider_id, error_code, error_text, "
+         "valid_until, created_at, updated_at, accepted_at")
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: int
+    event_id: int
+    alert_id: int
+    recipient_id: str
+    recipient_name: str
+    masked_phone: str | None
+    audience: str
+    channel: str
+    round: int
+    purpose: str
+    language: str
+    body: str
+    shelter_id: str | None
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None
+    claimed_by: str | None
+    provider_id: str | None
+    error_code: str | None
+    error_text: str | None
+    valid_until: datetime
+    created_at: datetime
+    updated_at: datetime
+    accepted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery: Delivery
+    uncertain: bool  # a previous attempt may have reached the provider
+    attempt_started: datetime  # when the previous attempt began (for provider look-ups)
+
+
+def insert_planned(conn: psycopg.Connection, event_id: int, alert_id: int,
+                   planned: Sequence[PlannedDelivery], *, valid_until: datetime,
+                   round_: int = 0) -> int:
+    """Insert the plan's rows; those already there are left alone. A recipient without a
+    number for a phone channel is recorded as failed ('no_phone') so officers see it."""
+    count = 0
+    with conn.cursor() as cur:
+        for p in planned:
+            no_phone = p.channel in ("sms", "voice") and not p.phone
+            cur.execute(
+                f"INSERT INTO deliveries (event_id, alert_id, recipient_id, recipient_name, "
+                f"masked_phone, audience, channel, round, purpose, language, body, shelter_id, "
+                f"state, error_code, error_text, valid_until) VALUES "
+                f"({', '.join(['%s'] * 16)}) "
+                f"ON CONFLICT (event_id, recipient_id, channel, round, purpose) DO NOTHING",
+                (event_id, alert_id, p.recipient_id, p.name, p.masked_phone if p.phone
+                 else None, p.audience, p.channel, round_, p.purpose, p.language, p.body,
+                 p.shelter_id, "failed" if no_phone else "pending",
+                 "no_phone" if no_phone else None,
+                 "no phone number on record" if no_phone else None, valid_until))
+            count += cur.rowcount
+    return count
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    return Delivery(**row)
+
+
+def claim(conn: psycopg.Connection, worker: str, limit: int, *, lease: timedelta,
+          now: datetime, reclaim_own: bool = False) -> list[Claimed]:
+    """Claim due rows and commit the claim (the caller's connection must be autocommit or
+    commit right after): pending ones, and 'sending' ones whose lease ran out (or, with
+    `reclaim_own`, that this worker held before it restarted)."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"""WITH due AS (
+                    SELECT delivery_id FROM deliveries
+                    WHERE (state = 'pending' AND next_attempt_at <= %(now)s)
+                       OR (state = 'sending' AND (lease_until <= %(now)s
+                           OR (%(own)s AND claimed_by = %(me)s)))
+                    ORDER BY next_attempt_at, delivery_id LIMIT %(limit)s
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE deliveries d SET state = 'sending', claimed_by = %(me)s,
+                    lease_until = %(now)s + %(lease)s, attempts = d.attempts + 1,
+                    attempt_at = CASE WHEN old.state = 'pending' THEN %(now)s
+                                      ELSE old.attempt_at END,
+                    updated_at = %(now)s
+                FROM due, deliveries old
+                WHERE d.delivery_id = due.delivery_id AND old.delivery_id = due.delivery_id
+                RETURNING {', '.join('d.' + c.strip() for c in _COLS.split(','))},
+                          old.state AS old_state, old.attempt_at AS old_attempt""",
+            {"now": now, "own": reclaim_own, "me": worker, "limit": limit,
+             "lease": lease}).fetchall()
+    out = []
+    for r in rows:
+        old_state, old_attempt = r.pop("old_state"), r.pop("old_attempt")
+        out.append(Claimed(_delivery(r), old_state == "sending", old_attempt or now))
+    out.sort(key=lambda c: c.delivery.delivery_id)
+    return out
+
+
+def record(conn: psycopg.Connection, delivery_id: int, worker: str, outcome: Outcome, *,
+           now: datetime, backoff_s: float = 30.0) -> str | None:
+    """Record a send's outcome if this worker still holds the claim; the new state, or None
+    when the claim was lost (another sender took over after the lease ran out)."""
+    with conn.transaction():
+        row = conn.execute("SELECT state, claimed_by, attempts FROM deliveries "
+                           "WHERE delivery_id = %s FOR UPDATE", (delivery_id,)).fetchone()
+        if row is None or row[0] != "sending" or row[1] != worker:
+            return None
+        attempts = int(row[2])
+        if outcome.kind == "accepted":
+            state, next_at = outcome.state if outcome.state in RANK else "queued", now
+        elif outcome.kind == "retry" and attempts < MAX_ATTEMPTS:
+            wait = outcome.retry_after_s if outcome.retry_after_s is not None \
+                else backoff_s * 2 ** (attempts - 1)
+            state, next_at = "pending", now + timedelta(seconds=min(wait, 3600.0))
+        elif outcome.kind == "retry":
+            state, next_at = "failed", now
+        elif outcome.kind == "uncertain" and attempts < MAX_ATTEMPTS:
+            # Stay 'sending' with the lease ending soon: the next claim asks the provider.
+            wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s
+            conn.execute("UPDATE deliveries SET lease_until = %s, claimed_by = NULL, "
+                         "error_code = %s, error_text = %s, updated_at = %s "
+                         "WHERE delivery_id = %s",
+                         (now + timedelta(seconds=wait), outcome.code,
+                          outcome.message[:500] or None, now, delivery_id))
+            return "sending"
+        else:
+            state, next_at = {"uncertain": "uncertain", "rejected": "rejected",
+                              "failed": "failed", "expired": "expired"}[outcome.kind], now
+        conn.execute(
+            "UPDATE deliveries SET state = %s, next_attempt_at = %s, lease_until = NULL, "
+            "provider_id = coalesce(%s, provider_id), error_code = %s, error_text = %s, "
+            "accepted_at = CASE WHEN %s THEN %s ELSE accepted_at END, updated_at = %s "
+            "WHERE delivery_id = %s",
+            (state, next_at, outcome.provider_id, outcome.code, outcome.message[:500] or None,
+             outcome.kind == "accepted", now, now, delivery_id))
+    return state
+
+
+def advance(conn: psycopg.Connection, channel: str, provider_id: str, provider_status: str,
+            error_code: str | None = None) -> tuple[int, str] | None:
+    """Apply a provider status (a callback): only forward, repeats change nothing. Returns
+    (delivery_id, state now) or None when no delivery has that provider id."""
+    new = PROVIDER_STATES.get(provider_status)
+    with conn.transaction():
+        row = conn.execute("SELECT delivery_id, state FROM deliveries WHERE channel = %s AND "
+                           "provider_id = %s FOR UPDATE", (channel, provider_id)).fetchone()
+        if row is None:
+            return None
+        delivery_id, state = int(row[0]), str(row[1])
+        if new is None or state in TERMINAL or RANK[new] <= RANK.get(state, 0) \
+                or state in ("pending", "sending"):
+            return delivery_id, state
+        conn.execute("UPDATE deliveries SET state = %s, error_code = coalesce(%s, error_code),"
+                     " updated_at = now() WHERE delivery_id = %s",
+                     (new, error_code, delivery_id))
+    return delivery_id, new
+
+
+def list_deliveries(conn: psycopg.Connection, *, alert_id: int | None = None,
+                    limit: int = 1000) -> list[Delivery]:
+    sql = f"SELECT {_COLS} FROM deliveries"
+    params: list[Any] = []
+    if alert_id is not None:
+        sql += " WHERE alert_id = %s"
+        params.append(alert_id)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql + " ORDER BY delivery_id LIMIT %s", [*params, limit]).fetchall()
+    return [_delivery(r) for r in rows]
+
+
+def get(conn: psycopg.Connection, delivery_id: int) -> Delivery | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT {_COLS} FROM deliveries WHERE delivery_id = %s",
+                          (delivery_id,)).fetchone()
+    return None if row is None else _delivery(row)
+
+
+def stats(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for channel, state, n in conn.execute(
+            "SELECT channel, state, count(*) FROM deliveries GROUP BY 1, 2 ORDER BY 1, 2"):
+        out.setdefault(channel, {})[state] = int(n)
+    return out
