@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "geowarn.readings_cli",
     "ingest.cli",
     "simulators.cli",
+    "simulators.replay_cli",
     "alerts.cli.engine_cli",
     "alerts.cli.alerts_cli",
     "geowarn.demo_cli",

@@ -42,7 +42,11 @@ class Publisher:
         self.sent = 0
         self.client.on_publish = self._on_publish
         self.client.on_connect = lambda *a: self._connected.set()
-        self.client.connect(host, port, keepalive=30)
+        try:
+            self.client.connect(host, port, keepalive=30)
+        except OSError as exc:
+            raise PublishError(f"cannot reach the broker at {host}:{port}: "
+                               f"{exc.strerror or exc}") from None
         self.client.loop_start()
         if not self._connected.wait(10):
             raise PublishError(f"could not connect to the broker at {host}:{port}")

@@ -1,0 +1,207 @@
+"""`geowarn replay`: recorded series read as written, turned into the device's own messages,
+published through the real broker and gateway, and reported from the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from devices.catalogue import load_catalogue
+from devices.decode import decode
+from devices.registry import DeviceSpec, add_device
+from geowarn.cli import main
+from geowarn.errors import InvalidInput
+from ingest.gateway import Gateway
+from simulators.recorded import SeriesMapping, mapping_from_dict, read_series, tz_of
+from simulators.replay import replay_messages
+from tests.fixtures.broker import Broker
+from tests.fixtures.services import skip_or_fail
+
+REPO = Path(__file__).resolve().parents[1]
+LAMOSANO_RAIN = SeriesMapping(channels={"rain": "rain"}, time_format="%d/%m/%Y %H:%M",
+                              timezone="+01:00")
+
+
+def shared_data(name: str) -> Path:
+    """A file of ../shared/data beside the repository root (a failure in CI if missing)."""
+    path = REPO.parent / "shared" / "data" / name
+    if not path.exists():
+        skip_or_fail(f"{path} is missing: the shared folder lies beside the repository")
+    return path
+
+
+def test_lamosano_rain_reads_as_published() -> None:
+    series = read_series(shared_data("lamosano_rain_hourly.csv"), LAMOSANO_RAIN)
+    assert len(series.times) == 50497 and series.readings == 50497
+    assert series.times[0] == datetime(2015, 3, 29, 23, tzinfo=UTC)  # 00:00 at +01:00
+    # PROVENANCE.md: the Vaia storm gave 45 / 135 / 166 mm on 27-29 Oct 2018 (local days).
+    local = tz_of("+01:00")
+    days: dict[str, float] = {}
+    for ts, v in zip(series.times, series.values["rain"], strict=True):
+        day = ts.astimezone(local).date().isoformat()
+        if "2018-10-27" <= day <= "2018-10-29":
+            days[day] = days.get(day, 0.0) + float(v)
+    assert [round(days[d]) for d in sorted(days)] == [45, 135, 166]
+    assert float(np.max(series.values["rain"])) == pytest.approx(52.0, abs=0.5)
+
+
+def test_sitka_daily_totals_stamped_at_local_day_end() -> None:
+    mapping = mapping_from_dict({"time": "day", "timezone": "America/Sitka", "label": "start",
+                                 "channels": {"precip_mm_day": "rain"}})
+    series = read_series(shared_data("sitka_daily_precip_landslide_days.csv"), mapping)
+    # One NA day is skipped, not stored as zero.
+    assert series.skipped_rows == 1 and len(series.times) == 6606
+    by_time = dict(zip(series.times, series.values["rain"], strict=True))
+    # The 2015-08-18 total closes at local midnight, AKDT (-08:00) in August...
+    aug = datetime(2015, 8, 19, 8, tzinfo=UTC)
+    assert aug in by_time and by_time[aug] > 50
+    # ... and at -09:00 in winter: wall-clock arithmetic across daylight saving.
+    assert datetime(2002, 11, 13, 9, tzinfo=UTC) == series.times[0]
+
+
+def test_lamosano_displacement_dates() -> None:
+    series = read_series(shared_data("lamosano_p5_displacement_11day.csv"),
+                         SeriesMapping(channels={"p5": "disp_x"}))
+    assert len(series.times) == 162 and series.values["disp_x"][0] == 0.0
+    assert series.times[1] - series.times[0] == timedelta(days=11)
+
+
+@pytest.mark.parametrize(("text", "mapping", "message"), [
+    ("date,rain\n2026-01-01T00:00Z,1\n2025-12-31T23:00Z,2\n", {"channels": {"rain": "rain"}},
+     "line 3: time 2025-12-31T23:00:00+00:00 is not after"),
+    ("date,rain\n2026-01-01T00:00Z,1\nyesterday,2\n", {"channels": {"rain": "rain"}},
+     "line 3: time 'yesterday'"),
+    ("date,rain\n2026-01-01T00:00Z,１\n", {"channels": {"rain": "rain"}},
+     "line 2: rain = '１' is not a number"),
+    ("date,rain\n2026-01-01T00:00Z,1\n", {"channels": {"rian": "rain"}}, "no column 'rian'"),
+    ("when,rain\n2026-01-01T00:00Z,1\n", {"channels": {"rain": "rain"}}, "no time column"),
+    ("date,rain\n2026-01-01T00:00Z,1\n", {}, "say which columns"),
+    ("date,rain\n2026-01-01T00:00Z,inf\n", {"channels": {"rain": "rain"}}, "not a number"),
+])
+def test_bad_recordings_name_line_and_column(tmp_path: Path, text: str,
+                                             mapping: dict[str, object], message: str) -> None:
+    path = tmp_path / "rec.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace("+", r"\+")):
+        read_series(path, mapping_from_dict(mapping))
+
+
+def test_bad_mappings_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="unknown key"):
+        mapping_from_dict({"channel": {"rain": "rain"}})
+    with pytest.raises(InvalidInput, match="unknown time zone"):
+        mapping_from_dict({"channels": {"a": "b"}, "timezone": "Mars/Olympus"})
+    with pytest.raises(InvalidInput, match="label"):
+        mapping_from_dict({"channels": {"a": "b"}, "label": "middle"})
+
+
+def test_json_recording(tmp_path: Path) -> None:
+    path = tmp_path / "rec.json"
+    path.write_text(json.dumps({"rows": [
+        {"ts": "2026-01-01T08:00:00+08:00", "level": 3.2},
+        {"ts": "2026-01-01T08:05:00+08:00", "level": None},
+        {"ts": "2026-01-01T08:10:00+08:00", "level": 3.4}]}))
+    series = read_series(path, SeriesMapping(channels={"level": "level"}))
+    assert series.times[0] == datetime(2026, 1, 1, tzinfo=UTC)
+    assert len(series.times) == 2 and series.skipped_rows == 1
+
+
+@pytest.mark.parametrize("profile", ["native", "national"])
+def test_messages_decode_as_the_device_sent_them(profile: str) -> None:
+    catalogue = load_catalogue()
+    kind = catalogue.kind("rain_gauge")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    times = tuple(t0 + timedelta(minutes=10 * i) for i in range(17))
+    values = np.array([0.2 * i for i in range(17)])
+    values[5] = np.nan
+    from simulators.recorded import RecordedSeries
+    series = RecordedSeries("mem", times, {"rain": values})
+    messages = list(replay_messages(series, "RG-1", kind, profile,  # type: ignore[arg-type]
+                                    readings_per_message=4))
+    assert sum(m.readings for m in messages) == 16
+    assert all(m.readings <= 4 for m in messages)
+    assert [m.last_time for m in messages] == sorted(m.last_time for m in messages)
+    if profile == "native":
+        seqs = [json.loads(m.payload)["seq"] for m in messages]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert all(m.topic == "gw/v1/RG-1/telemetry" for m in messages)
+    else:
+        assert all(m.topic == "$dp" for m in messages)
+    assert decode is not None  # the decoders' own tests cover the formats themselves
+
+
+def _write_rain(tmp_path: Path, start: datetime, hours: int) -> Path:
+    rng = np.random.default_rng(7)
+    lines = ["time;rain_mm"]
+    for h in range(hours):
+        ts = start + timedelta(hours=h)
+        lines.append(f"{ts:%d/%m/%Y %H:%M};{round(float(rng.gamma(0.5, 2.0)), 1)}")
+    path = tmp_path / "gauge.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_replay_through_broker_and_gateway_reports_from_the_store(
+        conn: psycopg.Connection, db_url: str, broker: Broker,
+        start_gateway: Callable[..., Gateway], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    add_device(conn, DeviceSpec(device_id="RG-REPLAY", kind="rain_gauge"))
+    start_gateway(broker)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=40)
+    path = _write_rain(tmp_path, start, 24 * 30)
+    args = ["replay", str(path), "--device", "RG-REPLAY", "--channel", "rain_mm=rain",
+            "--url", broker.url, "--readings-per-message", "50", "--wait", "30"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "published 720 readings, stored 720" in out
+    assert "dead letters: none" in out
+    with psycopg.connect(db_url) as c:
+        row = c.execute("SELECT count(*), min(ts), max(ts), sum(value) FROM readings").fetchone()
+    assert row is not None and row[0] == 720 and row[1] == start
+    expected = read_series(path, SeriesMapping(channels={"rain_mm": "rain"}))
+    assert row[3] == pytest.approx(float(expected.values["rain"].sum()))
+    # The same recording again stores nothing twice, and the report still reads the store.
+    assert main(args) == 0
+    assert "stored 720" in capsys.readouterr().out
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT count(*) FROM readings").fetchone() == (720,)
+
+
+def test_replay_shift_to_now_and_refusals_reported(
+        conn: psycopg.Connection, db_url: str, broker: Broker,
+        start_gateway: Callable[..., Gateway], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    add_device(conn, DeviceSpec(device_id="RG-SHIFT", kind="rain_gauge"))
+    start_gateway(broker, max_backlog_days=90.0)
+    path = _write_rain(tmp_path, datetime(2015, 3, 30, tzinfo=UTC), 48)
+    base = ["replay", str(path), "--device", "RG-SHIFT", "--channel", "rain_mm=rain",
+            "--url", broker.url, "--wait", "5"]
+    # Kept in 2015, a gateway with a 90-day backlog refuses every reading: said, not hidden.
+    assert main(base) == 1
+    captured = capsys.readouterr()
+    assert "older than GEOWARN_MAX_BACKLOG_DAYS" in captured.err
+    assert "stored 0" in captured.out and "timestamp_past 48" in captured.out
+    assert main([*base, "--shift-to-now"]) == 0
+    assert "published 48 readings, stored 48" in capsys.readouterr().out
+    with psycopg.connect(db_url) as c:
+        newest = c.execute("SELECT max(ts) FROM readings").fetchone()
+    assert newest is not None
+    assert abs((datetime.now(UTC) - newest[0]).total_seconds()) < 120
+
+
+def test_replay_refuses_unknown_channel_and_device(tmp_path: Path, conn: psycopg.Connection,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    add_device(conn, DeviceSpec(device_id="RG-CH", kind="rain_gauge"))
+    path = _write_rain(tmp_path, datetime.now(UTC) - timedelta(days=1), 3)
+    assert main(["replay", str(path), "--device", "RG-CH", "--channel", "rain_mm=opening",
+                 "--url", "mqtt://127.0.0.1:1"]) == 2
+    assert "opening" in capsys.readouterr().err
+    assert main(["replay", str(path), "--device", "NOPE", "--channel", "rain_mm=rain",
+                 "--url", "mqtt://127.0.0.1:1"]) == 2
+    assert "not registered" in capsys.readouterr().err
