@@ -1,10 +1,9 @@
 """What both payload decoders share: strict JSON, the contract's JSON Schemas, and turning one
 raw device value into a canonical Reading (unit -> canonical -> calibration -> range check).
 
-JSON: `NaN`, `Infinity` and `-Infinity` are not JSON (RFC 8259 section 6) but Python's json
-accepts them. They are parsed to float NaN/inf here so that the one reading that carries them
-is refused (Reason.NOT_FINITE) while its neighbours are kept; a number too large for a double
-(1e400) becomes inf and is refused the same way.
+JSON parsing itself (duplicate keys, depth, BOM, NaN, huge integers) is devices.strict_json.
+Schema violations are reported with the field path and a bounded, escaped description of the
+offending value, never the whole instance (which may be megabytes, or hold a secret).
 """
 
 from __future__ import annotations
@@ -24,37 +23,11 @@ from referencing import Registry, Resource
 
 from devices.catalogue import ChannelSpec, SensorKind
 from devices.messages import Calibration, DecodeError, Quality, Reading, Reason
+from devices.text import printable, quoted
 from devices.timestamps import TimestampError, TimeWindow
 from geowarn.settings import get_settings
 
 SCHEMA_BASE = "https://schemas.geowarn.org/v1/"
-
-
-def loads_strict(payload: bytes, *, device_id: str | None = None) -> Any:
-    """Parse UTF-8 JSON; a malformed document raises DecodeError(MALFORMED_JSON)."""
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(
-            Reason.MALFORMED_JSON, f"payload is not UTF-8 text (byte {exc.start})",
-            device_id=device_id,
-        ) from None
-    try:
-        return json.loads(text, parse_constant=_constant)
-    except json.JSONDecodeError as exc:
-        raise DecodeError(
-            Reason.MALFORMED_JSON,
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-            device_id=device_id,
-        ) from None
-    except RecursionError:
-        raise DecodeError(
-            Reason.MALFORMED_JSON, "JSON nested too deeply", device_id=device_id
-        ) from None
-
-
-def _constant(name: str) -> float:
-    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
 
 
 @functools.cache
@@ -113,16 +86,61 @@ def check_schema(name: str, doc: object, *, device_id: str | None) -> None:
     errors = sorted(validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))
     if not errors:
         return
-    err = errors[0]
+    described = [describe_violation(e) for e in errors]
+    detail = described[0]
+    if len(described) > 1:
+        others = "; ".join(described[1:4])
+        more = f" and {len(described) - 4} more" if len(described) > 4 else ""
+        detail += f" (also: {others}{more})"
+    raise DecodeError(Reason.SCHEMA_VIOLATION, detail, device_id=device_id)
+
+
+def describe_violation(err: Any) -> str:
+    """"{path}: {what is wrong}" for one jsonschema error, naming keys and limits but showing
+    at most a short escaped excerpt of the value."""
     # anyOf/oneOf failures say little on their own; the deepest sub-error names the field.
-    if err.context:
-        err = max(err.context, key=lambda e: len(e.absolute_path))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    raise DecodeError(
-        Reason.SCHEMA_VIOLATION,
-        f"{json_path(err.absolute_path)}: {err.message}{more}",
-        device_id=device_id,
-    )
+    while err.context:
+        err = max(err.context, key=lambda e: (len(e.absolute_path), -len(e.context or ())))
+    path = json_path(err.absolute_path)
+    inst, kw, limit = err.instance, err.validator, err.validator_value
+    if kw in ("maxProperties", "minProperties") and isinstance(inst, dict):
+        keys = ", ".join(quoted(k, 32) for k in list(inst)[:5])
+        if len(inst) > 5:
+            keys += f", … ({len(inst)} keys)"
+        bound = "at most" if kw == "maxProperties" else "at least"
+        return f"{path}: has {len(inst)} properties ({keys or 'none'}); {bound} {limit} allowed"
+    if kw in ("maxItems", "minItems") and isinstance(inst, list):
+        bound = "at most" if kw == "maxItems" else "at least"
+        return f"{path}: has {len(inst)} items; {bound} {limit} allowed"
+    if kw in ("maxLength", "minLength") and isinstance(inst, str):
+        bound = "at most" if kw == "maxLength" else "at least"
+        return f"{path}: text of {len(inst)} characters; {bound} {limit} allowed"
+    if kw == "additionalProperties" and isinstance(inst, dict):
+        allowed = set(err.schema.get("properties") or {})
+        extra = [k for k in inst if k not in allowed]
+        names = ", ".join(quoted(k, 32) for k in extra[:5])
+        if len(extra) > 5:
+            names += f", … ({len(extra)} in all)"
+        shown = f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
+        return f"{path}: unexpected properties {names}{shown}"
+    if kw == "required":
+        return f"{path}: {err.message}"
+    if kw == "type":
+        kinds = limit if isinstance(limit, str) else " or ".join(limit)
+        return f"{path}: {_short(inst)} is not of type {kinds}"
+    if kw == "enum":
+        return f"{path}: {_short(inst)} is not one of {', '.join(map(repr, limit))[:120]}"
+    if kw == "pattern":
+        return f"{path}: {_short(inst)} does not match {limit}"
+    if kw == "propertyNames":
+        return f"{path}: key {_short(inst)} is not allowed"
+    if kw in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"{path}: {_short(inst)} violates {kw} {limit}"
+    return f"{path}: {_short(inst)} fails {kw}"
+
+
+def _short(value: Any) -> str:
+    return printable(value if not isinstance(value, str) else repr(value), 60)
 
 
 def json_path(path: Any) -> str:

@@ -87,8 +87,11 @@ def device_problems(row: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def record_presence(conn: psycopg.Connection, presence: Presence) -> None:
-    """Store an online/offline event; an event older than the stored one is ignored."""
+def record_presence(conn: psycopg.Connection, presence: Presence, *,
+                    max_future_s: float = 300.0) -> None:
+    """Store an online/offline event; an event older than the stored one is ignored, unless
+    the stored one lies beyond the clock-skew window (stamped in the future by a bad clock
+    before such times were refused): it must not freeze the device's health."""
     conn.execute(
         """INSERT INTO device_health (device_id, online, presence_at, last_seen)
            SELECT d.device_id, %(online)s, coalesce(%(ts)s, now()),
@@ -98,18 +101,22 @@ def record_presence(conn: psycopg.Connection, presence: Presence) -> None:
            SET online = EXCLUDED.online, presence_at = EXCLUDED.presence_at,
                last_seen = greatest(device_health.last_seen, EXCLUDED.last_seen)
            WHERE device_health.presence_at IS NULL
-              OR device_health.presence_at <= EXCLUDED.presence_at""",
-        {"id": presence.device_id, "online": presence.online, "ts": presence.ts})
+              OR device_health.presence_at <= EXCLUDED.presence_at
+              OR device_health.presence_at > now() + make_interval(secs => %(skew)s)""",
+        {"id": presence.device_id, "online": presence.online, "ts": presence.ts,
+         "skew": max_future_s})
 
 
 _STATUS_FIELDS = ("battery_pct", "battery_v", "supply_v", "signal_dbm", "temperature_c",
                   "firmware")
 
 
-def record_status(conn: psycopg.Connection, status: StatusReport) -> None:
-    """Store a status report unless a newer one is already stored."""
+def record_status(conn: psycopg.Connection, status: StatusReport, *,
+                  max_future_s: float = 300.0) -> None:
+    """Store a status report unless a newer one is already stored (a stored one beyond the
+    clock-skew window does not count as newer, as for presence)."""
     values: dict[str, Any] = {f: getattr(status, f) for f in _STATUS_FIELDS}
-    values.update(id=status.device_id, ts=status.ts,
+    values.update(id=status.device_id, ts=status.ts, skew=max_future_s,
                   state=json.dumps(dict(status.sensor_state)))
     sets = ", ".join(f"{f} = EXCLUDED.{f}" for f in _STATUS_FIELDS)
     conn.execute(
@@ -122,7 +129,8 @@ def record_status(conn: psycopg.Connection, status: StatusReport) -> None:
             SET {sets}, sensor_state = EXCLUDED.sensor_state, status_at = EXCLUDED.status_at,
                 last_seen = greatest(device_health.last_seen, EXCLUDED.last_seen)
             WHERE device_health.status_at IS NULL
-               OR device_health.status_at <= EXCLUDED.status_at""", values)
+               OR device_health.status_at <= EXCLUDED.status_at
+               OR device_health.status_at > now() + make_interval(secs => %(skew)s)""", values)
 
 
 def touch_last_reading(conn: psycopg.Connection, latest: Mapping[str, datetime]) -> None:

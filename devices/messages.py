@@ -49,7 +49,10 @@ class Reason:
     TIMESTAMP_FUTURE = "timestamp_future"
     TIMESTAMP_PAST = "timestamp_past"
     DUPLICATE_SEQUENCE = "duplicate_sequence"
-    UNKNOWN_COMMAND = "unknown_command"
+    UNKNOWN_COMMAND = "unknown_command"  # a reply to a command GeoWarn never sent
+    FOREIGN_REPLY = "foreign_reply"  # a reply to a command sent to another device
+    INTERNAL_ERROR = "internal_error"  # GeoWarn failed on this message (a bug): class + message
+    STORAGE_ERROR = "storage_error"  # the database refused this message alone
 
 
 class DecodeError(GeoWarnError):
@@ -80,7 +83,9 @@ class DeviceInfo:
     device_id: str
     profile: Profile
     status: DeviceStatus
-    kind: str | None = None  # native devices: their sensor kind; national loggers: None
+    # Native devices: their sensor kind. National loggers: None (any catalogue sensor, learnt)
+    # or the kind they are registered as (only that kind's national code is accepted).
+    kind: str | None = None
     calibration: Mapping[str, Calibration] = field(default_factory=dict)
 
 

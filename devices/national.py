@@ -13,20 +13,13 @@ Choices the sources leave open (see national.md for the reasoning):
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from devices.canonical import (
-    ReadingContext,
-    ReadingRefused,
-    canonical_reading,
-    check_schema,
-    loads_strict,
-)
+from devices.canonical import ReadingContext, ReadingRefused, canonical_reading, check_schema
 from devices.catalogue import Catalogue, SensorKind
 from devices.messages import (
     CommandReply,
@@ -40,13 +33,19 @@ from devices.messages import (
     Telemetry,
 )
 from devices.native import COMMAND_ID, DEVICE_ID, check_command
-from devices.timestamps import TimestampError, parse_timestamp
+from devices.redaction import redact_text
+from devices.strict_json import loads_strict
+from devices.text import json_problem, printable, quoted
+from devices.timestamps import TimestampError, TimeWindow, parse_timestamp
 from geowarn.errors import InvalidInput
 
 STATUS_GROUP = "S1_ZT_1"
-SENSOR_ID = re.compile(r"^(?P<code>[A-Z][0-9]_[A-Z]{2})_(?P<n>[0-9]{1,3})$")
-_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
-_NOT_FINITE = re.compile(r"^\s*[+-]?(nan|inf|infinity)\s*$", re.IGNORECASE)
+SENSOR_ID = re.compile(r"^(?P<code>[A-Z][0-9]_[A-Z]{2})_(?P<n>[0-9]{1,3})\Z")
+# ASCII digits only: float() would read full-width "１２" or Arabic-Indic "١٢" as 12.
+_NUMBER = re.compile(r"[ \t]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t]*\Z",
+                     re.ASCII)
+_NOT_FINITE = re.compile(r"[ \t]*[+-]?(nan|inf|infinity)[ \t]*\Z", re.IGNORECASE | re.ASCII)
+_MAX_NUMBER_TEXT = 64
 # Frame types (byte 0): 1 plain values, 2 timestamped values, 3 file, 4 firmware packets.
 _ACCEPTED_TYPES = {1: "plain", 2: "timestamped"}
 _REFUSED_TYPES = {3: "file description and stream", 4: "firmware upgrade packets"}
@@ -103,12 +102,21 @@ def parse_dp_topic(topic: str) -> str | None:
 
 
 def read_dp(topic: str, payload: bytes) -> tuple[int | None, str, dict[str, Any]]:
-    """Unframe, parse and structurally check a $dp payload: (frame type, device id, sensors)."""
+    """Unframe, parse and structurally check a $dp payload: (frame type, device id, sensors).
+
+    The status group is checked on its own in decode_dp when the frame also carries readings:
+    a bad status group must not cost the frame its good readings."""
     bound = parse_dp_topic(topic)
     ftype, body = unframe(payload)
     doc = loads_strict(body, device_id=bound)
-    check_schema("national-dp.schema.json", doc, device_id=bound)
+    check_schema("national-dp.schema.json", _without_status(doc), device_id=bound)
     ((device_id, sensors),) = doc.items()
+    if not DEVICE_ID.match(device_id):
+        raise DecodeError(
+            Reason.SCHEMA_VIOLATION,
+            f"device id {quoted(device_id, 70)} is not [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}",
+            device_id=bound,
+        )
     if bound is not None and device_id != bound:
         raise DecodeError(
             Reason.TOPIC_MISMATCH,
@@ -116,6 +124,15 @@ def read_dp(topic: str, payload: bytes) -> tuple[int | None, str, dict[str, Any]
             device_id=bound,
         )
     return ftype, device_id, sensors
+
+
+def _without_status(doc: Any) -> Any:
+    if not (isinstance(doc, dict) and len(doc) == 1):
+        return doc
+    ((device_id, sensors),) = doc.items()
+    if not (isinstance(sensors, dict) and STATUS_GROUP in sensors and len(sensors) > 1):
+        return doc
+    return {device_id: {k: v for k, v in sensors.items() if k != STATUS_GROUP}}
 
 
 def decode_dp(
@@ -132,8 +149,8 @@ def decode_dp(
     status: StatusReport | None = None
     if STATUS_GROUP in sensors:
         try:
-            status = _status(device.device_id, ftype, sensors[STATUS_GROUP], now)
-        except ReadingRefused as exc:
+            status = _status(device.device_id, ftype, sensors[STATUS_GROUP], now, ctx.window)
+        except (ReadingRefused, DecodeError) as exc:
             if len(sensors) == 1:
                 raise DecodeError(exc.reason, exc.detail, device_id=device.device_id) from None
             rejections.append(Rejection(exc.reason, exc.detail, channel=STATUS_GROUP))
@@ -144,10 +161,12 @@ def decode_dp(
     for sensor_id, raw in sensors.items():
         if sensor_id == STATUS_GROUP:
             continue
+        # The id as sent may hold a NUL or a surrogate: only an escaped form is kept.
+        shown_id = printable(sensor_id, 32)
         try:
             kind = _sensor_kind(sensor_id, device, catalogue)
         except ReadingRefused as exc:
-            rejections.append(Rejection(exc.reason, exc.detail, channel=sensor_id))
+            rejections.append(Rejection(exc.reason, exc.detail, channel=shown_id))
             continue
         quality = _STATE_QUALITY.get(states.get(sensor_id, 0))
         for ts_key, value in _samples(ftype, raw):
@@ -166,14 +185,14 @@ def decode_dp(
                 rejections.append(Rejection(exc.reason, exc.detail, channel=sensor_id, ts=ts))
                 continue
             for field_name, number in fields:
-                key = f"{sensor_id}.{field_name}"
+                key = f"{sensor_id}.{printable(field_name, 32)}"
                 spec = kind.national_field(field_name)
                 try:
                     if spec is None:
                         raise ReadingRefused(
                             Reason.UNKNOWN_CHANNEL,
-                            f"{sensor_id}: field {field_name!r} is not a field of {kind.kind} "
-                            f"({kind.national_code}; fields: {_field_names(kind)})",
+                            f"{sensor_id}: field {quoted(field_name, 32)} is not a field of "
+                            f"{kind.kind} ({kind.national_code}; fields: {_field_names(kind)})",
                         )
                     key = f"{sensor_id}.{spec.name}"
                     readings.append(canonical_reading(
@@ -192,7 +211,8 @@ def _sensor_kind(sensor_id: str, device: DeviceInfo, catalogue: Catalogue) -> Se
     if m is None:
         raise ReadingRefused(
             Reason.UNKNOWN_SENSOR,
-            f"sensor id {sensor_id!r} is not of the form {{class}}_{{type}}_{{n}}, e.g. L1_LF_1",
+            f"sensor id {quoted(sensor_id, 32)} is not of the form {{class}}_{{type}}_{{n}}, "
+            "e.g. L1_LF_1",
         )
     kind = catalogue.by_national_code(m["code"])
     if kind is None:
@@ -213,14 +233,17 @@ def _sensor_kind(sensor_id: str, device: DeviceInfo, catalogue: Catalogue) -> Se
 
 def _samples(ftype: int | None, raw: Any) -> list[tuple[str | None, Any]]:
     """(timestamp key or None, value) pairs of one sensor."""
-    timestamped = ftype == 2 or (
-        ftype is None and isinstance(raw, dict) and any(k[:1].isdigit() for k in raw)
-    )
+    timestamped = ftype == 2 or (ftype is None and isinstance(raw, dict) and _stamped(raw))
     if not timestamped:
         return [(None, raw)]
     if not isinstance(raw, dict):
         return [("", raw)]  # parse_timestamp("") refuses it with a clear detail
     return list(raw.items())
+
+
+def _stamped(raw: Mapping[str, Any]) -> bool:
+    """Keyed by timestamp: keys start with an ASCII digit (a field name never does)."""
+    return any(k[:1] in "0123456789" and k[:1] != "" for k in raw)
 
 
 def _fields(sensor_id: str, kind: SensorKind, value: Any) -> list[tuple[str, Any]]:
@@ -233,7 +256,7 @@ def _fields(sensor_id: str, kind: SensorKind, value: Any) -> list[tuple[str, Any
         if len(parts) > len(names):
             raise ReadingRefused(
                 Reason.SCHEMA_VIOLATION,
-                f"{sensor_id}: comma-joined value {value!r} has {len(parts)} parts but "
+                f"{sensor_id}: comma-joined value {quoted(value, 60)} has {len(parts)} parts but "
                 f"{kind.national_code} has {len(names)} fields ({', '.join(names)})",
             )
         return list(zip(names, parts, strict=False))
@@ -245,12 +268,15 @@ def _fields(sensor_id: str, kind: SensorKind, value: Any) -> list[tuple[str, Any
 def _number(key: str, raw: Any) -> float:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return float(raw)
-    if isinstance(raw, str):
+    if isinstance(raw, str) and len(raw) <= _MAX_NUMBER_TEXT:
         if _NUMBER.match(raw):
             return float(raw)
         if _NOT_FINITE.match(raw):
-            raise ReadingRefused(Reason.NOT_FINITE, f"{key}: value {raw!r} is not finite")
-    raise ReadingRefused(Reason.SCHEMA_VIOLATION, f"{key}: value {raw!r} is not a number")
+            raise ReadingRefused(Reason.NOT_FINITE, f"{key}: value {quoted(raw)} is not finite")
+    hint = " (only ASCII digits are numbers)" if isinstance(raw, str) and any(
+        ch.isdigit() and not ch.isascii() for ch in raw) else ""
+    raise ReadingRefused(Reason.SCHEMA_VIOLATION,
+                         f"{key}: value {quoted(raw, 60)} is not a number{hint}")
 
 
 def _field_names(kind: SensorKind) -> str:
@@ -265,24 +291,36 @@ _STATUS_NUMBERS = {
 }
 
 
-def _status(device_id: str, ftype: int | None, raw: Any, now: datetime) -> StatusReport:
-    """The status group; with several timestamps the latest wins."""
+def _status(device_id: str, ftype: int | None, raw: Any, now: datetime,
+            window: TimeWindow) -> StatusReport:
+    """The status group; with several timestamps the latest wins. Its time must lie in the
+    clock-skew/backlog window like a reading's: a status stamped in 2099 would otherwise win
+    over every later real one (health keeps the newest)."""
+    check_schema("national-status.schema.json", raw, device_id=device_id)
     ts = now
     fields: Mapping[str, Any] = raw
-    if _samples(ftype, raw)[0][0] is not None:
-        stamped = []
+    stamped = _stamped(raw)
+    if ftype is not None and stamped != (ftype == 2):
+        form = "timestamp-keyed" if stamped else "plain (not timestamp-keyed)"
+        raise ReadingRefused(Reason.SCHEMA_VIOLATION,
+                             f"{STATUS_GROUP}: a type {ftype} frame carries {form} status fields")
+    if stamped:
+        moments = []
         for key, value in raw.items():
             try:
-                stamped.append((parse_timestamp(key, digits_are_epoch_ms=True), value))
+                moment = parse_timestamp(key, digits_are_epoch_ms=True)
+                window.check(moment)
             except TimestampError as exc:
                 raise ReadingRefused(exc.reason, f"{STATUS_GROUP}: {exc.detail}") from None
-        ts, fields = max(stamped, key=lambda pair: pair[0])
+            moments.append((moment, value))
+        ts, fields = max(moments, key=lambda pair: pair[0])
+    problem = json_problem(fields, f"$.{STATUS_GROUP}")
+    if problem is not None:
+        raise ReadingRefused(Reason.SCHEMA_VIOLATION, problem)
     numbers: dict[str, float] = {}
     extra: dict[str, object] = {}
     for name, value in fields.items():
-        if name == "sensor_state":
-            continue
-        if name == "sw_version":
+        if name in ("sensor_state", "sw_version"):
             continue
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             number = _number(f"{STATUS_GROUP}.{name}", value)
@@ -296,12 +334,13 @@ def _status(device_id: str, ftype: int | None, raw: Any, now: datetime) -> Statu
             extra[name] = value
     # Signal strength units differ by vendor (dBm or CSQ); only a negative value is dBm.
     for name in ("signal_4g", "signal_NB"):
-        if name in extra and "signal_dbm" not in numbers and float(extra[name]) < 0:  # type: ignore[arg-type]
-            numbers["signal_dbm"] = float(extra[name])  # type: ignore[arg-type]
+        signal = extra.get(name)
+        if isinstance(signal, float) and "signal_dbm" not in numbers and signal < 0:
+            numbers["signal_dbm"] = signal
     states = {str(k): int(v) for k, v in dict(fields.get("sensor_state", {})).items()}
     firmware = fields.get("sw_version")
     return StatusReport(
-        device_id=device_id, ts=ts, firmware=None if firmware is None else str(firmware),
+        device_id=device_id, ts=ts, firmware=None if firmware is None else str(firmware)[:64],
         sensor_state=states, extra=extra, **numbers,
     )
 
@@ -356,7 +395,7 @@ def parse_national_reply(topic: str, payload: bytes) -> CommandReply:
     elif topic != "$dr":
         raise DecodeError(
             Reason.UNKNOWN_TOPIC,
-            f"topic {topic!r} is not $dr, $dr/{{device_id}} or $crsp/{{command_id}}",
+            f"topic {quoted(topic, 120)} is not $dr, $dr/{{device_id}} or $crsp/{{command_id}}",
         )
     try:
         text = payload.decode("utf-8").strip()
@@ -366,11 +405,12 @@ def parse_national_reply(topic: str, payload: bytes) -> CommandReply:
     fields = _query_fields(text.removeprefix("$"), device_id)
     command_id = fields.pop("msgid", None) or topic_command
     if command_id is None:
-        raise DecodeError(Reason.MALFORMED_FRAME, f"reply {text[:80]!r} carries no msgid",
+        raise DecodeError(Reason.MALFORMED_FRAME,
+                          f"reply {quoted(redact_text(text), 80)} carries no msgid",
                           device_id=device_id)
     if not COMMAND_ID.match(command_id):
         raise DecodeError(Reason.MALFORMED_FRAME,
-                          f"reply msgid {command_id!r} is not [A-Za-z0-9_-]{{1,64}}",
+                          f"reply msgid {quoted(command_id, 70)} is not [A-Za-z0-9_-]{{1,64}}",
                           device_id=device_id)
     if topic_command is not None and command_id != topic_command:
         raise DecodeError(
@@ -382,11 +422,15 @@ def parse_national_reply(topic: str, payload: bytes) -> CommandReply:
     result = fields.pop("result", None)
     if result not in (None, "succ", "fail"):
         raise DecodeError(Reason.MALFORMED_FRAME,
-                          f"reply result {result!r} is neither succ nor fail", device_id=device_id)
+                          f"reply result {quoted(result, 40)} is neither succ nor fail",
+                          device_id=device_id)
     cmd = fields.pop("cmd", "")
     data: dict[str, object] = {}
     for key, value in fields.items():
         data[key] = _maybe_json(value)
+    problem = json_problem({"cmd": cmd, **data})
+    if problem is not None:
+        raise DecodeError(Reason.MALFORMED_FRAME, problem, device_id=device_id)
     # A reply without `result` answers with data (getstatus, sample, reqtime): that is success.
     ok = result != "fail"
     return CommandReply(
@@ -419,15 +463,17 @@ def _query_fields(text: str, device_id: str | None) -> dict[str, str]:
         key, sep, value = part.partition("=")
         if not sep or not key:
             raise DecodeError(Reason.MALFORMED_FRAME,
-                              f"reply part {part[:60]!r} is not key=value", device_id=device_id)
+                              f"reply part {quoted(redact_text(part), 60)} is not key=value",
+                              device_id=device_id)
         fields[key] = value
     return fields
 
 
 def _maybe_json(value: str) -> object:
+    """A JSON value inside a reply, parsed by the contract's rules; otherwise the text."""
     if value[:1] in ("{", "["):
         try:
-            return json.loads(value, parse_constant=lambda c: None)
-        except json.JSONDecodeError:
+            return loads_strict(value.encode("utf-8", "surrogatepass"))
+        except DecodeError:
             return value
     return value

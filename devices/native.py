@@ -15,13 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from devices.canonical import (
-    ReadingContext,
-    ReadingRefused,
-    canonical_reading,
-    check_schema,
-    loads_strict,
-)
+from devices.canonical import ReadingContext, ReadingRefused, canonical_reading, check_schema
 from devices.catalogue import Catalogue
 from devices.messages import (
     CommandReply,
@@ -34,12 +28,16 @@ from devices.messages import (
     StatusReport,
     Telemetry,
 )
+from devices.strict_json import loads_strict
+from devices.text import json_problem, printable, quoted
 from devices.timestamps import TimestampError, TimeWindow, format_timestamp, parse_timestamp
 from geowarn.errors import InvalidInput
 
 TOPIC_PREFIX = "gw/v1/"
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-COMMAND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# \Z, not $: `$` also matches before a trailing newline, and "X\n" is no device id.
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+COMMAND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+MAX_TOPIC_SHOWN = 120
 COMMANDS = ("set_interval", "high_frequency", "reboot", "sync_time")
 # Topic kinds a device publishes; `cmd` is GeoWarn's own downlink and is never decoded.
 UPLINK = ("telemetry", "status", "presence", "reply")
@@ -47,20 +45,22 @@ UPLINK = ("telemetry", "status", "presence", "reply")
 
 def parse_topic(topic: str) -> tuple[str, str, str | None]:
     """(device_id, message kind, command id or None) of a native uplink topic."""
+    shown = quoted(topic, MAX_TOPIC_SHOWN)
     parts = topic.split("/")
     if len(parts) < 4 or parts[0] != "gw" or parts[1] != "v1":
-        raise DecodeError(Reason.UNKNOWN_TOPIC, f"topic {topic!r} is not gw/v1/{{device_id}}/...")
+        raise DecodeError(Reason.UNKNOWN_TOPIC, f"topic {shown} is not gw/v1/{{device_id}}/...")
     device_id, kind, rest = parts[2], parts[3], parts[4:]
     if not DEVICE_ID.match(device_id):
         raise DecodeError(
             Reason.UNKNOWN_TOPIC,
-            f"device id {device_id!r} in topic {topic!r} is not [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}",
+            f"device id {quoted(device_id, 70)} in topic {shown} is not "
+            "[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
         )
     if kind == "reply" and len(rest) == 1:
         if not COMMAND_ID.match(rest[0]):
             raise DecodeError(
                 Reason.UNKNOWN_TOPIC,
-                f"command id {rest[0]!r} in topic {topic!r} is not [A-Za-z0-9_-]{{1,64}}",
+                f"command id {quoted(rest[0], 70)} in topic {shown} is not [A-Za-z0-9_-]{{1,64}}",
                 device_id=device_id,
             )
         return device_id, kind, rest[0]
@@ -68,7 +68,7 @@ def parse_topic(topic: str) -> tuple[str, str, str | None]:
         return device_id, kind, None
     raise DecodeError(
         Reason.UNKNOWN_TOPIC,
-        f"topic {topic!r} is not a native uplink topic "
+        f"topic {shown} is not a native uplink topic "
         "(gw/v1/{id}/telemetry|status|presence|reply/{command_id})",
         device_id=device_id,
     )
@@ -94,13 +94,17 @@ def decode_native(
         return _status(doc, device_id, window)
     if kind == "presence":
         check_schema("native-presence.schema.json", doc, device_id=device_id)
-        ts = _whole_message_ts(doc["ts"], device_id, None) if "ts" in doc else None
+        # Checked against the window like a status: a presence stamped in 2099 would
+        # otherwise win over every later real one (health keeps the newest).
+        ts = _whole_message_ts(doc["ts"], device_id, window) if "ts" in doc else None
         return Presence(device_id=device_id, online=doc["online"], ts=ts)
     check_schema("native-reply.schema.json", doc, device_id=device_id)
+    _check_text(doc, device_id)
     if doc["id"] != command_id:
         raise DecodeError(
             Reason.TOPIC_MISMATCH,
-            f"reply id {doc['id']!r} differs from the command id {command_id!r} in the topic",
+            f"reply id {quoted(doc['id'])} differs from the command id {command_id!r} in the "
+            "topic",
             device_id=device_id,
         )
     detail = doc.get("detail", "")
@@ -139,22 +143,33 @@ def _telemetry(
             if spec is None:
                 raise ReadingRefused(
                     Reason.UNKNOWN_CHANNEL,
-                    f"readings[{i}]: channel {channel!r} is not a channel of {kind.kind} "
-                    f"(channels: {', '.join(kind.channel_names)})",
+                    f"readings[{i}]: channel {quoted(channel, 64)} is not a channel of "
+                    f"{kind.kind} (channels: {', '.join(kind.channel_names)})",
                 )
             readings.append(canonical_reading(
                 ctx, kind, spec, channel, ts, float(item["value"]), item.get("unit"),
             ))
         except ReadingRefused as exc:
-            rejections.append(Rejection(exc.reason, exc.detail, channel=channel, ts=ts))
+            # The channel as sent may hold a NUL or a surrogate: only an escaped form is kept.
+            rejections.append(Rejection(exc.reason, exc.detail, channel=printable(channel, 64),
+                                        ts=ts))
     return Telemetry(
         device_id=device.device_id, seq=doc["seq"], readings=tuple(readings),
         rejections=tuple(rejections),
     )
 
 
+def _check_text(doc: Any, device_id: str) -> None:
+    """Free text and vendor objects are stored as they are: they must be storable (no NUL,
+    control character or lone surrogate; numbers finite)."""
+    problem = json_problem(doc)
+    if problem is not None:
+        raise DecodeError(Reason.SCHEMA_VIOLATION, problem, device_id=device_id)
+
+
 def _status(doc: Mapping[str, Any], device_id: str, window: TimeWindow) -> StatusReport:
     ts = _whole_message_ts(doc["ts"], device_id, window)
+    _check_text(doc, device_id)
     numbers = {}
     for name in ("battery_pct", "battery_v", "supply_v", "signal_dbm", "temperature_c"):
         if name in doc:

@@ -23,10 +23,12 @@ from psycopg.rows import dict_row
 from devices import credentials
 from devices.catalogue import Catalogue, load_catalogue
 from devices.messages import Calibration, DeviceInfo, DeviceStatus, Profile
+from devices.text import quoted
 from geowarn.errors import InvalidInput, NotFound
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-NATIONAL_SENSOR_ID = re.compile(r"^(L\d_[A-Z]{2})_(\d+)$")
+# \Z, not $: `$` also matches before a trailing newline, and "X\n" is no device id.
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+NATIONAL_SENSOR_ID = re.compile(r"^(L[0-9]_[A-Z]{2})_([0-9]{1,3})\Z")
 PROFILES = ("native", "national")
 STATUSES = ("active", "maintenance", "retired")
 
@@ -87,7 +89,7 @@ class Device:
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(device_id=self.device_id, profile=self.profile, status=self.status,
-                          kind=self.kind if self.profile == "native" else None,
+                          kind=self.kind,
                           calibration=self.calibration)
 
 
@@ -125,8 +127,9 @@ def validate_spec(spec: DeviceSpec, catalogue: Catalogue | None = None) -> list[
     cat = catalogue or load_catalogue()
     problems: list[str] = []
     if not DEVICE_ID.match(spec.device_id or ""):
-        problems.append(f"device id {spec.device_id!r} is invalid: 1-64 characters, letters, "
-                        "digits, '_', '.', '-', starting with a letter or digit")
+        problems.append(f"device id {quoted(spec.device_id or '', 70)} is invalid: 1-64 "
+                        "characters, ASCII letters, digits, '_', '.', '-', starting with a "
+                        "letter or digit (no spaces, newlines or control characters)")
     if spec.profile not in PROFILES:
         problems.append(f"profile {spec.profile!r} is invalid (native or national)")
     if spec.kind is not None and spec.kind not in cat.kinds:

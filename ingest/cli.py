@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from devices.redaction import redact_text
+from devices.text import printable
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
 from geowarn.settings import get_settings
@@ -83,6 +85,7 @@ def _deadletters(args: argparse.Namespace) -> int:
                                  reason=args.reason, limit=args.limit)
     if args.json:
         print(json.dumps([{**{k: v for k, v in r.items() if k != "payload"},
+                           "detail": redact_text(r["detail"] or ""),
                            "received_at": r["received_at"].isoformat(),
                            "reading_ts": r["reading_ts"].isoformat() if r["reading_ts"] else None,
                            "payload_excerpt": payload_excerpt(bytes(r["payload"]))}
@@ -93,7 +96,8 @@ def _deadletters(args: argparse.Namespace) -> int:
         if r["channel"]:
             where += f"/{r['channel']}"
         print(f"{r['received_at']:%Y-%m-%d %H:%M:%S} {r['reason']:<20} {where:<28} "
-              f"{r['topic']}\n    {r['detail']}\n    {payload_excerpt(bytes(r['payload']))}")
+              f"{printable(r['topic'], 120)}\n    {printable(redact_text(r['detail'] or ''), 1000)}"
+              f"\n    {payload_excerpt(bytes(r['payload']))}")
     if not rows:
         print("no dead letters")
     return 0

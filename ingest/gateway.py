@@ -6,6 +6,13 @@ decodes them (ingest.pipeline), commits each batch in one transaction (ingest.wr
 then acknowledges its messages. While the database is down the writer retries with backoff and
 acknowledges nothing, the broker stops sending once Receive Maximum messages are unacknowledged,
 and everything else waits in the gateway's persistent session on the broker.
+
+A message is the unit of failure (ingest.pipeline): a batch the database refuses is committed
+again message by message, and a message that still fails is dead-lettered alone, so no message
+can block the stream. A decoder or writer thread that dies anyway sets `failed` and stops the
+gateway, and `run_forever` raises GatewayFailed: the process exits non-zero and its supervisor
+restarts it. `pending_messages`/`stalled_s` in the saved counters let `geowarn health gateway`
+see a pipeline that no longer advances while messages wait.
 """
 
 from __future__ import annotations
@@ -26,13 +33,16 @@ import psycopg
 from devices import commands as device_commands
 from devices.catalogue import load_catalogue
 from devices.decode import decode
-from devices.messages import Decoded
+from devices.messages import Decoded, Reason
+from devices.redaction import redact_text
+from devices.text import printable
 from geowarn.db import database_url
+from geowarn.errors import GeoWarnError
 from geowarn.settings import Settings
 from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
 from ingest.mqtt_client import GatewayConnection, MqttError
-from ingest.pipeline import BatchPlan, ReceivedMessage, plan_batch
+from ingest.pipeline import BatchPlan, ReceivedMessage, internal_error, plan_batch
 from ingest.stats import IngestStats
 from ingest.takeover import PeerTakeover
 from ingest.writer import BatchWriter, CommitResult
@@ -45,13 +55,17 @@ NATIONAL_TOPICS = ("gw/nat/+/dp", "gw/nat/+/dr", "gw/nat/+/crsp/+")
 # The raw national topics, for brokers without the plugin (development): Mosquitto does not
 # deliver "$" topics to shared subscriptions, so these are subscribed unshared.
 NATIONAL_RAW_TOPICS = ("$dp", "$dp/+", "$dr", "$dr/+", "$crsp/+")
-STORAGE_ERROR = "storage_error"
+STORAGE_ERROR = Reason.STORAGE_ERROR
 T = TypeVar("T")
 MAX_ADOPTED = 3  # dead peers one gateway serves at most
 
 
 class GatewayStopping(Exception):
     """Raised inside the writer when asked to stop while waiting for the database."""
+
+
+class GatewayFailed(GeoWarnError):
+    """A gateway thread died; the process must exit so that its supervisor restarts it."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,8 @@ class Gateway:
         # was measured sending several times more unacknowledged messages while acks flowed.
         self.inbox: queue.Queue[ReceivedMessage] = queue.Queue(maxsize=config.inflight)
         self.devices = DeviceCache(self._connect)
-        self.writer = BatchWriter(config.name, duplicate_seq_window=config.duplicate_seq_window)
+        self.writer = BatchWriter(config.name, duplicate_seq_window=config.duplicate_seq_window,
+                                  max_clock_skew_s=config.max_clock_skew_s)
         self.catalogue = load_catalogue()
         self.mqtt = GatewayConnection(
             host=config.host, port=config.port, client_id=config.name, topics=config.topics,
@@ -132,6 +147,11 @@ class Gateway:
         self._last_stats = time.monotonic()
         self._last_commands = 0.0
         self._last_peer_check = 0.0
+        # Messages taken from the inbox and not yet acknowledged, and when the pipeline last
+        # advanced (an acknowledgement, or nothing waiting): what health calls "stalled".
+        self._in_hand = 0
+        self._progress_at = time.monotonic()
+        self.failed: BaseException | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     def _adopted_connection(self, peer: str) -> GatewayConnection:
@@ -148,8 +168,10 @@ class Gateway:
             self._retry(self.takeover.heartbeat, "announcing the gateway")
         self.mqtt.start()
         self._threads = [
-            threading.Thread(target=self._decode_loop, name="ingest-decoder", daemon=True),
-            threading.Thread(target=self._commit_loop, name="ingest-writer", daemon=True)]
+            threading.Thread(target=self._guarded, args=(self._decode_loop,),
+                             name="ingest-decoder", daemon=True),
+            threading.Thread(target=self._guarded, args=(self._commit_loop,),
+                             name="ingest-writer", daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -170,6 +192,20 @@ class Gateway:
                 pass
         finally:
             self.stop()
+        if self.failed is not None:
+            raise GatewayFailed(f"gateway thread died: {type(self.failed).__name__}: "
+                                f"{printable(redact_text(str(self.failed)), 300)}")
+
+    def _guarded(self, loop: Callable[[], None]) -> None:
+        """Run a pipeline thread; if it dies, stop the whole gateway rather than keep a
+        process that looks alive while nothing is ingested."""
+        try:
+            loop()
+        except BaseException as exc:
+            log.critical("%s died (%s); stopping the gateway", threading.current_thread().name,
+                         type(exc).__name__, exc_info=exc)
+            self.failed = exc
+            self._stop.set()
 
     # --- the writer thread -------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
@@ -216,6 +252,7 @@ class Gateway:
                     self._plans.put(None)  # lets the committer do its periodic work
                     continue
                 self.stats.add("messages_received", len(batch))
+                self._in_hand += len(batch)
                 plan = self._retry(lambda b=batch: plan_batch(b, self._decode),  # type: ignore[misc]
                                    "decoding a batch", drop=False)
                 self._plans.put((batch, plan))
@@ -250,10 +287,13 @@ class Gateway:
         try:
             result = self._retry(lambda: self.writer.commit(self._db(), plan, now),
                                  "committing a batch")
-        except psycopg.Error as exc:
+        except GatewayStopping:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolated below, message by message
             # Not a connection problem: something in this batch cannot be stored. Store
             # message by message so one bad message cannot block the stream.
-            log.error("batch of %d messages failed (%s); committing one by one", len(batch), exc)
+            log.error("batch of %d messages failed (%s); committing one by one", len(batch),
+                      type(exc).__name__)
             for message in batch:
                 self._process_single(message)
             self._ack(batch)
@@ -269,28 +309,47 @@ class Gateway:
         self.mqtt.ack(tokens)
         if self.takeover is not None:
             self.takeover.ack(tokens)
+        self._in_hand -= len(batch)
+        self._progress_at = time.monotonic()
 
     def _count(self, letters: list[DeadLetter], result: CommitResult) -> None:
         self.stats.add("readings_stored", result.stored)
         self.stats.add("readings_duplicate", result.duplicates)
         self.stats.add("messages_duplicate", result.duplicate_messages)
         self.stats.add("dead_letters", result.dead_letters)
-        for letter in letters:
+        for letter in [*letters, *result.writer_letters]:
             self.stats.reject(letter.reason)
 
     def _process_single(self, message: ReceivedMessage) -> None:
-        plan = self._retry(lambda: plan_batch([message], self._decode), "decoding a message")
+        """Commit one message on its own; if the database (or the writer) still refuses it,
+        dead-letter it with the exception class and a bounded, redacted message."""
+        plan = plan_batch([message], self._decode)
         try:
             result = self._retry(
                 lambda: self.writer.commit(self._db(), plan, datetime.now(UTC)),
                 "committing a message")
             self._count(plan.dead_letters, result)
+            return
+        except GatewayStopping:
+            raise
         except psycopg.Error as exc:
-            letter = DeadLetter(topic=message.topic, reason=STORAGE_ERROR,
-                                detail=f"the database refused the message: {exc}"[:500],
-                                payload=message.payload, received_at=message.received_at)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            letter = DeadLetter(
+                topic=message.topic, reason=STORAGE_ERROR,
+                detail=f"the database refused the message: {type(exc).__name__}: "
+                       f"{printable(redact_text(first), 300)}",
+                payload=message.payload, received_at=message.received_at)
+        except Exception as exc:  # noqa: BLE001 - the message is the unit of failure
+            letter = internal_error(message, exc, "storing")
+        try:
             self._retry(lambda: self._store_letter(letter), "dead-lettering")
-            self.stats.reject(STORAGE_ERROR)
+        except GatewayStopping:
+            raise
+        except Exception as exc:  # noqa: BLE001 - acknowledged anyway: it must not block
+            log.error("could not dead-letter a message on %s (%s); dropped",
+                      printable(message.topic, 120), type(exc).__name__)
+            self.stats.add("messages_dropped")
+        self.stats.reject(letter.reason)
 
     def _store_letter(self, letter: DeadLetter) -> None:
         conn = self._db()
@@ -315,8 +374,8 @@ class Gateway:
                             what, first_line, attempt, delay)
                 if self._stop.wait(delay):
                     raise GatewayStopping(what) from exc
-            except psycopg.Error:
-                if drop:
+            except Exception:
+                if drop:  # the connection may be mid-transaction or broken
                     self._drop_connection()
                 raise
 
@@ -355,7 +414,13 @@ class Gateway:
         if time.monotonic() - self._last_stats < self.config.stats_interval_s:
             return
         self._last_stats = time.monotonic()
+        pending = self.inbox.qsize() + max(0, self._in_hand)
+        if pending == 0:
+            self._progress_at = time.monotonic()
+        self.stats.queue_depth = self.inbox.qsize()
         snapshot = self.stats.snapshot()
+        snapshot["pending_messages"] = pending
+        snapshot["stalled_s"] = round(time.monotonic() - self._progress_at, 1) if pending else 0.0
         log.info("ingest stats %s", json.dumps(snapshot, sort_keys=True))
         try:
             conn = self._db()

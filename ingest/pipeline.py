@@ -3,11 +3,17 @@
 Pure: no connection, no broker. The gateway's writer takes a `BatchPlan` and commits it; the
 broker is acknowledged only after that commit, so a crash anywhere loses nothing, and the
 store's uniqueness on (channel, time) makes the redelivery store nothing twice.
+
+A message is the unit of failure: whatever goes wrong while decoding or planning one message
+(a DecodeError, or any other exception, which is a GeoWarn bug) makes that message a dead
+letter and leaves its neighbours in the batch alone. An exception that escaped would stop the
+gateway and, unacknowledged, come back after every restart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,10 +24,15 @@ from devices.messages import (
     DecodeError,
     Presence,
     Reading,
+    Reason,
     StatusReport,
     Telemetry,
 )
+from devices.redaction import redact_text
+from devices.text import printable
 from ingest.deadletters import DeadLetter
+
+log = logging.getLogger(__name__)
 
 DecodeFn = Callable[[str, bytes, datetime], Decoded]
 
@@ -49,13 +60,31 @@ class TelemetryMessage:
     received_at: datetime
 
 
+@dataclass(frozen=True)
+class ReplyMessage:
+    """A decoded command reply with the message it came in, dead-lettered if it answers no
+    command of its device."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    reply: CommandReply
+
+
 @dataclass
 class BatchPlan:
     telemetry: list[TelemetryMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     presences: list[Presence] = field(default_factory=list)
     statuses: list[StatusReport] = field(default_factory=list)
-    replies: list[CommandReply] = field(default_factory=list)
+    replies: list[ReplyMessage] = field(default_factory=list)
+
+    def extend(self, other: BatchPlan) -> None:
+        self.telemetry += other.telemetry
+        self.dead_letters += other.dead_letters
+        self.presences += other.presences
+        self.statuses += other.statuses
+        self.replies += other.replies
 
     @property
     def reading_count(self) -> int:
@@ -69,13 +98,15 @@ def payload_digest(payload: bytes) -> bytes:
 def plan_batch(messages: Sequence[ReceivedMessage], decode: DecodeFn) -> BatchPlan:
     plan = BatchPlan()
     for msg in messages:
-        try:
-            decoded = decode(msg.topic, msg.payload, msg.received_at)
-        except DecodeError as exc:
-            plan.dead_letters.append(DeadLetter(
-                topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload,
-                received_at=msg.received_at, device_id=exc.device_id))
-            continue
+        plan.extend(plan_message(msg, decode))
+    return plan
+
+
+def plan_message(msg: ReceivedMessage, decode: DecodeFn) -> BatchPlan:
+    """What one message contributes to a batch; never raises for anything the message holds."""
+    plan = BatchPlan()
+    try:
+        decoded = decode(msg.topic, msg.payload, msg.received_at)
         if isinstance(decoded, Telemetry):
             _plan_telemetry(plan, msg, decoded)
         elif isinstance(decoded, StatusReport):
@@ -83,8 +114,25 @@ def plan_batch(messages: Sequence[ReceivedMessage], decode: DecodeFn) -> BatchPl
         elif isinstance(decoded, Presence):
             plan.presences.append(decoded)
         elif isinstance(decoded, CommandReply):
-            plan.replies.append(decoded)
+            plan.replies.append(ReplyMessage(msg.topic, msg.payload, msg.received_at, decoded))
+    except DecodeError as exc:
+        return BatchPlan(dead_letters=[DeadLetter(
+            topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload,
+            received_at=msg.received_at, device_id=exc.device_id)])
+    except Exception as exc:  # noqa: BLE001 - the message is the unit of failure (see above)
+        return BatchPlan(dead_letters=[internal_error(msg, exc, "decoding")])
     return plan
+
+
+def internal_error(msg: ReceivedMessage, exc: BaseException, stage: str) -> DeadLetter:
+    """The dead letter of a message GeoWarn itself failed on: the exception class and a
+    bounded, redacted message (never the payload's secrets), logged for the developers."""
+    detail = (f"{stage} failed with {type(exc).__name__}: "
+              f"{printable(redact_text(str(exc)), 300)}")
+    log.error("internal error %s a message on %s: %s", stage, printable(msg.topic, 120), detail)
+    log.debug("traceback of the internal error", exc_info=exc)
+    return DeadLetter(topic=msg.topic, reason=Reason.INTERNAL_ERROR, detail=detail,
+                      payload=msg.payload, received_at=msg.received_at)
 
 
 def _plan_telemetry(plan: BatchPlan, msg: ReceivedMessage, telemetry: Telemetry) -> None:

@@ -21,7 +21,7 @@ from devices import registry
 from devices.messages import Quality, Reading, Reason
 from geowarn.readings import write_readings
 from ingest.deadletters import DeadLetter, write_dead_letters
-from ingest.pipeline import BatchPlan, TelemetryMessage
+from ingest.pipeline import BatchPlan, ReplyMessage, TelemetryMessage
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,18 @@ class CommitResult:
     dead_letters: int
     duplicate_messages: int
     channel_ids: frozenset[int]
+    # Dead letters the writer added to the plan's (reused sequence numbers, stray replies).
+    writer_letters: tuple[DeadLetter, ...] = ()
 
 
 class BatchWriter:
     """Holds the caches that make a commit cheap: channel ids by (device, channel key)."""
 
-    def __init__(self, gateway: str, *, duplicate_seq_window: timedelta) -> None:
+    def __init__(self, gateway: str, *, duplicate_seq_window: timedelta,
+                 max_clock_skew_s: float = 300.0) -> None:
         self.gateway = gateway
         self.duplicate_seq_window = duplicate_seq_window
+        self.max_clock_skew_s = max_clock_skew_s
         self._channel_ids: dict[tuple[str, str], int] = {}
 
     def forget_device(self, device_id: str) -> None:
@@ -61,7 +65,6 @@ class BatchWriter:
             rows = [(ids[(r.device_id, r.channel)], r.ts, r.value, int(r.quality))
                     for r in readings]
             result = write_readings(conn, rows)
-            write_dead_letters(conn, letters, gateway=self.gateway)
             last: dict[str, datetime] = {}
             for r in readings:
                 if r.quality != Quality.UNRELIABLE and (r.device_id not in last
@@ -69,12 +72,13 @@ class BatchWriter:
                     last[r.device_id] = r.ts
             if last:
                 device_health.touch_last_reading(conn, last)
+            skew = self.max_clock_skew_s
             for presence in plan.presences:
-                device_health.record_presence(conn, presence)
+                device_health.record_presence(conn, presence, max_future_s=skew)
             for status in plan.statuses:
-                device_health.record_status(conn, status)
-            for reply in plan.replies:
-                device_commands.record_reply(conn, reply)
+                device_health.record_status(conn, status, max_future_s=skew)
+            letters += self._record_replies(conn, plan.replies)
+            write_dead_letters(conn, letters, gateway=self.gateway)
             changed = frozenset(row[0] for row in rows)
             if changed:
                 _notify(conn, changed)
@@ -82,7 +86,31 @@ class BatchWriter:
         self._channel_ids.update(learnt)
         return CommitResult(stored=result.inserted, duplicates=result.duplicates,
                             dead_letters=len(letters), duplicate_messages=duplicate_messages,
-                            channel_ids=changed)
+                            channel_ids=changed,
+                            writer_letters=tuple(letters[len(plan.dead_letters):]))
+
+    @staticmethod
+    def _record_replies(conn: psycopg.Connection, replies: Iterable[ReplyMessage]
+                        ) -> list[DeadLetter]:
+        """Close commands with their replies; a reply to no command, or to another device's
+        command (spoofed or misrouted), is kept as a dead letter rather than vanishing."""
+        letters = []
+        for m in replies:
+            outcome = device_commands.record_reply(conn, m.reply)
+            if outcome not in ("unknown", "wrong_device"):
+                continue
+            who = m.reply.device_id or "an unidentified device"
+            if outcome == "unknown":
+                reason = Reason.UNKNOWN_COMMAND
+                detail = f"reply from {who} to command {m.reply.command_id!r}, which was never sent"
+            else:
+                reason = Reason.FOREIGN_REPLY
+                detail = (f"reply from {who} to command {m.reply.command_id!r}, which was sent "
+                          "to another device; ignored")
+            letters.append(DeadLetter(topic=m.topic, reason=reason, detail=detail,
+                                      payload=m.payload, received_at=m.received_at,
+                                      device_id=m.reply.device_id))
+        return letters
 
     def _check_sequences(self, conn: psycopg.Connection, plan: BatchPlan, now: datetime
                          ) -> tuple[list[TelemetryMessage], list[DeadLetter], int]:

@@ -362,7 +362,8 @@ def test_fast_schema_validators_agree_with_the_reference() -> None:
     contract example and every document of the ingest bad-input corpus, for every schema."""
     import fastjsonschema
 
-    from devices.canonical import _fast_validators, _validators, loads_strict
+    from devices.canonical import _fast_validators, _validators
+    from devices.strict_json import loads_strict
     from devices.messages import DecodeError as _DecodeError
     from geowarn.settings import get_settings
     from tests.ingest_corpus import bad_messages
