@@ -296,7 +296,11 @@ def _status(device_id: str, ftype: int | None, raw: Any, now: datetime,
     """The status group; with several timestamps the latest wins. Its time must lie in the
     clock-skew/backlog window like a reading's: a status stamped in 2099 would otherwise win
     over every later real one (health keeps the newest)."""
-    check_schema("national-status.schema.json", raw, device_id=device_id)
+    try:
+        check_schema("national-status.schema.json", raw, device_id=device_id)
+    except DecodeError as exc:  # its paths are within the group: say so
+        raise ReadingRefused(exc.reason, f"{STATUS_GROUP}{exc.detail.removeprefix('$')}"
+                             ) from None
     ts = now
     fields: Mapping[str, Any] = raw
     stamped = _stamped(raw)
@@ -314,9 +318,6 @@ def _status(device_id: str, ftype: int | None, raw: Any, now: datetime,
                 raise ReadingRefused(exc.reason, f"{STATUS_GROUP}: {exc.detail}") from None
             moments.append((moment, value))
         ts, fields = max(moments, key=lambda pair: pair[0])
-    problem = json_problem(fields, f"$.{STATUS_GROUP}")
-    if problem is not None:
-        raise ReadingRefused(Reason.SCHEMA_VIOLATION, problem)
     numbers: dict[str, float] = {}
     extra: dict[str, object] = {}
     for name, value in fields.items():
@@ -332,6 +333,9 @@ def _status(device_id: str, ftype: int | None, raw: Any, now: datetime,
                 extra[name] = number
         else:
             extra[name] = value
+    problem = json_problem(fields, f"$.{STATUS_GROUP}")  # vendor text is stored as it is
+    if problem is not None:
+        raise ReadingRefused(Reason.SCHEMA_VIOLATION, problem)
     # Signal strength units differ by vendor (dBm or CSQ); only a negative value is dBm.
     for name in ("signal_4g", "signal_NB"):
         signal = extra.get(name)

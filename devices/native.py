@@ -169,7 +169,6 @@ def _check_text(doc: Any, device_id: str) -> None:
 
 def _status(doc: Mapping[str, Any], device_id: str, window: TimeWindow) -> StatusReport:
     ts = _whole_message_ts(doc["ts"], device_id, window)
-    _check_text(doc, device_id)
     numbers = {}
     for name in ("battery_pct", "battery_v", "supply_v", "signal_dbm", "temperature_c"):
         if name in doc:
@@ -178,6 +177,7 @@ def _status(doc: Mapping[str, Any], device_id: str, window: TimeWindow) -> Statu
                     Reason.NOT_FINITE, f"$.{name}: {doc[name]} is not finite", device_id=device_id
                 )
             numbers[name] = float(doc[name])
+    _check_text(doc, device_id)
     return StatusReport(
         device_id=device_id, ts=ts, firmware=doc.get("firmware"),
         sensor_state=dict(doc.get("sensor_state", {})), extra=dict(doc.get("extra", {})),

@@ -252,10 +252,16 @@ def _run(args: argparse.Namespace) -> int:
 # A running gateway saves its counters every stats interval (10 s) even when idle, and the
 # leading engine saves its state on every periodic tick (30 s): a stale row means the process
 # is stuck or gone, whatever the container runtime thinks.
+# A gateway also saves how long its pipeline has not advanced while messages wait
+# (`stalled_s`, 0 when nothing waits): a report that is fresh but stalled is unhealthy too,
+# e.g. a decoder stuck on one message while the writer thread still reports.
 _HEALTH_SQL = {
-    "gateway": "SELECT extract(epoch FROM now() - updated_at) FROM ingest_stats "
+    "gateway": "SELECT extract(epoch FROM now() - updated_at), "
+               "coalesce((counters->>'stalled_s')::float8, 0), "
+               "coalesce((counters->>'pending_messages')::bigint, 0) FROM ingest_stats "
                "WHERE gateway = %s",
-    "engine": "SELECT extract(epoch FROM now() - saved_at) FROM engine_state WHERE engine = %s",
+    "engine": "SELECT extract(epoch FROM now() - saved_at), 0.0, 0 FROM engine_state "
+              "WHERE engine = %s",
 }
 
 
@@ -271,9 +277,13 @@ def _health(args: argparse.Namespace) -> int:
     if row is None:
         print(f"{args.service} {name}: has never reported")
         return 1
-    age = float(row[0])
+    age, stalled, pending = float(row[0]), float(row[1]), int(row[2])
     if age > args.max_age:
         print(f"{args.service} {name}: last report {age:.0f} s ago (limit {args.max_age:g} s)")
+        return 1
+    if stalled > args.max_age:
+        print(f"{args.service} {name}: stalled: {pending} message(s) waiting and no progress "
+              f"for {stalled:.0f} s (limit {args.max_age:g} s)")
         return 1
     print(f"{args.service} {name}: last report {age:.0f} s ago")
     return 0

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from devices.messages import (
     CommandReply,
@@ -129,8 +131,11 @@ def internal_error(msg: ReceivedMessage, exc: BaseException, stage: str) -> Dead
     bounded, redacted message (never the payload's secrets), logged for the developers."""
     detail = (f"{stage} failed with {type(exc).__name__}: "
               f"{printable(redact_text(str(exc)), 300)}")
-    log.error("internal error %s a message on %s: %s", stage, printable(msg.topic, 120), detail)
-    log.debug("traceback of the internal error", exc_info=exc)
+    # Where it failed, not the traceback: a traceback's messages may quote the payload.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    log.error("internal error %s a message on %s%s: %s", stage, printable(msg.topic, 120),
+              where, detail)
     return DeadLetter(topic=msg.topic, reason=Reason.INTERNAL_ERROR, detail=detail,
                       payload=msg.payload, received_at=msg.received_at)
 

@@ -363,8 +363,8 @@ def test_fast_schema_validators_agree_with_the_reference() -> None:
     import fastjsonschema
 
     from devices.canonical import _fast_validators, _validators
-    from devices.strict_json import loads_strict
     from devices.messages import DecodeError as _DecodeError
+    from devices.strict_json import loads_strict
     from geowarn.settings import get_settings
     from tests.ingest_corpus import bad_messages
 
