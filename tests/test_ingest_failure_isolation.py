@@ -39,11 +39,17 @@ def patched_gateway(db_url: str, broker: Broker) -> Iterator[Callable[..., Gatew
     made: list[Gateway] = []
 
     def _make(decode_hook: Callable[[Gateway, str, bytes, datetime], Decoded],
-              **config: object) -> Gateway:
-        gw = Gateway(gateway_config(broker, name=f"iso-{len(made)}", **config), db_url=db_url)
+              stats_interval_s: float = 10.0) -> Gateway:
+        gw = Gateway(gateway_config(broker, name=f"iso-{len(made)}",
+                                    stats_interval_s=stats_interval_s), db_url=db_url)
         original = gw._decode
-        gw._decode = lambda t, p, n: decode_hook(gw, t, p, n) if p.startswith(b"!") \
-            else original(t, p, n)  # type: ignore[method-assign]
+
+        def hooked(topic: str, payload: bytes, now: datetime) -> Decoded:
+            if payload.startswith(b"!"):  # marked: the test decides what happens
+                return decode_hook(gw, topic, payload, now)
+            return original(topic, payload, now)
+
+        gw._decode = hooked  # type: ignore[method-assign]
         gw.start()
         assert gw.mqtt.subscribed.wait(10)
         made.append(gw)
