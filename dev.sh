@@ -32,7 +32,7 @@ case "$cmd" in
   test)
     setup
     "$VENV/bin/ruff" check .
-    "$VENV/bin/mypy" geowarn devices ingest alerts gis api simulators bench
+    "$VENV/bin/mypy" geowarn devices ingest alerts gis api notify simulators demo services bench
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

@@ -3,6 +3,13 @@
 Each capability contributes its subcommands from its own package through a `register(sub)`
 function; this module only wires them together and turns GeoWarnError into a clean message
 and exit status 2 (1 is reserved for "checked, and the answer is no", e.g. an invalid payload).
+
+Imports are lazy for real: `geowarn COMMAND ...` imports only the module that defines
+COMMAND, so a capability that cannot be imported (a missing dependency, a broken module)
+breaks its own commands and no other. Only the full listing (`geowarn --help`, or a command
+nobody defines) imports every module, and shows a broken one as unavailable with its error.
+The table names modules as strings: this is the composition root on top of every layer, and
+plumbing's modules import no feature package (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -10,50 +17,119 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from geowarn.errors import GeoWarnError
+from geowarn.errors import ConfigurationError, GeoWarnError
+from geowarn.settings import get_settings
 
-# Modules that define `register(subparsers)`; imported lazily so `geowarn --help` stays fast
-# and a capability that is missing a dependency does not break the others.
-COMMAND_MODULES: tuple[str, ...] = (
-    "geowarn.db_cli",
-    "gis.cli",
-    "devices.contracts_cli",
-    "devices.cli",
-    "geowarn.readings_cli",
-    "ingest.cli",
-    "simulators.cli",
-    "simulators.replay_cli",
-    "alerts.cli.engine_cli",
-    "alerts.cli.alerts_cli",
-    "geowarn.demo_cli",
-    "notify.cli",
-)
+# Each top-level command and the module whose `register(subparsers)` defines it
+# (tests/test_cli.py checks that every module defines exactly the commands listed here).
+COMMANDS: dict[str, str] = {
+    "db": "geowarn.db_cli",
+    "readings-prune": "geowarn.readings_cli",
+    "settings": "geowarn.settings_cli",
+    "hazards": "gis.cli",
+    "warnings": "gis.cli",
+    "contracts": "devices.contracts_cli",
+    "devices": "devices.cli",
+    "readings": "geowarn.readings_cli",
+    "ingest": "ingest.cli",
+    "deadletters": "ingest.cli",
+    "simulate": "simulators.cli",
+    "replay": "simulators.replay_cli",
+    "engine": "alerts.cli.engine_cli",
+    "alerts": "alerts.cli.alerts_cli",
+    "people": "notify.cli",
+    "duty": "notify.cli",
+    "notify": "notify.cli",
+    "notifications": "notify.cli",
+    "run": "services.cli",
+    "health": "services.cli",
+    "demo": "demo.cli",
+}
+
+# Exit status of a command whose reader went away (`geowarn ... | head`), as a shell reports
+# a process ended by SIGPIPE: the output was cut short, nothing failed.
+EXIT_BROKEN_PIPE = 128 + 13
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The first argument that is not an option: the command, if it is one we know."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def _unavailable(sub: argparse._SubParsersAction, module: str, exc: BaseException) -> None:
+    """Placeholders for the commands of a module that cannot be imported."""
+    reason = f"{type(exc).__name__}: {exc}"
+    for command in (c for c, m in COMMANDS.items() if m == module):
+        # No option prefix: whatever follows the command is accepted, to fail with the reason.
+        p = sub.add_parser(command, help=f"(unavailable: {reason})", add_help=False,
+                           prefix_chars="\0")
+        p.add_argument("rest", nargs="*")
+
+        def fail(args: argparse.Namespace, command: str = command) -> int:
+            raise ConfigurationError(
+                f"`geowarn {command}` is unavailable: {module} cannot be imported ({reason})")
+
+        p.set_defaults(func=fail)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: with only the chosen command's module when argv names one, else
+    with every command (for the listing)."""
     parser = argparse.ArgumentParser(
         prog="geowarn",
         description="GeoWarn: early warning for geohazard, water and environment monitoring.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(name)
+    chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
+    modules = [COMMANDS[chosen]] if chosen else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # any import failure of one capability, reported per command
+            _unavailable(sub, name, exc)
+            continue
         module.register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout has gone: point stdout at /dev/null so the interpreter's final
+    flush does not raise again, and exit as a SIGPIPE'd process would, without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def _run(call: Callable[[], int]) -> int:
     try:
+        status = call()
+        sys.stdout.flush()  # a pipe closed early shows here, inside the handler below
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _run(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)  # SystemExit for --help and usage errors, as argparse does
+    try:
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else get_settings().log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         return int(args.func(args) or 0)
     except GeoWarnError as exc:
         print(f"geowarn: error: {exc}", file=sys.stderr)

@@ -21,13 +21,17 @@ _pool_lock = threading.Lock()
 
 
 def database_url() -> str:
-    """The configured database URL, starting the embedded PostgreSQL when none is set."""
+    """The configured database URL, starting the embedded PostgreSQL when none is set (and
+    saying so on stderr, once: an operator who forgot GEOWARN_DATABASE_URL must not believe
+    they are looking at their own database)."""
     url = get_settings().database_url
     if url:
         return url
-    from geowarn.embedded import embedded_database_url
+    from geowarn.embedded import embedded_database_notice, embedded_database_url
 
-    return embedded_database_url()
+    url = embedded_database_url()
+    embedded_database_notice()
+    return url
 
 
 def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:

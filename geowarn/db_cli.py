@@ -6,6 +6,7 @@ import argparse
 
 from geowarn import migrate
 from geowarn.db import database_url
+from geowarn.timescale import preload_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +31,17 @@ def _upgrade(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     info = migrate.info(database_url())
     print(f"server:      PostgreSQL {info.server_version}")
-    if info.timescale_version:
-        print(f"timescaledb: active ({info.timescale_version})")
-    elif info.timescale_available:
-        print("timescaledb: available but not enabled (plain PostgreSQL path)")
+    ts = info.timescale
+    if ts.active_version:
+        print(f"timescaledb: active ({ts.active_version})")
+    elif ts.available_version and ts.preloaded is False:
+        print(f"timescaledb: installed ({ts.available_version}) but not preloaded: add "
+              f"{preload_line(ts)} to postgresql.conf and restart PostgreSQL (plain "
+              "PostgreSQL path until then)")
+    elif ts.available_version:
+        print(f"timescaledb: available ({ts.available_version}), not enabled in this "
+              "database (plain PostgreSQL path; `geowarn db upgrade` enables it on a new "
+              "database)")
     else:
         print("timescaledb: not installed (plain PostgreSQL path)")
     last = info.applied[-1] if info.applied else None

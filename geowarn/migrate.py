@@ -18,9 +18,10 @@ from pathlib import Path
 
 import psycopg
 
-from geowarn.db import has_timescaledb, timescaledb_available
+from geowarn import timescale
 from geowarn.errors import MigrationError
 from geowarn.settings import Settings, get_settings
+from geowarn.timescale import TimescaleProbe
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ class MigrationContext:
 @dataclass(frozen=True)
 class SchemaInfo:
     server_version: str
-    timescale_available: bool
-    timescale_version: str | None
+    timescale: TimescaleProbe
     applied: tuple[tuple[int, str], ...]
     pending: tuple[Migration, ...]
 
@@ -86,22 +86,6 @@ def _ensure_bookkeeping(conn: psycopg.Connection) -> None:
     )
 
 
-def _enable_timescaledb(conn: psycopg.Connection) -> bool:
-    if has_timescaledb(conn):
-        return True
-    if not timescaledb_available(conn):
-        return False
-    try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    except psycopg.Error as exc:
-        # Usually: not preloaded (shared_preload_libraries) or not superuser.
-        log.warning("timescaledb is available but could not be enabled (%s); "
-                    "using the plain PostgreSQL path", exc)
-        return False
-    return True
-
-
 def _apply(conn: psycopg.Connection, migration: Migration, ctx: MigrationContext) -> None:
     if migration.path.suffix == ".sql":
         conn.execute(migration.path.read_text())
@@ -121,11 +105,14 @@ def upgrade(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            timescale = _enable_timescaledb(conn)
+            schema_exists = conn.execute(
+                "SELECT to_regclass('readings') IS NOT NULL").fetchone() == (True,)
+            timescale_on = timescale.enable(url, conn, get_settings().timescaledb,
+                                            schema_exists=schema_exists)
             _ensure_bookkeeping(conn)
             done = {row[0]: row[1] for row in
                     conn.execute("SELECT version, checksum FROM schema_migrations")}
-            ctx = MigrationContext(timescale=timescale, settings=get_settings())
+            ctx = MigrationContext(timescale=timescale_on, settings=get_settings())
             for migration in migrations:
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
@@ -153,8 +140,6 @@ def upgrade(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 def info(url: str, *, directory: Path = MIGRATIONS_DIR) -> SchemaInfo:
     with psycopg.connect(url, autocommit=True) as conn:
         server = conn.execute("SHOW server_version").fetchone()
-        ts = conn.execute(
-            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
         applied: tuple[tuple[int, str], ...] = ()
         if exists and exists[0]:
@@ -163,8 +148,7 @@ def info(url: str, *, directory: Path = MIGRATIONS_DIR) -> SchemaInfo:
         done = {v for v, _ in applied}
         return SchemaInfo(
             server_version=server[0] if server else "?",
-            timescale_available=timescaledb_available(conn),
-            timescale_version=ts[0] if ts else None,
+            timescale=timescale.probe(conn),
             applied=applied,
             pending=tuple(m for m in discover(directory) if m.version not in done),
         )

@@ -7,7 +7,9 @@ configured the service falls back to embedded ones (see geowarn/embedded.py).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -21,64 +23,106 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GEOWARN_", env_file=None, extra="ignore")
 
-    # PostgreSQL (with or without TimescaleDB). Unset: an embedded PostgreSQL under data_dir.
-    database_url: str | None = None
-    db_pool_min: int = Field(default=1, ge=1)
-    db_pool_max: int = Field(default=8, ge=1)
+    # Every field has a description: it is the meaning column of README's settings table,
+    # which is generated from this class (`geowarn settings --markdown`, tests/test_settings.py).
+    database_url: str | None = Field(default=None, description=(
+        "`postgresql://user@host:5432/db` or a libpq `key=value` string; unset: the embedded "
+        "demo PostgreSQL in `GEOWARN_DATA_DIR/pgdata` (announced on stderr)"))
+    db_pool_min: int = Field(default=1, ge=1, description="connections the pool keeps open")
+    db_pool_max: int = Field(default=8, ge=1, description="connections the pool opens at most")
 
-    # MQTT broker, e.g. mqtt://127.0.0.1:1883. Unset: a local Mosquitto is started, or an
-    # in-process broker when Mosquitto is not installed.
-    mqtt_url: str | None = None
-    mqtt_username: str | None = None
-    mqtt_password: SecretStr | None = None
+    mqtt_url: str | None = Field(default=None, description=(
+        "`mqtt://host:1883`; unset: `geowarn demo` starts its own broker, services refuse "
+        "to start"))
+    mqtt_username: str | None = Field(default=None, description="the gateway's broker account")
+    mqtt_password: SecretStr | None = Field(default=None,
+                                            description="password of that account")
 
-    # Where embedded services and generated files live; inside the project by default.
-    data_dir: Path = PROJECT_ROOT / ".geowarn"
-    contracts_dir: Path = PROJECT_ROOT / "firmware-contracts"
+    data_dir: Path = Field(default=PROJECT_ROOT / ".geowarn", description=(
+        "where embedded services and generated files live"))
+    contracts_dir: Path = Field(default=PROJECT_ROOT / "firmware-contracts", description=(
+        "the device contract (schemas, catalogue) the decoders validate against"))
 
-    # TimescaleDB tuning (ignored on plain PostgreSQL).
-    chunk_interval: str = "1 day"
-    compress_after: str = "7 days"
-    # Keep raw readings this long; empty keeps them for ever (rollups are kept regardless).
-    retention: str | None = None
+    timescaledb: Literal["auto", "require", "off"] = Field(default="auto", description=(
+        "`auto`: TimescaleDB when the server can load it (installed but not preloaded is an "
+        "error saying how to fix it); `require`: refuse plain PostgreSQL; `off`: never "
+        "enable it"))
+    chunk_interval: str = Field(default="1 day",
+                                description="TimescaleDB chunk interval of `readings`")
+    compress_after: str = Field(default="7 days",
+                                description="TimescaleDB compresses chunks older than this")
+    retention: str | None = Field(default=None, description=(
+        "drop raw readings older than this (TimescaleDB; rollups are kept); unset: keep"))
 
-    # Readings more than this far ahead of the server clock, or older than max_backlog, are
-    # rejected: a device clock reset to 1970 must not write into the past.
-    max_clock_skew_s: float = Field(default=300.0, gt=0)
-    max_backlog_days: float = Field(default=90.0, gt=0)
+    # A device clock reset to 1970 must not write into the past, nor one set ahead into the
+    # future.
+    max_clock_skew_s: float = Field(default=300.0, gt=0, description=(
+        "readings further ahead of the server clock are refused (seconds)"))
+    max_backlog_days: float = Field(default=90.0, gt=0,
+                                    description="readings older than this are refused (days)")
 
-    # Ingest gateway. The client id must be fixed per gateway instance: the broker keeps its
-    # persistent session (and the messages queued while it was away) under that id.
-    gateway_name: str = "gateway-1"
-    gateway_group: str = "geowarn"  # MQTT shared-subscription group of all gateways
-    gateway_inflight: int = Field(default=1000, ge=1, le=65535)  # unacked messages at most
-    gateway_batch_messages: int = Field(default=1000, ge=1)
-    gateway_batch_ms: float = Field(default=50.0, gt=0)
-    # A gateway of the group silent this long (and whose instance lock is free) is adopted by
-    # a live one, which serves its broker session until it returns (ingest/takeover.py).
-    gateway_takeover_s: float = Field(default=15.0, gt=0)
-    mqtt_keepalive_s: int = Field(default=30, ge=5)
-    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
-    # A reused sequence number with another payload within this window is a firmware fault.
-    duplicate_seq_window_s: float = Field(default=600.0, gt=0)
+    # The client id must be fixed per gateway instance: the broker keeps its persistent
+    # session (and the messages queued while it was away) under that id.
+    gateway_name: str = Field(default="gateway-1", description=(
+        "fixed MQTT client id of this gateway instance (its persistent session)"))
+    gateway_group: str = Field(default="geowarn",
+                               description="MQTT shared-subscription group of all gateways")
+    gateway_inflight: int = Field(default=1000, ge=1, le=65535, description=(
+        "unacknowledged messages at most (the broker's Receive Maximum)"))
+    gateway_batch_messages: int = Field(default=1000, ge=1,
+                                        description="messages per database batch at most")
+    gateway_batch_ms: float = Field(default=50.0, gt=0, description=(
+        "a batch is committed after this long even when not full (milliseconds)"))
+    gateway_takeover_s: float = Field(default=15.0, gt=0, description=(
+        "a gateway of the group silent this long (its instance lock free) is adopted by a "
+        "live one, which serves its broker session until it returns (seconds)"))
+    mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive (seconds)")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description=(
+        "larger messages go to the dead letters"))
+    duplicate_seq_window_s: float = Field(default=600.0, gt=0, description=(
+        "a sequence number reused with another payload within this window is a firmware "
+        "fault (seconds)"))
 
     # Notifications (notify/). Without Twilio settings messages go to the file channel
     # (notify_file). Secrets have no default and are never printed.
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_from: str | None = None  # E.164 sender number
-    twilio_api_base: str | None = None  # another base URL for Twilio's API (a proxy, a fake)
-    twilio_rate_per_s: float = Field(default=1.0, gt=0)  # the account's rate per sender
-    notify_callback_url: str | None = None  # public base URL of `geowarn notify --callbacks-port`
-    notify_file: Path | None = None  # file channel; default data_dir/notifications.jsonl
-    notify_routing_file: Path | None = None
-    notify_templates_dir: Path | None = None
-    notify_hotline: str = "12336"
-    notify_webhook_url: str | None = None
-    notify_webhook_secret: SecretStr | None = None
-    notify_webhook_preset: str = Field(default="generic", pattern="^(generic|dingtalk|wecom)$")
+    twilio_account_sid: str | None = Field(default=None, description=(
+        "Twilio account SID; unset: notifications go to the file channel"))
+    twilio_auth_token: SecretStr | None = Field(default=None,
+                                                description="Twilio auth token (secret)")
+    twilio_from: str | None = Field(default=None, description="E.164 sender number for SMS "
+                                                              "and voice")
+    twilio_api_base: str | None = Field(default=None, description=(
+        "another base URL for Twilio's API (a proxy, a fake); unset: Twilio's own"))
+    twilio_rate_per_s: float = Field(default=1.0, gt=0, description=(
+        "messages per second per sender (the account's rate)"))
+    notify_callback_url: str | None = Field(default=None, description=(
+        "public base URL of `geowarn notify --callbacks-port` (delivery status callbacks)"))
+    notify_file: Path | None = Field(default=None, description=(
+        "the file channel; unset: `GEOWARN_DATA_DIR/notifications.jsonl`"))
+    notify_routing_file: Path | None = Field(default=None, description=(
+        "routing rules per level and audience; unset: the shipped ones"))
+    notify_templates_dir: Path | None = Field(default=None, description=(
+        "SMS/voice templates; unset: the shipped ones"))
+    notify_hotline: str = Field(default="12336", description=(
+        "hotline number the messages name"))
+    notify_webhook_url: str | None = Field(default=None, description=(
+        "webhook channel URL; unset: no webhook"))
+    notify_webhook_secret: SecretStr | None = Field(default=None, description=(
+        "signing secret of the webhook channel"))
+    notify_webhook_preset: str = Field(default="generic", pattern="^(generic|dingtalk|wecom)$",
+                                       description="webhook body format: generic, dingtalk "
+                                                   "or wecom")
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=(
+        "log level of the services (DEBUG, INFO, WARNING, ...; `-v` is DEBUG)"))
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, v: str) -> str:
+        name = v.strip().upper()
+        if name not in logging.getLevelNamesMapping():
+            raise ValueError(f"unknown log level {v!r}; use DEBUG, INFO, WARNING or ERROR")
+        return name
 
     @field_validator("database_url")
     @classmethod

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +23,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+import yaml
 
+from demo.broker import EmbeddedBroker, embedded_broker
 from geowarn.cli import main
 from geowarn.settings import PROJECT_ROOT, override_settings
 from tests.fixtures.broker import Broker
@@ -104,7 +108,6 @@ def _session_present(port: int, client_id: str) -> bool:
 
 def test_demo_through_the_in_process_amqtt_broker(
         db_url: str, conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("amqtt")
     override_settings(database_url=db_url, mqtt_url=None)
     assert main(["demo", "--in-process-broker", "--hours", "2"]) == 0
     out = capsys.readouterr().out
@@ -117,10 +120,11 @@ def test_demo_through_the_in_process_amqtt_broker(
 
 
 def test_embedded_amqtt_broker_carries_qos1_between_mqtt311_clients() -> None:
-    pytest.importorskip("amqtt")
-    from geowarn.embedded import start_embedded_broker
+    with embedded_broker(prefer_mosquitto=False) as broker:
+        _carries_qos1(broker)
 
-    broker = start_embedded_broker(prefer_mosquitto=False)
+
+def _carries_qos1(broker: EmbeddedBroker) -> None:
     assert broker.name == "amqtt" and not broker.mqtt5
     port = int(broker.url.rsplit(":", 1)[1])
     got: list[tuple[str, bytes, int]] = []
@@ -219,7 +223,6 @@ def _log(f: object) -> str:
 
 
 def test_compose_file_is_valid_and_wires_the_services() -> None:
-    yaml = pytest.importorskip("yaml")
     doc = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     services = doc["services"]
     assert set(services) == {"timescaledb", "mosquitto", "geowarn-migrate", "geowarn-ingest",
@@ -267,3 +270,30 @@ def test_health_reports_fresh_stale_and_missing_services(
     assert main(["health", "engine"]) == 0
     assert main(["health", "engine", "--max-age", "-1"]) == 2
     assert "--max-age must be positive" in capsys.readouterr().err
+
+
+def test_embedded_mosquitto_leaves_no_folder_behind(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with embedded_broker() as broker:
+        assert broker.name == "mosquitto" and broker.mqtt5
+        assert [p.name.startswith("geowarn-mosquitto-") for p in tmp_path.iterdir()] == [True]
+        port = int(broker.url.rsplit(":", 1)[1])
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert list(tmp_path.iterdir()) == []
+    # Also when the demo fails half-way.
+    with pytest.raises(RuntimeError), embedded_broker():
+        raise RuntimeError("the demo failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_fails_loudly_when_the_engine_cannot_be_loaded(
+        db_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A deployment asked for warnings must not ingest on without an engine (exit 0)."""
+    override_settings(database_url=db_url, mqtt_url=broker.url)
+    monkeypatch.setitem(sys.modules, "alerts.engine.service", None)  # import fails
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "the warning engine cannot be loaded (ModuleNotFoundError" in err
+    assert "geowarn run --no-engine" in err

@@ -21,6 +21,7 @@ import pytest
 from geowarn import migrate
 from geowarn import readings as rd
 from geowarn.db import has_timescaledb, timescaledb_available
+from geowarn.timescale import TimescaleUnusable
 from tests.fixtures.database import create_database, drop_database
 from tests.readings_suite import (  # noqa: F401  (imported tests are collected here)
     T0,
@@ -61,11 +62,12 @@ def store(pg_admin_url: str) -> Iterator[psycopg.Connection]:
     name = f"geowarn_ts_{os.getpid()}_{next(_counter)}"
     url = create_database(admin, name)
     try:
-        migrate.upgrade(url)
+        try:
+            migrate.upgrade(url)
+        except TimescaleUnusable as exc:  # installed, not preloaded: the message says how
+            pytest.skip(f"{NOT_AVAILABLE}: {exc}")
         with psycopg.connect(url, autocommit=True) as conn:
-            if not has_timescaledb(conn):
-                pytest.skip(f"{NOT_AVAILABLE} (installed, but could not be enabled: is it "
-                            "in shared_preload_libraries?)")
+            assert has_timescaledb(conn)
             yield conn
     finally:
         drop_database(admin, name)

@@ -7,7 +7,7 @@ idempotent: GIS records are upserted, devices registered once, and every run pub
 fresh stream ending now (new timestamps; native sequence numbers start from the clock so a
 re-run within the gateway's duplicate-seq window is not mistaken for a firmware fault).
 
-Where it runs (database, broker) is resolved by geowarn.demo_cli; this module takes them as
+Where it runs (database, broker) is resolved by demo.cli; this module takes them as
 arguments so the tests can point it at their own database and broker.
 """
 
@@ -27,15 +27,15 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.catalogue import load_catalogue
-from devices.registry import DeviceSpec, add_device
-from geowarn.demo_report import (
+from demo.report import (
     dead_letters_since,
     report_health,
     report_latest,
     report_rain,
     run_engine,
 )
+from devices.catalogue import load_catalogue
+from devices.registry import DeviceSpec, add_device
 from geowarn.errors import GeoWarnError
 from geowarn.settings import get_settings
 from gis import csv_io, geojson_io, store

@@ -1,30 +1,23 @@
-"""`geowarn demo` (try GeoWarn on one machine) and `geowarn run` (the service set of a
-deployment).
+"""`geowarn run` (the service set of a deployment in one process) and `geowarn health`
+(container healthchecks).
 
-The two differ on purpose in how they find their services: `demo` falls back to an embedded
-PostgreSQL and a local broker when GEOWARN_DATABASE_URL / GEOWARN_MQTT_URL are unset, so it
-works with nothing but Python; `run` never does, because a production service that silently
-starts its own empty database would look healthy while storing data nobody reads.
+`run` never falls back to embedded services: a production service that silently starts its
+own empty database would look healthy while storing data nobody reads. Nor does it run on
+without the warning engine when the engine cannot be loaded: that is an error, unless
+`--no-engine` asks for the gateway alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import signal
 import sys
 import threading
-import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from geowarn import migrate
 from geowarn.db import connect
-from geowarn.demo import BrokerTarget, DemoOptions, run_demo
 from geowarn.errors import ConfigurationError, GeoWarnError, InvalidInput
 from geowarn.settings import get_settings
 
@@ -32,23 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("demo", help="run the whole pipeline on simulated devices and explain it",
-                       description="Import example GIS data, register simulated devices, "
-                       "stream their data through a broker into the ingest gateway and show "
-                       "what was stored. Uses GEOWARN_DATABASE_URL / GEOWARN_MQTT_URL when "
-                       "set, else an embedded PostgreSQL and a local broker. Idempotent.")
-    d.add_argument("--hours", type=float, default=12.0,
-                   help="hours of simulated history, ending now (default 12, at most 72)")
-    d.add_argument("--devices-per-kind", type=int, default=2,
-                   help="simulated devices of each kind (default 2, at most 50)")
-    d.add_argument("--in-process-broker", action="store_true",
-                   help="use the in-process amqtt broker even if Mosquitto is installed "
-                        "(ignored when GEOWARN_MQTT_URL is set)")
-    d.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
-    d.set_defaults(func=_demo)
-
-    r = sub.add_parser("run", help="run the services of a deployment (ingest gateway and, "
-                                   "when installed, the warning engine) until SIGTERM",
+    r = sub.add_parser("run", help="run the services of a deployment (ingest gateway and "
+                                   "warning engine) until SIGTERM",
                        description="Needs GEOWARN_DATABASE_URL and GEOWARN_MQTT_URL: no "
                        "embedded defaults. Stops gracefully on SIGTERM or Ctrl-C.")
     r.add_argument("--no-engine", action="store_true", help="run the ingest gateway only")
@@ -64,95 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.set_defaults(func=_health)
 
 
-# --- demo --------------------------------------------------------------------------------------
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
-
-
-def _demo(args: argparse.Namespace) -> int:
-    if not 0 < args.hours <= 72:
-        raise InvalidInput(f"--hours must be in (0, 72], got {args.hours:g}")
-    if not 1 <= args.devices_per_kind <= 50:
-        raise InvalidInput(f"--devices-per-kind must be 1..50, got {args.devices_per_kind}")
-    with _quiet(not getattr(args, "verbose", False)):
-        return _demo_story(args)
-
-
-@contextmanager
-def _quiet(enabled: bool) -> Iterator[None]:
-    """The story is the output; the services' INFO lines would drown it."""
-    loggers = [logging.getLogger(name) for name in
-               ("ingest", "geowarn.migrate", "alerts", "amqtt", "transitions")]
-    saved = [lg.level for lg in loggers]
-    if enabled:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, saved, strict=True):
-            lg.setLevel(level)
-
-
-def _demo_story(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    out = sys.stdout
-    settings = get_settings()
-    print("[1/6] Database and broker", file=out)
-    if settings.database_url:
-        db_url = settings.database_url
-        print(f"  database: {_redact(db_url)} (GEOWARN_DATABASE_URL)", file=out)
-    else:
-        from geowarn.embedded import embedded_database_url
-
-        # pgserver logs every initdb/pg_ctl command line, also when it stops the server at
-        # exit (after the story ends); its warnings and errors still show.
-        logging.getLogger("pgserver").setLevel(logging.WARNING)
-        with warnings.catch_warnings():
-            # pgserver asks platformdirs for a runtime dir it does not use when it is unset.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-            db_url = embedded_database_url()
-        print(f"  database: embedded PostgreSQL, data in {settings.data_dir / 'pgdata'} "
-              "(set GEOWARN_DATABASE_URL to use your own)", file=out)
-    if settings.mqtt_url:
-        target = BrokerTarget(settings.mqtt_host, settings.mqtt_port, mqtt5=True,
-                              description=f"the broker at {settings.mqtt_host}:"
-                                          f"{settings.mqtt_port}")
-        print(f"  broker:   {settings.mqtt_host}:{settings.mqtt_port} (GEOWARN_MQTT_URL)",
-              file=out)
-    else:
-        from geowarn.embedded import start_embedded_broker
-
-        broker = start_embedded_broker(prefer_mosquitto=not args.in_process_broker)
-        parts = urlsplit(broker.url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 1883
-        if broker.name == "mosquitto":
-            label, description = "Mosquitto with GeoWarn's configuration", "the local Mosquitto"
-        else:
-            label, description = ("in-process amqtt broker (MQTT 3.1.1)",
-                                  "the in-process amqtt broker")
-        target = BrokerTarget(host, port, mqtt5=broker.mqtt5, description=description)
-        print(f"  broker:   {label} on port {port}, for this run only "
-              "(set GEOWARN_MQTT_URL to use your own)", file=out)
-    applied = migrate.upgrade(db_url)
-    print(f"  schema:   {len(applied)} migrations applied" if applied
-          else "  schema:   up to date", file=out)
-    result = run_demo(db_url, target, out, DemoOptions(
-        devices_per_kind=args.devices_per_kind, hours=args.hours, seed=args.seed))
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s: "
-          f"{result.readings_stored} new readings stored, "
-          f"{sum(result.dead_letters.values())} dead letters", file=out)
-    if result.engine_error:
-        print(f"geowarn demo: the warning engine failed ({result.engine_error})",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
 # --- run ---------------------------------------------------------------------------------------
 class ServiceFailed(GeoWarnError):
     """One of the services `geowarn run` started has died."""
@@ -166,11 +55,10 @@ class Service(Protocol):
 class _EngineThread:
     """alerts.engine.service.Service (leader election, LISTEN, periodic tick) on its own thread."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, service_class: type) -> None:
         from alerts.engine.service import EngineConfig
-        from alerts.engine.service import Service as EngineService
 
-        self.service = EngineService(db_url, EngineConfig())
+        self.service = service_class(db_url, EngineConfig())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="warning-engine", daemon=True)
         self.failed: BaseException | None = None
@@ -190,11 +78,16 @@ class _EngineThread:
         self._thread.join(timeout=30)
 
 
-def _engine(db_url: str) -> _EngineThread | None:
-    if importlib.util.find_spec("alerts.engine.service") is None:
-        log.warning("warning engine not installed (alerts/engine/service.py); running ingest only")
-        return None
-    return _EngineThread(db_url)
+def _engine_service_class() -> type:
+    """alerts.engine.service.Service, or a clear error: a deployment asked for warnings must not
+    run on, ingesting without an engine, because that module cannot be imported."""
+    try:
+        from alerts.engine.service import Service as EngineService
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the warning engine cannot be loaded ({type(exc).__name__}: {exc}); fix the "
+            "installation, or run the gateway alone with `geowarn run --no-engine`") from exc
+    return EngineService
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -208,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             "geowarn GEOWARN_MQTT_URL=mqtt://broker:1883")
     db_url = settings.database_url
     assert db_url is not None
+    engine_class = None if args.no_engine else _engine_service_class()
     connect(db_url).close()  # DatabaseUnavailable, with the reason, if it is not reachable
     pending = migrate.info(db_url).pending
     if pending:
@@ -219,10 +113,8 @@ def _run(args: argparse.Namespace) -> int:
 
     services: list[tuple[str, Service]] = [
         ("ingest gateway", Gateway(GatewayConfig.from_settings(settings), db_url=db_url))]
-    if not args.no_engine:
-        engine = _engine(db_url)
-        if engine is not None:
-            services.append(("warning engine", engine))
+    if engine_class is not None:
+        services.append(("warning engine", _EngineThread(db_url, engine_class)))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

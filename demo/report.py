@@ -7,7 +7,6 @@ devices.health, alerts.lifecycle.queries), so the demo shows what they would sho
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,8 @@ from typing import TextIO
 
 import psycopg
 
+from alerts.engine.service import Engine, EngineConfig
+from alerts.lifecycle.queries import list_alerts
 from devices.health import device_health
 from devices.registry import channel_ids
 from geowarn import readings
@@ -107,13 +108,8 @@ def _channel_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
 
 
 def run_engine(db_url: str, out: TextIO) -> bool:
-    """One step of the warning engine over everything stored, when alerts.engine.service is
-    installed; prints the level changes and the open alerts. Returns whether it ran."""
-    if importlib.util.find_spec("alerts.engine.service") is None:
-        _say(out, "  the warning engine (alerts/engine/service.py) is not installed; skipped")
-        return False
-    from alerts.engine.service import Engine, EngineConfig
-    from alerts.lifecycle.queries import list_alerts
+    """One step of the warning engine over everything stored; prints the level changes and
+    the open alerts. Returns whether it ran."""
 
     # Its own state name: a deployment's engine ("engine") keeps its own watermarks.
     engine = Engine(db_url, EngineConfig(name="demo", clock="wall"))

@@ -1,0 +1,1 @@
+"""The service set of a deployment: `geowarn run` and `geowarn health`."""
