@@ -95,6 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password", help="broker password (prefer --secrets)")
     p.add_argument("--secrets", type=Path, help="secrets file written by `devices import "
                    "--secrets-out` (csv, json or env): the device's password")
+    p.add_argument("--engine", action="store_true",
+                   help="once stored, judge the replayed data with a data-clock engine named "
+                   "'replay' (its alerts are real alerts: replay into a throwaway database)")
     p.add_argument("--no-summary", action="store_true",
                    help="do not read back from the store (no database needed)")
     p.add_argument("--wait", type=float, default=120.0,
@@ -204,12 +207,30 @@ def _replay(args: argparse.Namespace) -> int:
     incomplete = False
     with connect() as conn:
         for device_id, series in series_of:
-            expected = series.readings
-            wait_stored(conn, device_id, series, expected, began, timeout=args.wait)
-            summary = replay_summary(conn, device_id, series, expected, began)
+            wait_stored(conn, device_id, series, series.readings, began, timeout=args.wait)
+    if args.engine:
+        _judge_in_data_time()
+    with connect() as conn:
+        for device_id, series in series_of:
+            summary = replay_summary(conn, device_id, series, series.readings, began)
             incomplete |= not summary.complete
             print("\n".join(format_summary(summary, LEVEL_NAMES)))
     return 1 if incomplete else 0
+
+
+def _judge_in_data_time() -> None:
+    from alerts.engine.service import Engine, EngineConfig
+    from geowarn.db import database_url
+
+    started = time.perf_counter()
+    engine = Engine(database_url(),
+                    EngineConfig(name="replay", clock="data"))
+    try:
+        events = engine.step(periodic=True)
+    finally:
+        engine.close()
+    print(f"engine 'replay' judged the data in data time: {len(events)} level changes in "
+          f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
 
 
 def _publisher(args: argparse.Namespace, target: Settings, settings: Settings,

@@ -205,3 +205,59 @@ def test_replay_refuses_unknown_channel_and_device(tmp_path: Path, conn: psycopg
     assert main(["replay", str(path), "--device", "NOPE", "--channel", "rain_mm=rain",
                  "--url", "mqtt://127.0.0.1:1"]) == 2
     assert "not registered" in capsys.readouterr().err
+
+
+# Sitka (Patton et al. 2023, NHESS 23:3261): daily totals only, so the 24 h window is the
+# day's total. Thresholds from the 18-year record's own exceedance frequencies, the approach
+# of data-sparse early warning: blue at the 99th percentile of daily totals (exceeded on ~4
+# days a year), yellow at the 99.5th, orange at the 99.9th; no red without a site study.
+SITKA_PERCENTILES = (99.0, 99.5, 99.9)
+SITKA_LANDSLIDE_DAYS = ("2015-08-18", "2017-09-04", "2019-09-20", "2020-10-26", "2020-11-02")
+
+
+def test_sitka_replay_warns_on_the_recorded_landslide_days(
+        conn: psycopg.Connection, db_url: str, broker: Broker,
+        start_gateway: Callable[..., Gateway], capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_data("sitka_daily_precip_landslide_days.csv")
+    mapping = {"time": "day", "timezone": "America/Sitka", "label": "start",
+               "channels": {"precip_mm_day": "rain"}}
+    daily = read_series(path, mapping_from_dict(mapping)).values["rain"]
+    blue, yellow, orange = (round(float(np.percentile(daily, p)), 1)
+                            for p in SITKA_PERCENTILES)
+    add_device(conn, DeviceSpec(device_id="RG-SITKA", kind="rain_gauge"))
+    nan4 = [None] * 4
+    table = [nan4, nan4, nan4, nan4, [blue, yellow, orange, None], nan4]
+    assert main(["engine", "rules-set", "kind", "rain_gauge",
+                 json.dumps({"rain_table_mm": table})]) == 0
+    start_gateway(broker, max_backlog_days=20000.0)  # a throwaway store for 2002-2020
+    mapping_file = path.parent.parent / "unused"  # the mapping is given as options below
+    assert not mapping_file.exists()
+    capsys.readouterr()
+    assert main(["replay", str(path), "--device", "RG-SITKA", "--time", "day",
+                 "--tz", "America/Sitka", "--label", "start", "--channel", "precip_mm_day=rain",
+                 "--url", broker.url, "--readings-per-message", "1000", "--engine",
+                 "--wait", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "published 6606 readings, stored 6606" in out
+    sitka = tz_of("America/Sitka")
+    with psycopg.connect(db_url) as c:
+        changes = c.execute(
+            "SELECT e.data_time, e.level, e.previous_level FROM alert_events e JOIN alerts a "
+            "USING (alert_id) WHERE a.hazard_kind = 'rainfall' AND e.kind <> 'resolved' "
+            "ORDER BY e.data_time, e.event_id").fetchall()
+
+    def level_at(day: str) -> int:
+        """The warning level in force when the day's total came in (local midnight)."""
+        closes = datetime.fromisoformat(day).replace(tzinfo=sitka) + timedelta(days=1)
+        level = 0
+        for t, lv, _ in changes:
+            if t > closes:
+                break
+            level = lv
+        return level
+
+    levels = {day: level_at(day) for day in SITKA_LANDSLIDE_DAYS}
+    assert all(lv >= 1 for lv in levels.values()), ((blue, yellow, orange), levels)
+    # The thresholds are not "warn every day": a warning starts on at most ~1% of days.
+    starts = [t for t, level, previous in changes if previous == 0 and level > 0]
+    assert 5 <= len(starts) <= 0.011 * len(daily)
