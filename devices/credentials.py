@@ -25,6 +25,7 @@ from datetime import datetime
 
 import psycopg
 
+from devices.device_lock import lock_device
 from geowarn.errors import InvalidInput
 
 DEFAULT_ITERATIONS = 10_000
@@ -88,8 +89,6 @@ def issue_secret(conn: psycopg.Connection, device_id: str, *, actor: str = "syst
     The old secret stops working once the broker's password file is regenerated.
     """
     with conn.transaction():
-        from devices.registry import lock_device  # registry imports this module
-
         if lock_device(conn, device_id) == "retired":
             raise InvalidInput(f"device {device_id!r} is retired; it cannot get a secret")
         secret = generate_secret()

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 
 from devices import credentials
 from devices.catalogue import Catalogue, load_catalogue
+from devices.device_lock import lock_device
 from devices.messages import Calibration, DeviceInfo, DeviceStatus, Profile
 from devices.text import quoted
 from geowarn.errors import InvalidInput, NotFound
@@ -256,15 +257,6 @@ def list_devices(conn: psycopg.Connection, *, kind: str | None = None,
                              "ORDER BY channel_id", ([r["device_id"] for r in rows],)):
             chans.setdefault(c["device_id"], []).append(c)
     return [_device(r, chans.get(r["device_id"], [])) for r in rows]
-
-
-def lock_device(conn: psycopg.Connection, device_id: str) -> str:
-    """Lock the device's row for this transaction and return its status (NotFound if none)."""
-    row = conn.execute("SELECT status FROM devices WHERE device_id = %s FOR UPDATE",
-                       (device_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no device {device_id!r}")
-    return str(row[0])
 
 
 def set_status(conn: psycopg.Connection, device_id: str, status: str, *,

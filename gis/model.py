@@ -3,8 +3,9 @@
 Pure values and rules only (no I/O): frozen dataclasses, field validation shared by the
 GeoJSON and CSV readers, the cancellation (销号) approval level, and phone masking.
 
-Levels are plain ints 0 none, 1 blue, 2 yellow, 3 orange, 4 red, the values of
-alerts.methods.levels.Level; `as_level` turns them into that IntEnum when it is installed.
+Levels are plain ints 0 none, 1 blue, 2 yellow, 3 orange, 4 red: the values of
+alerts.methods.levels.Level, which the warning engine (a layer above) makes of them; gis
+imports nothing from alerts.
 """
 
 from __future__ import annotations
@@ -138,15 +139,6 @@ def mask_phone(phone: str | None) -> str | None:
     digits = [i for i, ch in enumerate(phone) if ch.isdigit()]
     hidden = set(digits[3:-4]) if len(digits) >= 9 else set(digits[:-2])
     return "".join("*" if i in hidden else ch for i, ch in enumerate(phone))
-
-
-def as_level(value: int) -> int:
-    """`value` as alerts.methods.levels.Level when that module exists (it is an IntEnum of ints)."""
-    try:
-        from alerts.methods.levels import Level  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return int(value)
-    return Level(value)  # type: ignore[no-any-return,unused-ignore]
 
 
 # --- field validation shared by the GeoJSON and CSV readers --------------------------------

@@ -192,4 +192,4 @@ def regional_floor(conn: psycopg.Connection, hazard_ids: Sequence[str],
         raise NotFound(f"unknown hazard point(s): {', '.join(sorted(missing))}")
     floors = floor_levels([(h.hazard_id, h.county_code, h.geometry) for h in hazards],
                           load_active(conn, at), at)
-    return {hid: model.as_level(floors[hid]) for hid in wanted}
+    return {hid: int(floors[hid]) for hid in wanted}
