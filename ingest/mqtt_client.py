@@ -204,8 +204,11 @@ class GatewayConnection:
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
         token = AckToken(self.client_id, self._generation, message.mid, message.qos)
+        # MQTT topics are UTF-8 and brokers check it; should one not be, it must still become a
+        # dead letter rather than an exception that ends paho's network thread.
+        topic = message._topic.decode("utf-8", "backslashreplace")
         # Blocks when the inbox is full: this thread stops reading the socket (backpressure).
-        self.inbox.put(ReceivedMessage(topic=message.topic, payload=bytes(message.payload),
+        self.inbox.put(ReceivedMessage(topic=topic, payload=bytes(message.payload),
                                        received_at=datetime.now(UTC), token=token))
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:

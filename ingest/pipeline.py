@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,9 @@ from devices.text import printable
 from ingest.deadletters import DeadLetter
 
 log = logging.getLogger(__name__)
+
+# Rejected readings of one message stored one by one; beyond this, one summary letter.
+MAX_LETTERS_PER_MESSAGE = 20
 
 DecodeFn = Callable[[str, bytes, datetime], Decoded]
 
@@ -141,11 +145,23 @@ def internal_error(msg: ReceivedMessage, exc: BaseException, stage: str) -> Dead
 
 
 def _plan_telemetry(plan: BatchPlan, msg: ReceivedMessage, telemetry: Telemetry) -> None:
-    for rejection in telemetry.rejections:
+    shown = telemetry.rejections[:MAX_LETTERS_PER_MESSAGE]
+    for rejection in shown:
         plan.dead_letters.append(DeadLetter(
             topic=msg.topic, reason=rejection.reason, detail=rejection.detail,
             payload=msg.payload, received_at=msg.received_at, device_id=telemetry.device_id,
             channel=rejection.channel, reading_ts=rejection.ts))
+    rest = telemetry.rejections[MAX_LETTERS_PER_MESSAGE:]
+    if rest:
+        # One message must not become a thousand rows (each with the payload): the rest of its
+        # rejections are summed up in one letter, under their most common reason.
+        reasons = Counter(r.reason for r in rest)
+        summary = ", ".join(f"{reason} x{n}" for reason, n in reasons.most_common())
+        plan.dead_letters.append(DeadLetter(
+            topic=msg.topic, reason=reasons.most_common(1)[0][0],
+            detail=f"and {len(rest)} more rejected readings of this message ({summary}); "
+                   f"the first of them: {rest[0].detail}",
+            payload=msg.payload, received_at=msg.received_at, device_id=telemetry.device_id))
     status = getattr(telemetry, "status", None)
     if isinstance(status, StatusReport):
         plan.statuses.append(status)

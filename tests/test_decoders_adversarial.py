@@ -18,7 +18,7 @@ from devices.messages import CommandReply, Decoded, DecodeError, DeviceInfo, Rea
 from devices.redaction import redact_text
 from devices.strict_json import MAX_DEPTH, loads_strict
 from ingest.deadletters import MAX_DETAIL, stored_row
-from ingest.pipeline import ReceivedMessage, plan_batch, plan_message
+from ingest.pipeline import MAX_LETTERS_PER_MESSAGE, ReceivedMessage, plan_batch, plan_message
 from tests.adversarial_corpus import DEVICES, MAX_PAYLOAD, Case, adversarial_cases
 
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
@@ -146,6 +146,19 @@ def test_a_message_that_breaks_the_decoder_is_dead_lettered_alone() -> None:
     (letter,) = plan.dead_letters
     assert letter.reason == Reason.INTERNAL_ERROR and "ZeroDivisionError" in letter.detail
     assert "S3CRET" not in stored_row(letter)[4]
+
+
+def test_one_message_never_becomes_a_thousand_dead_letters() -> None:
+    readings = [{"ts": "2026-03-31T23:00:00Z", "channel": f"nope{i}", "value": 1}
+                for i in range(500)]
+    readings.append({"ts": "2026-03-31T23:00:00Z", "channel": "opening", "value": 1})
+    body = json.dumps({"seq": 1, "readings": readings}).encode()
+    plan = plan_message(ReceivedMessage("gw/v1/CM-1/telemetry", body, NOW), _decode)
+    assert plan.reading_count == 1
+    assert len(plan.dead_letters) == MAX_LETTERS_PER_MESSAGE + 1
+    summary = plan.dead_letters[-1]
+    assert summary.reason == Reason.UNKNOWN_CHANNEL
+    assert "480 more rejected readings" in summary.detail and "nope20" in summary.detail
 
 
 # ---- fuzzing --------------------------------------------------------------------------------

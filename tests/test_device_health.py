@@ -62,3 +62,24 @@ def test_presence_status_and_readings_are_recorded_newest_wins(conn):
     h, _ = health.device_health(conn, "H1", NOW, 600)
     assert h is not None and h.state == "offline"
     assert conn.execute("SELECT count(*) FROM device_health").fetchone() == (2,)
+
+
+def test_a_stored_future_presence_or_status_never_freezes_health(conn):
+    """Rows stamped in 2099 (stored before such times were refused at decode) must not win
+    over every later real update."""
+    registry.add_device(conn, DeviceSpec(device_id="FROZEN-1", kind="crack_meter"))
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
+    health.record_presence(conn, Presence("FROZEN-1", online=True, ts=future))
+    health.record_status(conn, StatusReport("FROZEN-1", ts=future, battery_pct=5.0))
+    health.record_presence(conn, Presence("FROZEN-1", online=False, ts=now))
+    health.record_status(conn, StatusReport("FROZEN-1", ts=now, battery_pct=90.0))
+    row = health.health_row(conn, "FROZEN-1")
+    assert row is not None
+    assert (row["online"], row["presence_at"]) == (False, now)
+    assert (row["battery_pct"], row["status_at"]) == (90.0, now)
+    # Within the clock-skew window the newest still wins as before.
+    ahead = now + timedelta(seconds=60)
+    health.record_presence(conn, Presence("FROZEN-1", online=True, ts=ahead))
+    health.record_presence(conn, Presence("FROZEN-1", online=False, ts=now))
+    assert health.health_row(conn, "FROZEN-1")["online"] is True
