@@ -82,4 +82,5 @@ def test_a_stored_future_presence_or_status_never_freezes_health(conn):
     ahead = now + timedelta(seconds=60)
     health.record_presence(conn, Presence("FROZEN-1", online=True, ts=ahead))
     health.record_presence(conn, Presence("FROZEN-1", online=False, ts=now))
-    assert health.health_row(conn, "FROZEN-1")["online"] is True
+    latest = health.health_row(conn, "FROZEN-1")
+    assert latest is not None and latest["online"] is True
