@@ -72,7 +72,7 @@ class Claimed:
 
 def insert_planned(conn: psycopg.Connection, event_id: int, alert_id: int,
                    planned: Sequence[PlannedDelivery], *, valid_until: datetime,
-                   round_: int = 0) -> int:
+                   now: datetime, round_: int = 0) -> int:
     """Insert the plan's rows; those already there are left alone. A recipient without a
     number for a phone channel is recorded as failed ('no_phone') so officers see it."""
     count = 0
@@ -82,14 +82,14 @@ def insert_planned(conn: psycopg.Connection, event_id: int, alert_id: int,
             cur.execute(
                 f"INSERT INTO deliveries (event_id, alert_id, recipient_id, recipient_name, "
                 f"masked_phone, audience, channel, round, purpose, language, body, shelter_id, "
-                f"state, error_code, error_text, valid_until) VALUES "
-                f"({', '.join(['%s'] * 16)}) "
+                f"state, error_code, error_text, valid_until, next_attempt_at) VALUES "
+                f"({', '.join(['%s'] * 17)}) "
                 f"ON CONFLICT (event_id, recipient_id, channel, round, purpose) DO NOTHING",
                 (event_id, alert_id, p.recipient_id, p.name, p.masked_phone if p.phone
                  else None, p.audience, p.channel, round_, p.purpose, p.language, p.body,
                  p.shelter_id, "failed" if no_phone else "pending",
                  "no_phone" if no_phone else None,
-                 "no phone number on record" if no_phone else None, valid_until))
+                 "no phone number on record" if no_phone else None, valid_until, now))
             count += cur.rowcount
     return count
 
@@ -172,23 +172,37 @@ def record(conn: psycopg.Connection, delivery_id: int, worker: str, outcome: Out
 
 
 def advance(conn: psycopg.Connection, channel: str, provider_id: str, provider_status: str,
-            error_code: str | None = None) -> tuple[int, str] | None:
+            error_code: str | None = None, *,
+            delivery_id: int | None = None) -> tuple[int, str] | None:
     """Apply a provider status (a callback): only forward, repeats change nothing. Returns
-    (delivery_id, state now) or None when no delivery has that provider id."""
+    (delivery_id, state now) or None when no delivery matches.
+
+    A callback may overtake the provider's answer to our request (or the answer may be lost
+    in a crash): then the row is still 'sending' without a provider id, and the signed
+    callback URL's delivery id finds it; the callback itself proves the provider took it."""
     new = PROVIDER_STATES.get(provider_status)
     with conn.transaction():
         row = conn.execute("SELECT delivery_id, state FROM deliveries WHERE channel = %s AND "
                            "provider_id = %s FOR UPDATE", (channel, provider_id)).fetchone()
+        if row is None and delivery_id is not None:
+            row = conn.execute("SELECT delivery_id, state FROM deliveries WHERE delivery_id = %s "
+                               "AND channel = %s AND provider_id IS NULL FOR UPDATE",
+                               (delivery_id, channel)).fetchone()
+            if row is not None and row[1] in ("sending", "pending"):
+                conn.execute("UPDATE deliveries SET provider_id = %s, state = 'queued', "
+                             "lease_until = NULL, accepted_at = now(), updated_at = now() "
+                             "WHERE delivery_id = %s", (provider_id, row[0]))
+                row = (row[0], "queued")
         if row is None:
             return None
-        delivery_id, state = int(row[0]), str(row[1])
+        found_id, state = int(row[0]), str(row[1])
         if new is None or state in TERMINAL or RANK[new] <= RANK.get(state, 0) \
                 or state in ("pending", "sending"):
-            return delivery_id, state
+            return found_id, state
         conn.execute("UPDATE deliveries SET state = %s, error_code = coalesce(%s, error_code),"
                      " updated_at = now() WHERE delivery_id = %s",
-                     (new, error_code, delivery_id))
-    return delivery_id, new
+                     (new, error_code, found_id))
+    return found_id, new
 
 
 def list_deliveries(conn: psycopg.Connection, *, alert_id: int | None = None,

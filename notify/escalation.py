@@ -69,7 +69,7 @@ def run_due(conn: psycopg.Connection, routing: RoutingTable,
                                        minutes=int((now - started).total_seconds() // 60),
                                        now=now, hotline=hotline)
             deliveries.insert_planned(conn, event_id, alert_id, planned,
-                                      valid_until=now + VALIDITY, round_=tier)
+                                      valid_until=now + VALIDITY, now=now, round_=tier)
             more = routing.next_tier(_county(conn, hazard_id), level, tier + 1) is not None
             minutes = routing.escalate_after_min.get(level, 30.0)
             conn.execute("UPDATE escalations SET tier = %s, next_at = %s WHERE alert_id = %s",

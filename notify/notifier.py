@@ -127,7 +127,8 @@ class Notifier:
                 result = plan(ctx, self.routing, self.templates)
                 valid_until = now + self.validity.get(int(item.level), timedelta(hours=6))
                 n = deliveries.insert_planned(conn, item.event_id, item.alert_id,
-                                              result.deliveries, valid_until=valid_until)
+                                              result.deliveries, valid_until=valid_until,
+                                              now=now)
                 write_cap(conn, item, ctx, now=now)
                 escalation.on_event(conn, item, self.routing, now=now)
                 outbox.mark_sent(conn, item.id, now=now)

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.proxy",
     "tests.fixtures.gateway",
+    "tests.fixtures.fake_twilio",
 ]
 
 # A hung test prints every thread's stack before pytest-timeout ends it.

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -90,6 +90,8 @@ def translate(*, error: BaseException | None = None, code: int | None = None,
     message = ""
     if isinstance(error, TwilioRestException):
         status, code, message = error.status, error.code, str(error.msg)
+    elif isinstance(error, TwilioServiceException):  # RFC 9457 error bodies
+        status, code, message = error.status, error.code, str(error.title)
     elif isinstance(error, requests.ConnectTimeout):
         return Outcome("retry", code="connect", message="provider unreachable")
     elif isinstance(error, requests.Timeout):
@@ -114,7 +116,7 @@ def translate(*, error: BaseException | None = None, code: int | None = None,
     if status is not None and status >= 500:
         return Outcome("retry", code=str(code or status), message=message[:200] or "server "
                        "error", retry_after_s=_retry_after(headers or {}))
-    if error is not None and not isinstance(error, TwilioRestException):
+    if error is not None and not isinstance(error, TwilioRestException | TwilioServiceException):
         return Outcome("retry", code=type(error).__name__, message=str(error)[:200])
     return Outcome("failed", code=str(code or status), message=message[:200] or "refused",
                    tell_officers=True)
