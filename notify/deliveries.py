@@ -185,14 +185,19 @@ def advance(conn: psycopg.Connection, channel: str, provider_id: str, provider_s
         row = conn.execute("SELECT delivery_id, state FROM deliveries WHERE channel = %s AND "
                            "provider_id = %s FOR UPDATE", (channel, provider_id)).fetchone()
         if row is None and delivery_id is not None:
-            row = conn.execute("SELECT delivery_id, state FROM deliveries WHERE delivery_id = %s "
-                               "AND channel = %s AND provider_id IS NULL FOR UPDATE",
-                               (delivery_id, channel)).fetchone()
-            if row is not None and row[1] in ("sending", "pending"):
+            # Lock by id alone: a concurrent callback may be recording the id right now.
+            found = conn.execute("SELECT delivery_id, state, provider_id FROM deliveries "
+                                 "WHERE delivery_id = %s AND channel = %s FOR UPDATE",
+                                 (delivery_id, channel)).fetchone()
+            row = None
+            if found is not None and found[2] == provider_id:
+                row = (found[0], found[1])
+            elif found is not None and found[2] is None and found[1] in ("sending",
+                                                                         "pending"):
                 conn.execute("UPDATE deliveries SET provider_id = %s, state = 'queued', "
                              "lease_until = NULL, accepted_at = now(), updated_at = now() "
-                             "WHERE delivery_id = %s", (provider_id, row[0]))
-                row = (row[0], "queued")
+                             "WHERE delivery_id = %s", (provider_id, found[0]))
+                row = (found[0], "queued")
         if row is None:
             return None
         found_id, state = int(row[0]), str(row[1])
