@@ -45,7 +45,7 @@ UPLINK = ("telemetry", "status", "presence", "reply")
 
 def parse_topic(topic: str) -> tuple[str, str, str | None]:
     """(device_id, message kind, command id or None) of a native uplink topic."""
-    shown = quoted(topic, MAX_TOPIC_SHOWN)
+    shown = _LazyQuoted(topic)
     parts = topic.split("/")
     if len(parts) < 4 or parts[0] != "gw" or parts[1] != "v1":
         raise DecodeError(Reason.UNKNOWN_TOPIC, f"topic {shown} is not gw/v1/{{device_id}}/...")
@@ -72,6 +72,16 @@ def parse_topic(topic: str) -> tuple[str, str, str | None]:
         "(gw/v1/{id}/telemetry|status|presence|reply/{command_id})",
         device_id=device_id,
     )
+
+
+class _LazyQuoted:
+    """The topic escaped and bounded, computed only when a refusal names it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __format__(self, spec: str) -> str:
+        return quoted(self.text, MAX_TOPIC_SHOWN)
 
 
 def decode_native(

@@ -57,7 +57,8 @@ def loads_strict(payload: bytes, *, device_id: str | None = None) -> Any:
                      "appear once") from None
     except RecursionError:
         raise refuse(f"JSON nested too deeply (the contract allows {MAX_DEPTH} levels)") from None
-    depth = nesting_depth(doc)
+    # Only a payload with more brackets than the limit can be nested deeper than it.
+    depth = nesting_depth(doc) if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH else 0
     if depth > MAX_DEPTH:
         raise refuse(f"JSON nested {depth} levels deep; the contract allows {MAX_DEPTH}")
     return doc
@@ -91,9 +92,11 @@ def _int(text: str) -> int | float:
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return out

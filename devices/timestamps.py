@@ -65,9 +65,9 @@ def parse_timestamp(value: object, *, digits_are_epoch_ms: bool = False) -> date
             f"timestamp {printable(value, 40)} must be RFC 3339 text or integer epoch "
             "milliseconds",
         )
-    shown = quoted(value, 40)
     m = _RFC3339.fullmatch(value) if len(value) <= _MAX_TEXT else None
     if m is None:
+        shown = quoted(value, 40)
         hint = ""
         if _NO_OFFSET.fullmatch(value):
             hint = " (no UTC offset: append Z for UTC or the offset, e.g. +08:00)"
@@ -83,12 +83,13 @@ def parse_timestamp(value: object, *, digits_are_epoch_ms: bool = False) -> date
         return datetime.fromisoformat(text).astimezone(UTC)
     except ValueError as exc:
         raise TimestampError(
-            Reason.BAD_TIMESTAMP, f"timestamp {shown} is not a real date and time: {exc}"
+            Reason.BAD_TIMESTAMP, f"timestamp {quoted(value)} is not a real date and time: {exc}"
         ) from None
     except OverflowError:
         raise TimestampError(
             Reason.BAD_TIMESTAMP,
-            f"timestamp {shown} lies outside the years 0001..9999 once its offset is applied",
+            f"timestamp {quoted(value)} lies outside the years 0001..9999 once its offset is "
+            "applied",
         ) from None
 
 
