@@ -55,11 +55,12 @@ def build(conn: psycopg.Connection, *, households: int = 10,
                            "331100"),
         ]
         people.import_people(conn, directory)
-        day = timedelta(days=1)
+        # On duty from before the events' data time until after the (wall-clock) escalations.
+        start, end = T0 - timedelta(days=1), datetime.now(UTC) + timedelta(days=30)
         people.import_roster(conn, [
-            people.DutyShift("township_officer", COUNTY + "101", "town-1", T0 - day, T0 + day),
-            people.DutyShift("county_officer", COUNTY, "county-1", T0 - day, T0 + day),
-            people.DutyShift("city_officer", "331100", "city-1", T0 - day, T0 + day)])
+            people.DutyShift("township_officer", COUNTY + "101", "town-1", start, end),
+            people.DutyShift("county_officer", COUNTY, "county-1", start, end),
+            people.DutyShift("city_officer", "331100", "city-1", start, end)])
     return hp
 
 

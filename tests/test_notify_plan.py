@@ -171,5 +171,5 @@ def test_duty_now_follows_the_roster(conn: psycopg.Connection) -> None:
     assert {(r, c.person_id) for r, c in now} == {("township_officer", "town-1"),
                                                   ("county_officer", "county-1"),
                                                   ("city_officer", "city-1")}
-    assert people.on_duty(conn, "331122", world.T0.replace(year=2027)) == []
+    assert people.on_duty(conn, "331122", world.T0.replace(year=2030)) == []
     assert people.on_duty(conn, "330185", world.T0) == []  # another city's county
