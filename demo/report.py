@@ -47,7 +47,7 @@ def report_health(conn: psycopg.Connection, device_ids_: Sequence[str], now: dat
         states[state] += 1
         if health is not None and health.state != "ok":
             notes.append(f"{device_id}: {health.describe()}")
-    _say(out, "  " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    _say(out, "  device health: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     for note in notes:
         _say(out, f"    {note}")
     return dict(states)
@@ -67,7 +67,7 @@ def report_latest(conn: psycopg.Connection, devices: Sequence[SimDevice], out: T
                   for cid, name, unit in chans if cid in latest]
         when = max((v.ts for v in latest.values()), default=None)
         stamp = f" at {when.astimezone(UTC):%H:%M}Z" if when else ""
-        _say(out, f"  {d.device_id:<26} {', '.join(values[:4]) or 'no readings'}{stamp}")
+        _say(out, f"    {d.device_id:<26} {', '.join(values[:4]) or 'no readings'}{stamp}")
 
 
 def report_rain(conn: psycopg.Connection, devices: Sequence[SimDevice], now: datetime,
@@ -76,7 +76,7 @@ def report_rain(conn: psycopg.Connection, devices: Sequence[SimDevice], now: dat
     keys = [(d.device_id, d.channel_prefix + "rain") for d in gauges]
     ids = _channel_ids(conn, keys)
     if not ids:
-        _say(out, "  no rain gauges")
+        _say(out, "    no rain gauges")
         return
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=6)
@@ -86,11 +86,11 @@ def report_rain(conn: psycopg.Connection, devices: Sequence[SimDevice], now: dat
     for b in buckets:
         by_channel.setdefault(b.channel_id, {})[b.start] = b.value
     hours = [start + timedelta(hours=h) for h in range(6)]
-    _say(out, "  hour ending (UTC)          " + "".join(
+    _say(out, "    hour ending (UTC)          " + "".join(
         f"{(h + timedelta(hours=1)):%H:%M}".rjust(7) for h in hours))
     for (device_id, _key), cid in ids.items():
         row = by_channel.get(cid, {})
-        _say(out, f"  {device_id:<26} " + "".join(f"{row.get(h, 0.0):7.1f}" for h in hours)
+        _say(out, f"    {device_id:<26} " + "".join(f"{row.get(h, 0.0):7.1f}" for h in hours)
              + "  mm")
     windows = (timedelta(hours=1), timedelta(hours=3), timedelta(hours=6),
                timedelta(hours=12), timedelta(hours=24))
@@ -98,7 +98,7 @@ def report_rain(conn: psycopg.Connection, devices: Sequence[SimDevice], now: dat
     for (device_id, _key), cid in ids.items():
         text = ", ".join(f"{int(w.total_seconds() // 3600)}h {sums[cid][w]:.1f}"
                          for w in windows)
-        _say(out, f"  {device_id:<26} accumulated to now: {text} mm")
+        _say(out, f"    {device_id:<26} accumulated to now: {text} mm")
 
 
 def _channel_ids(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]

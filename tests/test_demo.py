@@ -65,6 +65,12 @@ def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
     assert _count(conn, "SELECT count(*) FROM devices WHERE hazard_id IS NOT NULL") == 10
     assert "DEMO-CRACKMETER-SPARE: silent (never reported)" in out
     assert "[6/6] Explore further" in out and "geowarn deadletters" in out
+    # A first run has no earlier readings to collide with, and does not pretend it had.
+    assert "earlier demo run" not in out
+    assert re.search(r"duplicates absorbed: \d+ readings were already stored and kept once "
+                     r"\((re-sent by the \d+ duplicated messages|nothing was sent twice)\)",
+                     out)
+    _explore_commands_run_as_printed(out, db_url)
     # The scripted rainstorm on SYN-LS-001 went through the engine into an alert.
     assert "hazard SYN-LS-001 rainfall: none -> " in out
     assert _number(r"unresolved alerts: (\d+)", out) >= 1
@@ -80,8 +86,27 @@ def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
     assert "0 registered now, 16 already there" in again
     assert "hazards.geojson   hazards    0 new, 0 updated, 4 unchanged" in again
     assert _number(r"duplicates absorbed: (\d+)", again) >= stored - 50
+    assert "stored by an earlier demo run, which left" in again
     assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 16
     assert _count(conn, "SELECT count(*) FROM alerts WHERE target_id = 'SYN-LS-001'") == 1
+
+
+def _explore_commands_run_as_printed(out: str, db_url: str) -> None:
+    """Every command of "Explore further", pasted into a shell whose PATH lacks the virtual
+    environment (a newcomer's after `bash dev.sh demo`), runs and exits 0."""
+    section = out.split("[6/6] Explore further", 1)[1].split("\ndemo finished", 1)[0]
+    commands = [line.strip() for line in section.splitlines() if line.startswith("    ")]
+    assert len(commands) >= 8, section
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p != venv_bin)
+    env = {"PATH": path, "GEOWARN_DATABASE_URL": db_url, "HOME": os.environ.get("HOME", "/")}
+    procs = [(c, subprocess.Popen(["bash", "-c", c], env=env, cwd=os.getcwd(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+             for c in commands]
+    for command, proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, f"{command!r} failed as printed: {err.decode()}"
 
 
 def _session_present(port: int, client_id: str) -> bool:
