@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from alerts.engine import service as service_module
 from alerts.engine import state as engine_state
 from alerts.engine.service import Engine, EngineConfig, Service
 from devices.registry import DeviceSpec, add_device
@@ -114,6 +115,19 @@ def test_crash_mid_tick_and_restart_give_the_same_alerts(db_url: str,
     assert _events(conn) == got
 
 
+def _leader_locks(conn: psycopg.Connection) -> int:
+    """Sessions holding the engine's leader lock (a bigint advisory key is stored as its
+    high and low 32 bits in classid and objid)."""
+    key = service_module._LEADER_KEY
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+        "classid::bigint = %s AND objid::bigint = %s AND objsubid = 1 AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())",
+        (key >> 32, key & 0xFFFF_FFFF)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_one_leader_and_a_standby_takes_over(db_url: str, conn: psycopg.Connection) -> None:
     _setup(conn)
     cfg = EngineConfig(clock="data", period_s=0.5, standby_poll_s=0.2)
@@ -121,17 +135,26 @@ def test_one_leader_and_a_standby_takes_over(db_url: str, conn: psycopg.Connecti
     stop1, stop2 = threading.Event(), threading.Event()
     t1 = threading.Thread(target=first.run, args=(stop1,))
     t1.start()
-    assert first.leading.wait(10)
+    assert first.leading.wait(10) and first.caught_up.wait(30)
+    judged = _events(conn)
+    assert [k for _, k, kind, _, _ in judged if kind == "opened"].count("rainfall") == 1
     t2 = threading.Thread(target=second.run, args=(stop2,))
     t2.start()
     try:
-        assert not second.leading.wait(1.0)
+        # The standby asked for the leadership and was refused while the first holds it:
+        # one session holds the engine's lock, and the second is not leading.
+        assert second.refused.wait(10)
+        assert first.leading.is_set() and not second.leading.is_set()
+        assert _leader_locks(conn) == 1
         stop1.set()
         t1.join(10)
-        assert second.leading.wait(10)
-        rows = conn.execute("SELECT count(*) FROM alerts WHERE hazard_kind = 'rainfall'"
-                            ).fetchone()
-        assert rows is not None
+        assert second.leading.wait(10) and second.caught_up.wait(30)
+        assert _leader_locks(conn) == 1
+        # The new leader goes on from the saved state: nothing judged twice, no alert
+        # opened again.
+        assert _events(conn) == judged
+        assert conn.execute("SELECT count(*) FROM alerts WHERE hazard_kind = 'rainfall'"
+                            ).fetchone() == (1,)
     finally:
         stop1.set()
         stop2.set()

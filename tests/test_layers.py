@@ -12,6 +12,7 @@ geowarn/cli.py names modules as strings: the composition root, not an import.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +155,14 @@ def test_the_check_sees_function_level_and_relative_imports(tmp_path: Path) -> N
                       "from .broker import embedded_broker\n")
     found = dict(_imports("demo.probe", source))
     assert "alerts.engine.service" in found and "demo.broker" in found
+
+
+def test_nothing_probes_for_the_projects_own_packages() -> None:
+    """A broken import of the project's own code must fail, not turn into a skip or a
+    silently missing feature: no importorskip/find_spec on its own modules."""
+    own = "|".join(LAYER)
+    probe = re.compile(rf"""(importorskip|find_spec)\(\s*["']({own})\b""")
+    files = [*MODULES.values(), *sorted((PROJECT_ROOT / "tests").rglob("*.py"))]
+    found = [f"{p.relative_to(PROJECT_ROOT)}: {m.group(0)}" for p in files
+             for m in probe.finditer(p.read_text(encoding="utf-8"))]
+    assert found == []

@@ -165,6 +165,10 @@ class Service:
         self.db_url = db_url
         self.config = config
         self.leading = threading.Event()
+        # Observable moments: the lock was found held by another leader (this one stands
+        # by), and a new leader has caught up with what arrived while no engine ran.
+        self.refused = threading.Event()
+        self.caught_up = threading.Event()
         self.ticks = 0
         self.engine: Engine | None = None
 
@@ -175,6 +179,7 @@ class Service:
                 row = lock.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_KEY,)).fetchone()
                 if row and row[0]:
                     break
+                self.refused.set()
                 stop.wait(self.config.standby_poll_s)  # standby: the leader's session holds it
             if stop.is_set():
                 return
@@ -193,6 +198,7 @@ class Service:
             listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.engine = engine = Engine(self.db_url, self.config)
             engine.step(periodic=True)  # catch up with what arrived while no engine ran
+            self.caught_up.set()
             next_periodic = time.monotonic() + self.config.period_s
             while not stop.is_set():
                 wait = max(0.0, min(next_periodic - time.monotonic(), 0.5))
