@@ -74,6 +74,8 @@ def test_unacknowledged_orange_escalates_at_the_minute_and_sms_1_stops_it(
     assert {d.recipient_id for d in tier1} == {"person:city-1", "hazard:HP-1:monitor:1",
                                                "hazard:HP-1:responsible"}
     assert {d.round for d in tier1} == {1}
+    assert all(d.accepted_at is not None and d.accepted_at - start == timedelta(minutes=15)
+               for d in tier1)  # sent at the configured minute of the driven clock
     assert all(d.state == "delivered" for d in tier1)
     assert any("15分钟" in d.body for d in tier1)
     # The monitor replies "1": the alert is acknowledged and nothing more is sent.
