@@ -56,6 +56,9 @@ class SeriesMapping:
     label: str = "end"
     units: Mapping[str, str] = field(default_factory=dict)  # channel -> unit sent with it
     scale: Mapping[str, float] = field(default_factory=dict)  # channel -> factor applied
+    # Several files sharing one set of --channel options: a file uses the columns it has
+    # (it must have at least one of them).
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if self.label not in ("start", "end"):
@@ -191,7 +194,9 @@ def series_from_rows(header: Sequence[str], rows: Iterable[Sequence[object]],
                            "--channel rain=rain (columns: "
                            f"{', '.join(c for c in header if c != time_col)})")
     missing = [c for c in channel_of if c not in columns]
-    if missing:
+    if mapping.partial and len(missing) < len(channel_of):
+        channel_of = {c: ch for c, ch in channel_of.items() if c in columns}
+    elif missing:
         raise InvalidInput(f"{source}: no column {', '.join(map(repr, missing))} "
                            f"(columns: {', '.join(header)})")
     zone = tz_of(mapping.timezone)

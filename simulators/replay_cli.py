@@ -95,6 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password", help="broker password (prefer --secrets)")
     p.add_argument("--secrets", type=Path, help="secrets file written by `devices import "
                    "--secrets-out` (csv, json or env): the device's password")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
     p.add_argument("--engine", action="store_true",
                    help="once stored, judge the replayed data with a data-clock engine named "
                    "'replay' (its alerts are real alerts: replay into a throwaway database)")
@@ -116,7 +118,8 @@ def _per_file(values: list[Any] | None, files: list[Path], what: str) -> list[An
     return values
 
 
-def _mapping_for(args: argparse.Namespace, mapping_file: Path | None) -> SeriesMapping:
+def _mapping_for(args: argparse.Namespace, mapping_file: Path | None,
+                 shared: bool) -> SeriesMapping:
     base = load_mapping(mapping_file) if mapping_file else SeriesMapping()
     channels = dict(base.channels)
     for item in args.channel:
@@ -128,7 +131,7 @@ def _mapping_for(args: argparse.Namespace, mapping_file: Path | None) -> SeriesM
         channels=channels, time=args.time_column or base.time,
         time_format=args.time_format or base.time_format,
         timezone=args.tz or base.timezone, label=args.label or base.label,
-        units=base.units, scale=base.scale)
+        units=base.units, scale=base.scale, partial=shared and bool(args.channel))
 
 
 def _kind_of(device_id: str, given: str | None) -> str:
@@ -154,7 +157,8 @@ def _replay(args: argparse.Namespace) -> int:
     end: datetime | None = args.end
     series_of: list[tuple[str, RecordedSeries]] = []
     for path, device_id, mapping_file in zip(files, devices, mappings, strict=True):
-        series = read_series(path, _mapping_for(args, mapping_file)).between(start, end)
+        mapping = _mapping_for(args, mapping_file, shared=len(files) > 1)
+        series = read_series(path, mapping).between(start, end)
         if not series.times:
             raise InvalidInput(f"{path}: no data between --from and --to")
         series_of.append((device_id, series))
@@ -194,7 +198,8 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         for device_id in kinds:
             publishers[device_id] = _publisher(args, target, settings, device_id)
-        progress = _run(publishers, merged, total, args.speed)
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        progress = _run(publishers, merged, total, args.speed, show)
     finally:
         for publisher in publishers.values():
             publisher.close()
@@ -256,11 +261,11 @@ def _publisher(args: argparse.Namespace, target: Settings, settings: Settings,
 
 
 def _run(publishers: dict[str, Publisher], messages: Iterator[ReplayMessage], total: int,
-         speed: float | None) -> Progress:
+         speed: float | None, show_progress: bool) -> Progress:
     from tqdm import tqdm
 
     with tqdm(total=total, unit="rd", desc="replay", file=sys.stderr,
-              disable=not sys.stderr.isatty(), mininterval=0.5) as bar:
+              disable=not show_progress, mininterval=0.5) as bar:
         def show(progress: Progress, msg: ReplayMessage) -> None:
             bar.update(msg.readings)
             if progress.messages % 20 == 0 and progress.data_time:

@@ -261,3 +261,38 @@ def test_sitka_replay_warns_on_the_recorded_landslide_days(
     # The thresholds are not "warn every day": a warning starts on at most ~1% of days.
     starts = [t for t, level, previous in changes if previous == 0 and level > 0]
     assert 5 <= len(starts) <= 0.011 * len(daily)
+
+
+def test_lamosano_replay_in_data_time_raises_no_forecast(
+        conn: psycopg.Connection, db_url: str, broker: Broker,
+        start_gateway: Callable[..., Gateway], capsys: pytest.CaptureFixture[str]) -> None:
+    """Nava et al. 2023: a slow, rain-driven creep (~20 mm/yr, steps after storms) with no
+    failure. Nine months around the Vaia storm (Oct 2018: 166 mm in a day, an 8 mm step of
+    p5) of hourly rain and the p5 point, merged in data time, through broker, gateway, store
+    and engine: everything stored once, no failure forecast, no orange/red deformation
+    warning. (The whole six years: bench/replay.py, figures in BENCHMARKS.md.)"""
+    rain = shared_data("lamosano_rain_hourly.csv")
+    creep = shared_data("lamosano_p5_displacement_11day.csv")
+    add_device(conn, DeviceSpec(device_id="RG-LAMO", kind="rain_gauge"))
+    add_device(conn, DeviceSpec(device_id="GNSS-LAMO-P5", kind="gnss"))
+    start_gateway(broker, max_backlog_days=20000.0)
+    capsys.readouterr()
+    assert main(["replay", str(rain), str(creep), "--device", "RG-LAMO",
+                 "--device", "GNSS-LAMO-P5", "--channel", "rain=rain", "--channel", "p5=disp_x",
+                 "--tz", "+01:00", "--from", "2018-06-01T00:00+01:00",
+                 "--to", "2019-03-01T00:00+01:00", "--url", broker.url,
+                 "--readings-per-message", "200", "--engine", "--progress", "--wait", "120"]) == 0
+    captured = capsys.readouterr()
+    hours = 273 * 24 + 1  # 2018-06-01 00:00 .. 2019-03-01 00:00 inclusive
+    assert f"published {hours} readings, stored {hours}" in captured.out
+    assert "published 25 readings, stored 25" in captured.out
+    assert "replay:" in captured.err and "data 2018-" in captured.err  # the progress bar
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT count(*) FROM readings").fetchone() == (hours + 25,)
+        forecasts = c.execute(
+            "SELECT count(*) FROM alert_events WHERE jsonb_path_exists(evidence, "
+            "'strict $.**.forecast ? (@ != null)')").fetchone()
+        severe = c.execute(
+            "SELECT count(*) FROM alert_events e JOIN alerts a USING (alert_id) "
+            "WHERE a.hazard_kind = 'deformation' AND e.level >= 3").fetchone()
+    assert forecasts == (0,) and severe == (0,)
