@@ -469,6 +469,10 @@ def _query_fields(text: str, device_id: str | None) -> dict[str, str]:
             raise DecodeError(Reason.MALFORMED_FRAME,
                               f"reply part {quoted(redact_text(part), 60)} is not key=value",
                               device_id=device_id)
+        if key in fields:  # as for JSON: which one would the logger have meant?
+            raise DecodeError(Reason.MALFORMED_FRAME,
+                              f"reply key {quoted(key, 40)} appears more than once",
+                              device_id=device_id)
         fields[key] = value
     return fields
 

@@ -164,7 +164,8 @@ def _telemetry(
             rejections.append(Rejection(exc.reason, exc.detail, channel=printable(channel, 64),
                                         ts=ts))
     return Telemetry(
-        device_id=device.device_id, seq=doc["seq"], readings=tuple(readings),
+        # int(): JSON does not tell 7 from 7.0, and the schema accepts both as an integer.
+        device_id=device.device_id, seq=int(doc["seq"]), readings=tuple(readings),
         rejections=tuple(rejections),
     )
 

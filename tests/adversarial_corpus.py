@@ -117,6 +117,13 @@ def _native_telemetry(tick: Tick, now: datetime) -> Iterator[Case]:
     yield with_good(reading(ts=4_102_444_800_000), (R.TIMESTAMP_FUTURE,))  # 2100, epoch ms
     yield with_good(reading(ts="1971-01-01T00:00:00-05:00"), (R.TIMESTAMP_PAST,))
     yield with_good(reading(ts=1_000_000_000_000), (R.TIMESTAMP_PAST,))  # 2001, epoch ms
+    # JSON does not tell 7 from 7.0: an integral seq is an integer. (Epoch ms are written as
+    # integers: 1774929955250.0 is refused, a float is too easily seconds with a fraction.)
+    moment = tick()
+    yield Case("CM-1", topic, _j({"seq": float(next(seqs)), "readings": [
+        {"ts": int(moment.timestamp() * 1000), "channel": "opening", "value": 7}]}),
+        (), (("CM-1", "opening", moment, 7.0),))
+    yield with_good(reading(ts=float(int(tick().timestamp() * 1000))), (R.BAD_TIMESTAMP,))
     # sent_at is checked as a timestamp too: a bad one refuses the message.
     for bad in ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00", "yesterday", 12,
                 "2026-03-31T12:00:00"]:
@@ -434,6 +441,10 @@ def _national(tick: Tick, now: datetime, secrets: Mapping[str, str],
         yield Case("NAT-1", "$dr", text.encode(), (reason,),
                    writer_decides=reason == R.UNKNOWN_COMMAND)
     yield Case("NAT-1", "$dr", b"$cmd=reboot&result=succ&msgid=x\xff", (R.MALFORMED_FRAME,))
+    yield Case("NAT-1", "$dr", b"$cmd=reboot&result=succ&msgid=nope-8&msgid=nope-9",
+               (R.MALFORMED_FRAME,))
+    yield Case("NAT-1", "$dr", b"$cmd=reboot&result=succ&result=fail&msgid=nope-10",
+               (R.MALFORMED_FRAME,))
     nat_cmd = commands["NAT-1"]
     yield Case("NAT-2", "$dr",
                f"$cmd=reboot&result=succ&apikey={secrets['NAT-2']}&msgid={nat_cmd}".encode(),
