@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from devices.text import printable
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
 from geowarn.settings import get_settings
+from geowarn.shutdown import stop_on_signals
 from geowarn.timeargs import parse_time
 from ingest.deadletters import list_dead_letters, payload_excerpt
 
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stats", action="store_true",
                    help="print the counters the running gateways last saved, and exit")
     p.add_argument("--json", action="store_true", help="with --stats: JSON output")
+    p.add_argument("--log-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="log a summary line (rates, lag, queue, dead letters) this often "
+                   "(default 60; the full counters are logged at debug level, -v)")
     p.set_defaults(func=_ingest)
 
     d = sub.add_parser("deadletters", help="rejected messages with their reasons")
@@ -51,11 +54,23 @@ def _ingest(args: argparse.Namespace) -> int:
         overrides["name"] = args.name
     if args.group is not None:
         overrides["group"] = args.group or None
+    if args.log_interval <= 0:
+        raise InvalidInput(f"--log-interval must be positive, got {args.log_interval:g}")
+    overrides["log_interval_s"] = args.log_interval
     gateway = Gateway(GatewayConfig.from_settings(settings, **overrides))
-    signal.signal(signal.SIGTERM, lambda *_: gateway._stop.set())
-    print(f"gateway {gateway.config.name} ingesting from "
-          f"{gateway.config.host}:{gateway.config.port}", file=sys.stderr)
+    name = gateway.config.name
+    stop_on_signals(gateway._stop, "geowarn ingest", f"the ingest gateway {name} (the batch "
+                    "in hand is committed or left unacknowledged at the broker, nothing is "
+                    "lost)")
+    print(f"gateway {name} ingesting from {gateway.config.host}:{gateway.config.port}; a "
+          f"summary line every {args.log_interval:g} s (full counters: geowarn ingest "
+          "--stats, or -v); SIGTERM or Ctrl-C stops", file=sys.stderr)
     gateway.run_forever()
+    snap = gateway.stats.snapshot()
+    print(f"gateway {name} stopped after {snap['uptime_s']:.0f} s: "
+          f"{snap.get('messages_received', 0)} messages received, "
+          f"{snap.get('readings_stored', 0)} readings stored, "
+          f"{snap.get('dead_letters', 0)} dead letters", file=sys.stderr)
     return 0
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -43,7 +43,7 @@ from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
 from ingest.mqtt_client import GatewayConnection, MqttError
 from ingest.pipeline import BatchPlan, ReceivedMessage, internal_error, plan_batch
-from ingest.stats import IngestStats
+from ingest.stats import IngestStats, summary_line
 from ingest.takeover import PeerTakeover
 from ingest.writer import BatchWriter, CommitResult
 
@@ -84,7 +84,8 @@ class GatewayConfig:
     max_clock_skew_s: float
     max_backlog_days: float
     duplicate_seq_window: timedelta
-    stats_interval_s: float = 10.0
+    stats_interval_s: float = 10.0  # counters saved to ingest_stats (`geowarn health`)
+    log_interval_s: float = 60.0  # a one-line summary in the log (full JSON at debug level)
     # A peer of the group silent this long, whose instance lock is free, is adopted.
     takeover_after: timedelta = timedelta(seconds=15)
     # False: MQTT 3.1.1 for brokers without MQTT 5 (the demo's in-process amqtt broker). Such
@@ -145,6 +146,8 @@ class Gateway:
         self._plans: queue.Queue[tuple[list[ReceivedMessage], BatchPlan] | None] = \
             queue.Queue(maxsize=2)
         self._last_stats = time.monotonic()
+        self._last_log = time.monotonic()
+        self._logged: dict[str, Any] | None = None  # the snapshot of the last summary line
         self._last_commands = 0.0
         self._last_peer_check = 0.0
         # Messages taken from the inbox and not yet acknowledged, and when the pipeline last
@@ -299,7 +302,8 @@ class Gateway:
             self._ack(batch)
             self.stats.add("batches_committed_messages", len(batch))
             return
-        self.stats.batch(len(batch), time.perf_counter() - started)
+        self.stats.batch(len(batch), time.perf_counter() - started,
+                         (datetime.now(UTC) - min(m.received_at for m in batch)).total_seconds())
         self._count(plan.dead_letters, result)
         self._ack(batch)
         self.stats.add("batches_committed_messages", len(batch))
@@ -421,7 +425,11 @@ class Gateway:
         snapshot = self.stats.snapshot()
         snapshot["pending_messages"] = pending
         snapshot["stalled_s"] = round(time.monotonic() - self._progress_at, 1) if pending else 0.0
-        log.info("ingest stats %s", json.dumps(snapshot, sort_keys=True))
+        log.debug("ingest stats %s", json.dumps(snapshot, sort_keys=True))
+        if time.monotonic() - self._last_log >= self.config.log_interval_s:
+            self._last_log = time.monotonic()
+            log.info("%s: %s", self.config.name, summary_line(self._logged, snapshot))
+            self._logged = snapshot
         try:
             conn = self._db()
             with conn.transaction():

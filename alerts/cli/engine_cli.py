@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
+import sys
 import threading
 from typing import Any
 
@@ -21,6 +21,7 @@ from alerts.engine.rules import SCOPES, validate_override
 from alerts.engine.service import EngineConfig, Service
 from geowarn.db import connect, database_url
 from geowarn.errors import InvalidInput, NotFound
+from geowarn.shutdown import stop_on_signals
 
 
 def register(sub: Any) -> None:
@@ -53,9 +54,10 @@ def _run(args: argparse.Namespace) -> int:
                           quiet_s=args.quiet_hours * 3600.0,
                           backfill_s=args.backfill_days * 86400.0)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop, "geowarn engine", f"the warning engine {args.name} (the tick in "
+                    "hand finishes; a standby engine, if one runs, takes the lead)")
     Service(database_url(), config).run(stop)
+    print(f"geowarn engine: {args.name} stopped", file=sys.stderr)
     return 0
 
 
