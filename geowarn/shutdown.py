@@ -10,12 +10,16 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 
-def stop_on_signals(stop: threading.Event, command: str, stopping: str) -> None:
-    """On SIGTERM or SIGINT set `stop` and print "COMMAND: SIGTERM received, stopping
-    STOPPING" (e.g. "the ingest gateway gateway-1; ..."). Call from the main thread."""
+@contextmanager
+def stop_on_signals(stop: threading.Event, command: str, stopping: str) -> Iterator[None]:
+    """While inside, SIGTERM or SIGINT set `stop` and print "COMMAND: SIGTERM received,
+    stopping STOPPING" (e.g. "the ingest gateway gateway-1 (...)"); the previous handlers
+    come back on leaving. Use from the main thread."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -26,5 +30,9 @@ def stop_on_signals(stop: threading.Event, command: str, stopping: str) -> None:
         print(f"{command}: {name} received, stopping {stopping}", file=sys.stderr, flush=True)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -59,13 +59,13 @@ def _ingest(args: argparse.Namespace) -> int:
     overrides["log_interval_s"] = args.log_interval
     gateway = Gateway(GatewayConfig.from_settings(settings, **overrides))
     name = gateway.config.name
-    stop_on_signals(gateway._stop, "geowarn ingest", f"the ingest gateway {name} (the batch "
-                    "in hand is committed or left unacknowledged at the broker, nothing is "
-                    "lost)")
-    print(f"gateway {name} ingesting from {gateway.config.host}:{gateway.config.port}; a "
-          f"summary line every {args.log_interval:g} s (full counters: geowarn ingest "
-          "--stats, or -v); SIGTERM or Ctrl-C stops", file=sys.stderr)
-    gateway.run_forever()
+    with stop_on_signals(gateway._stop, "geowarn ingest", f"the ingest gateway {name} (the "
+                         "batch in hand is committed or left unacknowledged at the broker, "
+                         "nothing is lost)"):
+        print(f"gateway {name} ingesting from {gateway.config.host}:{gateway.config.port}; "
+              f"a summary line every {args.log_interval:g} s (full counters: geowarn ingest "
+              "--stats, or -v); SIGTERM or Ctrl-C stops", file=sys.stderr)
+        gateway.run_forever()
     snap = gateway.stats.snapshot()
     print(f"gateway {name} stopped after {snap['uptime_s']:.0f} s: "
           f"{snap.get('messages_received', 0)} messages received, "

@@ -93,7 +93,7 @@ def messages(tracks: Sequence[Track], catalogue: Catalogue | None = None
                    else encode_native(dev, items))
         yield SimMessage(topic_for(dev), payload,
                          tuple((tr.device_id, dev.channel_prefix + ch, t, value)
-                               for t, ch, value in items))
+                               for t, ch, value in items), device_id=tr.device_id)
 
 
 def tipping(mm: np.ndarray, bucket: float = 0.2) -> np.ndarray:

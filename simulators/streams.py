@@ -7,6 +7,7 @@ end to end, and benchmarks can pre-build their traffic before timing it.
 
 from __future__ import annotations
 
+import heapq
 import json
 import struct
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,12 @@ class SimMessage:
     payload: bytes
     expected: tuple[ExpectedReading, ...]
     fault: str | None = None  # None for ordinary traffic
+    device_id: str | None = None  # who publishes it (its MQTT identity), when known
+
+    @property
+    def data_time(self) -> datetime | None:
+        """The newest reading time it carries (None for garbage and other faults)."""
+        return max((r[2] for r in self.expected), default=None)
 
 
 @dataclass
@@ -134,51 +141,93 @@ def topic_for(device: SimDevice) -> str:
     return f"gw/v1/{device.device_id}/telemetry"
 
 
-def generate(devices: Sequence[SimDevice], *, start: datetime, messages_per_device: int,
-             readings_per_message: int = 1, step: timedelta | None = None,
-             faults: Faults = Faults(), seed: int = 0) -> Iterator[SimMessage]:
-    """Interleaved traffic of all devices in event-time order (before faults reorder it)."""
+def generate(devices: Sequence[SimDevice], *, start: datetime, messages_per_device: int | None,
+             readings_per_message: int | None = 1, step: timedelta | None = None,
+             faults: Faults = Faults(), seed: int = 0, time_ordered: bool = False
+             ) -> Iterator[SimMessage]:
+    """Interleaved traffic of all devices, before faults reorder it: round by round (each
+    device's n-th message, then the (n+1)-th), or with `time_ordered` strictly by event time
+    across devices of different intervals, as a live fleet sends it. `messages_per_device`
+    None: without end (time_ordered only); `readings_per_message` None: one whole sample (every
+    channel of the kind) per message."""
+    if messages_per_device is None and not time_ordered:
+        raise ValueError("an endless stream must be time_ordered")
     rng = np.random.default_rng(seed + 1)
     held: SimMessage | None = None  # an out-of-order message waiting for its successor
-    for _ in range(messages_per_device):
-        for device in devices:
-            interval = step or timedelta(seconds=device.kind.reporting_interval_s)
-            while len(device._pending) < readings_per_message:
-                ts = start + interval * device.samples
-                # Both profiles carry milliseconds at most.
-                ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
-                device.sample(ts, (ts - start).total_seconds())
-            items = device.take(readings_per_message)
-            payload = (encode_national(device, items) if device.profile == "national"
-                       else encode_native(device, items))
-            expected = tuple((device.device_id, device.channel_prefix + ch, ts, value)
-                             for ts, ch, value in items)
-            msg = SimMessage(topic_for(device), payload, expected)
-            if rng.random() < faults.gap:
-                yield SimMessage(msg.topic, b"", (), fault="gap")  # marker: not to be sent
-                continue
-            if held is not None:
-                yield msg
-                yield held
-                held = None
-            elif rng.random() < faults.out_of_order:
-                held = SimMessage(msg.topic, msg.payload, msg.expected, fault="out_of_order")
-            else:
-                yield msg
-            if rng.random() < faults.duplicate:
-                yield SimMessage(msg.topic, msg.payload, msg.expected, fault="duplicate")
-            if rng.random() < faults.garbage:
-                yield SimMessage(msg.topic, _garbage(rng, start), (), fault="garbage")
-            if rng.random() < faults.spoof and len(devices) > 1:
-                victim = devices[int(rng.integers(len(devices)))]
-                if victim is not device and device.profile == "national":
-                    spoofed = encode_national(device, items, device_id=victim.device_id)
-                    yield SimMessage(topic_for(device), spoofed, (), fault="spoof")
+    intervals = [step or timedelta(seconds=d.kind.reporting_interval_s) for d in devices]
+    per_message = [readings_per_message or len(d.signals) for d in devices]
+    for i in _schedule([(t.total_seconds(), k, len(d.signals))
+                        for t, k, d in zip(intervals, per_message, devices, strict=True)],
+                       messages_per_device, time_ordered):
+        device, interval, take = devices[i], intervals[i], per_message[i]
+        while len(device._pending) < take:
+            ts = start + interval * device.samples
+            # Both profiles carry milliseconds at most.
+            ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+            device.sample(ts, (ts - start).total_seconds())
+        items = device.take(take)
+        payload = (encode_national(device, items) if device.profile == "national"
+                   else encode_native(device, items))
+        expected = tuple((device.device_id, device.channel_prefix + ch, ts, value)
+                         for ts, ch, value in items)
+        who = device.device_id
+        msg = SimMessage(topic_for(device), payload, expected, device_id=who)
+        if rng.random() < faults.gap:
+            yield SimMessage(msg.topic, b"", (), fault="gap", device_id=who)  # not to be sent
+            continue
+        if held is not None:
+            yield msg
+            yield held
+            held = None
+        elif rng.random() < faults.out_of_order:
+            held = SimMessage(msg.topic, msg.payload, msg.expected, fault="out_of_order",
+                              device_id=who)
+        else:
+            yield msg
+        if rng.random() < faults.duplicate:
+            yield SimMessage(msg.topic, msg.payload, msg.expected, fault="duplicate",
+                             device_id=who)
+        if rng.random() < faults.garbage:
+            yield SimMessage(msg.topic, garbage_payload(rng, start), (), fault="garbage",
+                             device_id=who)
+        if rng.random() < faults.spoof and len(devices) > 1:
+            victim = devices[int(rng.integers(len(devices)))]
+            if victim is not device and device.profile == "national":
+                spoofed = encode_national(device, items, device_id=victim.device_id)
+                yield SimMessage(topic_for(device), spoofed, (), fault="spoof", device_id=who)
     if held is not None:
         yield held
 
 
-def _garbage(rng: np.random.Generator, when: datetime) -> bytes:
+def _schedule(devices: Sequence[tuple[float, int, int]], per_device: int | None,
+              time_ordered: bool) -> Iterator[int]:
+    """Positions of the devices in sending order: round-robin, or the one whose next message
+    is due first (ties by position), each `per_device` times (None: forever). A device is
+    (sample interval s, readings a message, readings a sample): message k carries readings
+    k*r .. k*r+r-1, so it is due when the sample of its last reading is."""
+    if not time_ordered:
+        for _ in range(per_device or 0):
+            yield from range(len(devices))
+        return
+
+    def due(i: int, k: int) -> float:
+        interval, per_message, per_sample = devices[i]
+        return ((k * per_message + per_message - 1) // per_sample) * interval
+
+    # A heap of (due, position) keeps the fleet in event-time order without materialising
+    # the stream.
+    heap = [(due(i, 0), i) for i in range(len(devices))]
+    heapq.heapify(heap)
+    sent = [0] * len(devices)
+    while heap:
+        _, i = heapq.heappop(heap)
+        yield i
+        sent[i] += 1
+        if per_device is None or sent[i] < per_device:
+            heapq.heappush(heap, (due(i, sent[i]), i))
+
+
+def garbage_payload(rng: np.random.Generator, when: datetime) -> bytes:
     choice = int(rng.integers(4))
     if choice == 0:
         return bytes(rng.integers(0, 256, size=int(rng.integers(1, 64)), dtype=np.uint8))

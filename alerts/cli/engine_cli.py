@@ -54,9 +54,9 @@ def _run(args: argparse.Namespace) -> int:
                           quiet_s=args.quiet_hours * 3600.0,
                           backfill_s=args.backfill_days * 86400.0)
     stop = threading.Event()
-    stop_on_signals(stop, "geowarn engine", f"the warning engine {args.name} (the tick in "
-                    "hand finishes; a standby engine, if one runs, takes the lead)")
-    Service(database_url(), config).run(stop)
+    with stop_on_signals(stop, "geowarn engine", f"the warning engine {args.name} (the tick "
+                         "in hand finishes; a standby engine, if one runs, takes the lead)"):
+        Service(database_url(), config).run(stop)
     print(f"geowarn engine: {args.name} stopped", file=sys.stderr)
     return 0
 
