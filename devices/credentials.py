@@ -34,8 +34,12 @@ _PREFIX = "$7$"
 
 
 def generate_secret() -> str:
-    """A new random secret: 24 random bytes, URL-safe base64 (32 characters)."""
-    return secrets.token_urlsafe(24)
+    """A new random secret: 24 random bytes, URL-safe base64 (32 characters), never starting
+    with "-": `mosquitto_pub -P -x...` or `--password -x...` would read it as an option."""
+    while True:
+        secret = secrets.token_urlsafe(24)
+        if not secret.startswith("-"):
+            return secret
 
 
 def hash_secret(secret: str, *, iterations: int = DEFAULT_ITERATIONS,

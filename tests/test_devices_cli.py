@@ -160,3 +160,11 @@ def test_readme_documents_the_csv_format() -> None:
     for kind in load_catalogue().kinds:
         assert f"`{kind}`" in section
     assert "devices/examples/devices.csv" in section and "--secrets-format csv|json|env" in section
+
+
+def test_no_secret_starts_with_a_dash() -> None:
+    """`--password -x...` (ours, mosquitto_pub's) would take it for an option: one secret in
+    64 would start with "-" otherwise."""
+    made = [credentials.generate_secret() for _ in range(2000)]
+    assert not [s for s in made if s.startswith("-")]
+    assert len(set(made)) == 2000 and {len(s) for s in made} == {32}

@@ -198,7 +198,7 @@ def test_one_device_with_username_and_password(
     secret = secrets_file.read(out)["CM-U"]
     assert main(["simulate", "--url", broker.url, "--scenario", "quiet", "--device", "CM-U",
                  "--backfill", "2h", "--until", "now", "--username", "CM-U",
-                 "--password", secret]) == 0
+                 "--password", secret]) == 0  # a secret never starts with "-" (an option)
     assert "published 13 messages" in capsys.readouterr().err  # 2 h of 10-minute samples
     n = 13 * len(load_catalogue().kind("crack_meter").channels)
     assert wait_for_count(db_url, "SELECT count(*) FROM readings", n) == n
