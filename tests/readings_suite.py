@@ -17,6 +17,8 @@ import psycopg
 import pytest
 
 from geowarn import readings as rd
+from geowarn import readings_bulk as rb
+from geowarn.errors import InvalidInput
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -254,3 +256,56 @@ def test_accumulations_match_numpy(store: psycopg.Connection) -> None:
         for w in rd.ACCUMULATION_WINDOWS:
             keep = (ts > end_us - w // timedelta(microseconds=1)) & (ts <= end_us)
             assert got[cid][w] == pytest.approx(vals[keep].sum(), rel=1e-12, abs=1e-12)
+
+
+# ---- bulk reads (geowarn/readings_bulk.py: the engine's cold start) ---------------------------
+
+def test_bulk_ranges_match_numpy(store: psycopg.Connection) -> None:
+    ids = make_channels(store, 3)
+    data = random_data(np.random.default_rng(5), ids)
+    store_data(store, data)
+    lo: list[datetime | float] = [T0 + timedelta(hours=7), -np.inf,
+                                  T0 + timedelta(days=1, minutes=3)]
+    hi: list[datetime | float] = [T0 + timedelta(days=2), T0 + timedelta(days=1), np.inf]
+    for inclusive in (False, True):
+        got = rb.ranges(store, ids, lo, hi, inclusive_lower=inclusive)
+        assert got.t.dtype == np.float64 and got.quality.dtype == np.int8
+        for cid, a, b in zip(ids, lo, hi, strict=True):
+            ts, vals = data[cid]
+            low = -np.inf if not isinstance(a, datetime) else us(a)
+            high = np.inf if not isinstance(b, datetime) else us(b)
+            keep = ((ts >= low) if inclusive else (ts > low)) & (ts <= high)
+            mine = got.channel_id == cid
+            assert np.array_equal(got.t[mine] * 1e6, ts[keep].astype(np.float64))
+            assert np.array_equal(got.value[mine], vals[keep])
+    # Bounds exactly on a reading: (lo, hi] keeps the upper one only.
+    ts0 = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(data[ids[0]][0][10]))
+    edge = rb.ranges(store, [ids[0]], [ts0], [ts0])
+    assert edge.t.size == 0
+    assert rb.ranges(store, [ids[0]], [ts0], [ts0], inclusive_lower=True).t.size == 1
+    assert rb.ranges(store, [], [], []).t.size == 0
+    with pytest.raises(InvalidInput, match="no time zone"):
+        rb.ranges(store, [ids[0]], [datetime(2026, 7, 1)], [np.inf])
+
+
+def test_bulk_rollups_match_numpy_on_both_paths(store: psycopg.Connection) -> None:
+    ids = make_channels(store, 3)
+    data = random_data(np.random.default_rng(6), ids)
+    store_data(store, data)
+    start, end = T0 - timedelta(days=1), T0 + timedelta(days=6)
+    for width in (H, timedelta(days=1)):
+        paths = [rb.rollups(store, ids, start, end, width, use_rollups=u) for u in (True, False)]
+        for got in paths:
+            for cid in ids:
+                mine = got.channel_id == cid
+                for agg in ("avg", "min", "max", "sum", "count"):
+                    want = numpy_downsample(*data[cid], start, end, width, rd.DEFAULT_ORIGIN,
+                                            agg)
+                    assert (got.t[mine] * 1e6).astype(np.int64).tolist() == [w[0] for w in want]
+                    assert got.n[mine].tolist() == [w[2] for w in want]
+                    col = got.n if agg == "count" else getattr(got, agg)
+                    np.testing.assert_allclose(col[mine], [w[1] for w in want], rtol=1e-12)
+    with pytest.raises(InvalidInput, match="not on a UTC hour edge"):
+        rb.rollups(store, ids, T0 + timedelta(minutes=5), end, H)
+    with pytest.raises(InvalidInput, match="hourly or daily"):
+        rb.rollups(store, ids, start, end, timedelta(minutes=10))

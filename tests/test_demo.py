@@ -284,8 +284,8 @@ def test_health_reports_fresh_stale_and_missing_services(
     conn.execute("INSERT INTO ingest_stats (gateway, updated_at, started_at, counters) VALUES "
                  "('gw-fresh', now(), now(), '{}'), "
                  "('gw-stale', now() - interval '5 minutes', now(), '{}')")
-    conn.execute("INSERT INTO engine_state (engine, clock, saved_at, channel_ids, targets, "
-                 "devices, arrays) VALUES ('engine', 0, now(), '{}', '{}', '{}', '')")
+    conn.execute("INSERT INTO engine_state (engine, clock, saved_at, layout) "
+                 "VALUES ('engine', 0, now(), '{}')")
     assert main(["health", "gateway", "--name", "gw-fresh"]) == 0
     assert re.fullmatch(r"gateway gw-fresh: last report \d+ s ago\n", capsys.readouterr().out)
     assert main(["health", "gateway", "--name", "gw-stale", "--max-age", "60"]) == 1

@@ -23,6 +23,7 @@ import psycopg
 from alerts.engine.rules import RAIN_WINDOWS_H, ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
 from devices.catalogue import load_catalogue
+from geowarn import readings_bulk
 from geowarn.errors import InvalidInput
 from gis.regional import regional_floor
 
@@ -50,28 +51,36 @@ def load_overrides(conn: psycopg.Connection) -> dict[tuple[str, str], Mapping[st
 
 
 def _ts(seconds: float) -> datetime | float:
-    return datetime.fromtimestamp(seconds, UTC) if math.isfinite(seconds) else -math.inf
+    return datetime.fromtimestamp(seconds, UTC) if math.isfinite(seconds) else seconds
 
 
 def _fetch(conn: psycopg.Connection, setup: Setup, ids: Sequence[int],
            lower: Sequence[datetime | float], upper: Sequence[datetime | float],
            inclusive_lower: bool) -> Samples:
-    index = {c.channel_id: i for i, c in enumerate(setup.channels)}
-    op = ">=" if inclusive_lower else ">"
-    # All bounds go as text: psycopg has no float -> timestamptz adapter for ±infinity, and
-    # it refuses a list mixing datetimes and strings (a new channel next to known ones).
-    lo = [x.isoformat() if isinstance(x, datetime) else "-infinity" for x in lower]
-    hi = [x.isoformat() if isinstance(x, datetime) else "infinity" for x in upper]
-    rows = conn.execute(
-        "SELECT r.channel_id, extract(epoch FROM r.ts)::float8, r.value, r.quality "
-        "FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[]) AS w(id, lo, hi) "
-        f"JOIN readings r ON r.channel_id = w.id AND r.ts {op} w.lo AND r.ts <= w.hi "
-        "ORDER BY r.channel_id, r.ts", (list(ids), lo, hi)).fetchall()
-    if not rows:
+    got = readings_bulk.ranges(conn, ids, lower, upper, inclusive_lower=inclusive_lower)
+    if not got.t.size:
         return Samples.empty()
-    cid, t, v, q = (np.array(col) for col in zip(*rows, strict=True))
-    ch = np.array([index[int(c)] for c in cid], np.int64)
-    return Samples(ch, t.astype(np.float64), v.astype(np.float64), q.astype(np.int8))
+    return Samples(setup.rows_of(got.channel_id), got.t, got.value, got.quality)
+
+
+def channels_with_new_readings(conn: psycopg.Connection, engine: str, setup: Setup,
+                               until: float, since: float = -math.inf) -> list[int]:
+    """Rows of the channels holding readings newer than their saved watermark (a channel
+    never judged: newer than `since`) up to `until`, found by the server: one index probe per
+    channel and nothing sent or parsed per channel. The saved watermarks are the engine's own
+    after every committed step (alerts/engine/state.py), so this equals comparing with the
+    in-memory state."""
+    rows = conn.execute(
+        "SELECT c.channel_id FROM channels c JOIN devices d USING (device_id) "
+        "LEFT JOIN engine_state_rows s ON s.engine = %(engine)s AND s.scope = 'channel' "
+        "AND s.key = c.channel_id::text "
+        "WHERE d.status <> 'retired' AND EXISTS (SELECT 1 FROM readings r "
+        "WHERE r.channel_id = c.channel_id AND r.ts <= %(until)s::timestamptz AND r.ts > "
+        "coalesce(to_timestamp(s.watermark), %(since)s::timestamptz))",
+        {"engine": engine, "until": readings_bulk.bound(_ts(until)),
+         "since": readings_bulk.bound(_ts(since))}).fetchall()
+    index = setup.index
+    return sorted(index[r[0]] for r in rows if r[0] in index)
 
 
 def load_samples(conn: psycopg.Connection, setup: Setup, state: EngineState, until: float,
@@ -126,3 +135,30 @@ def regional_levels(conn: psycopg.Connection, setup: Setup, at: float) -> np.nda
         if t == "hazard" and tid in floors:
             out[i] = int(floors[tid])
     return out
+
+
+class RegionalFloors:
+    """`regional_levels` computed only when its inputs change: the regional warnings valid
+    at the clock (usually none) and the hazard points. A step reads those fingerprints (two
+    small queries) instead of every hazard point's polygon."""
+
+    def __init__(self) -> None:
+        self._setup: Setup | None = None
+        self._key: tuple[Any, ...] = ()
+        self._levels = np.zeros(0, np.int8)
+
+    def levels(self, conn: psycopg.Connection, setup: Setup, at: float) -> np.ndarray:
+        when = datetime.fromtimestamp(at, UTC)
+        active = tuple(conn.execute(
+            "SELECT warning_id, level, valid_from, valid_to, cancelled_at, county_codes, "
+            "md5(coalesce(geometry::text, '')) FROM regional_warnings "
+            "WHERE valid_from <= %s AND valid_to > %s AND (cancelled_at IS NULL OR "
+            "cancelled_at > %s) ORDER BY warning_id", (when, when, when)).fetchall())
+        if not active:
+            return np.zeros(len(setup.targets), np.int8)
+        hazards = conn.execute("SELECT count(*), max(updated_at) FROM hazard_points").fetchone()
+        key = (active, tuple(hazards or ()))
+        if setup is not self._setup or key != self._key:
+            self._levels = regional_levels(conn, setup, at)
+            self._setup, self._key = setup, key
+        return self._levels.copy()

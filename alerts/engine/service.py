@@ -72,6 +72,8 @@ class Engine:
         self.setup: Setup
         self.state: EngineState
         self.clock = -math.inf
+        self.saved: engine_state.Saved  # what the database holds: the next save diffs it
+        self.regional = engine_data.RegionalFloors()
         self._fingerprint: tuple[Any, ...] = ()
         self.load()
 
@@ -94,6 +96,7 @@ class Engine:
             self.setup = build_setup(channels, params)
             restored = engine_state.restore(self.conn, self.config.name, self.setup)
             self.state = restored.state
+            self.saved = restored.saved
             fill_memory(self.setup, self.state,
                         engine_data.load_memory(self.conn, self.setup, self.state))
             self.clock = restored.clock if restored.clock is not None else -math.inf
@@ -110,18 +113,21 @@ class Engine:
 
     def step(self, now: float | None = None, channel_ids: set[int] | None = None,
              periodic: bool = False) -> list[AlertEvent]:
-        """One tick. `now` (seconds) drives a replay clock; else the configured clock."""
-        index = {c.channel_id: i for i, c in enumerate(self.setup.channels)}
-        if channel_ids is not None and not channel_ids <= index.keys():
+        """One tick. `now` (seconds) drives a replay clock; else the configured clock.
+        `channel_ids`: the channels with new readings (from NOTIFY); None: find them."""
+        if channel_ids is not None and not channel_ids <= self.setup.index.keys():
             self.load()  # a channel the setup does not know yet: the registry changed
-            index = {c.channel_id: i for i, c in enumerate(self.setup.channels)}
-        which = None if channel_ids is None else [index[c] for c in channel_ids if c in index]
         try:
             with self.conn.transaction():
                 until = now if now is not None else (
                     time.time() if self.config.clock == "wall" else math.inf)
                 since = (until - self.config.backfill_s
                          if self.config.clock == "wall" and now is None else -math.inf)
+                index = self.setup.index
+                which = (engine_data.channels_with_new_readings(
+                    self.conn, self.config.name, self.setup, until, since)
+                    if channel_ids is None else sorted(index[c] for c in channel_ids
+                                                       if c in index))
                 samples = engine_data.load_samples(self.conn, self.setup, self.state, until,
                                                    which, since)
                 clock = until if math.isfinite(until) else max(
@@ -129,14 +135,15 @@ class Engine:
                 clock = max(clock, self.clock)
                 if not math.isfinite(clock):
                     return []  # data clock before any data: nothing to judge yet
-                regional = engine_data.regional_levels(self.conn, self.setup, clock)
+                regional = self.regional.levels(self.conn, self.setup, clock)
                 self.state, result = tick(self.setup, self.state, samples, clock, regional)
                 changes = [LevelChange(**asdict(c)) for c in result.changes]
                 events = apply_changes(self.conn, changes, engine=self.config.name)
                 if periodic:
                     events += auto_resolve(self.conn, data_time=datetime.fromtimestamp(
                         clock, UTC), quiet=timedelta(seconds=self.config.quiet_s))
-                engine_state.save(self.conn, self.config.name, self.setup, self.state, clock)
+                saved = engine_state.save(self.conn, self.config.name, self.setup,
+                                          self.state, clock, self.saved)
         except Exception:
             # The tick advanced the in-memory state; the database did not: start again from
             # what was committed.
@@ -144,6 +151,7 @@ class Engine:
             self.load()
             raise
         self.clock = clock
+        self.saved = saved  # committed: the database now holds exactly this
         return events
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,30 @@ class Setup:
     @property
     def n(self) -> int:
         return len(self.channels)
+
+    @cached_property
+    def index(self) -> dict[int, int]:
+        """Channel id -> row (built once per setup: a step must not pay for the registry)."""
+        return {c.channel_id: i for i, c in enumerate(self.channels)}
+
+    def rows_of(self, channel_ids: np.ndarray) -> IntArray:
+        """Rows of channel ids the setup knows (InvalidInput for one it does not)."""
+        ids = np.asarray(channel_ids, np.int64)
+        order = self._id_order
+        pos = np.searchsorted(self._sorted_ids, ids)
+        pos = np.minimum(pos, max(self.n - 1, 0))
+        if self.n == 0 or not np.array_equal(self._sorted_ids[pos], ids):
+            raise InvalidInput("channel ids outside the engine setup")
+        return np.asarray(order[pos], np.int64)
+
+    @cached_property
+    def _id_order(self) -> IntArray:
+        return np.argsort(np.array([c.channel_id for c in self.channels], np.int64),
+                          kind="stable")
+
+    @cached_property
+    def _sorted_ids(self) -> IntArray:
+        return np.array([c.channel_id for c in self.channels], np.int64)[self._id_order]
 
 
 def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
