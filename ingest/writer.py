@@ -26,8 +26,10 @@ from ingest.pipeline import BatchPlan, ReplyMessage, TelemetryMessage
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "geowarn_readings"
-# pg_notify payloads are limited to 8000 bytes; beyond this many ids the engine is told "all".
-_NOTIFY_MAX_IDS = 1000
+# pg_notify payloads are limited to 8000 bytes: a commit naming more channels sends several
+# notifications, so the engine still loads only those channels (a "*" would make it search
+# the whole registry, one index probe per channel).
+_NOTIFY_MAX_BYTES = 7900
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,15 @@ class BatchWriter:
 
 
 def _notify(conn: psycopg.Connection, channel_ids: frozenset[int]) -> None:
-    payload = ("*" if len(channel_ids) > _NOTIFY_MAX_IDS
-               else ",".join(str(i) for i in sorted(channel_ids)))
-    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, payload))
+    if not channel_ids:
+        return
+    payloads, current = [], ""
+    for cid in sorted(channel_ids):
+        item = str(cid)
+        if current and len(current) + 1 + len(item) > _NOTIFY_MAX_BYTES:
+            payloads.append(current)
+            current = ""
+        current = f"{current},{item}" if current else item
+    payloads.append(current)
+    conn.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                 (NOTIFY_CHANNEL, payloads))

@@ -99,11 +99,10 @@ def test_incremental_saves_restart_to_exactly_the_full_save(db_url: str,
                 # the rows they never wrote still hold their initial state.
                 inc, full = _state_rows(conn, "engine"), _state_rows(conn, "full")
                 assert inc.items() <= full.items()
-                initial = engine_state.snapshot(
-                    EngineState.initial(live.setup), live.setup, live.saved.layout, False)
+                initial = EngineState.initial(live.setup)
                 for (scope, key), packed in full.items() - inc.items():
                     row = engine_state.keys(live.setup, scope).index(key)
-                    assert packed == initial.rows[scope][row].tobytes(), (scope, key)
+                    assert packed == engine_state.packed_rows(initial, scope, [row])[0]
                 # The refilled rings hold what the live ones hold.
                 for g, ring in live.state.rings.items():
                     other = restarted.state.rings[g]  # refilled: fewer old samples, same last K

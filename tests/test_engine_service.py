@@ -13,7 +13,7 @@ import pytest
 
 from alerts.engine import service as service_module
 from alerts.engine import state as engine_state
-from alerts.engine.service import Engine, EngineConfig, Service
+from alerts.engine.service import NOTIFY_CHANNEL, Engine, EngineConfig, Service, parse_payload
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
 
@@ -183,3 +183,23 @@ def test_a_fresh_wall_clock_engine_judges_only_the_backfill_window(
             engine.close()
         peak = conn.execute("SELECT coalesce(max(peak_level), 0) FROM alerts").fetchone()
         assert peak == (expected,)
+
+
+def test_a_commit_naming_many_channels_notifies_them_all_by_id(db_url: str) -> None:
+    # No "*": the engine would then search the whole registry instead of loading these.
+    from ingest.writer import _notify
+
+    ids = frozenset(range(1_999_990_000, 1_999_993_000))  # 10-digit ids: 33,000 bytes
+    with psycopg.connect(db_url, autocommit=True) as listen, psycopg.connect(db_url) as conn:
+        listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        _notify(conn, ids)
+        _notify(conn, frozenset())
+        conn.commit()
+        payloads = [n.payload for n in listen.notifies(timeout=2.0, stop_after=5)]
+    assert len(payloads) == 5 and all(len(p.encode()) <= 8000 for p in payloads)
+    got: set[int] = set()
+    for p in payloads:
+        named = parse_payload(p)
+        assert named is not None
+        got |= named
+    assert got == ids

@@ -1,7 +1,7 @@
 """`geowarn engine`: run the warning engine; `geowarn engine rules …`: manage rule overrides.
 
     geowarn engine [--name N] [--clock wall|data] [--period S] [--quiet-hours H]
-                   [--backfill-days D]
+                   [--backfill-days D] [--search-period S]
     geowarn engine rules set SCOPE ID '{"warning_m": 15.2}'
     geowarn engine rules list
     geowarn engine rules delete SCOPE ID
@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
                    help="auto-resolve alerts cleared for this long (data time)")
     p.add_argument("--backfill-days", type=float, default=7.0,
                    help="wall clock: how far back a never-judged channel starts")
+    p.add_argument("--search-period", type=float, default=300.0,
+                   help="seconds between searches of the whole registry for readings no "
+                        "NOTIFY announced (the gateway announces all of its own)")
     p.set_defaults(func=_run)
     rules = p.add_subparsers(dest="engine_command", metavar="ACTION")
     s = rules.add_parser("rules-set", help="set the rule override of a scope")
@@ -52,7 +55,8 @@ def register(sub: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     config = EngineConfig(name=args.name, clock=args.clock, period_s=args.period,
                           quiet_s=args.quiet_hours * 3600.0,
-                          backfill_s=args.backfill_days * 86400.0)
+                          backfill_s=args.backfill_days * 86400.0,
+                          search_period_s=args.search_period)
     stop = threading.Event()
     with stop_on_signals(stop, "geowarn engine", f"the warning engine {args.name} (the tick "
                          "in hand finishes; a standby engine, if one runs, takes the lead)"):

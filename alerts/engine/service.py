@@ -13,6 +13,10 @@ the broker); a caller that drives `step(now=...)` itself is a replay clock.
 
 Triggers: after every ingest commit (LISTEN geowarn_readings; the payload names the channels
 or says "*") and on a periodic tick for silence, dwell, regional validity and auto-resolve.
+A step's work follows what changed, not the registry: it loads the notified channels only,
+saves only the state rows that changed (alerts/engine/state.py), and searches the whole
+registry for unjudged readings only on start, for "*", on a replay step and every
+`search_period_s` (alerts/engine/data.py `channels_with_new_readings`, server-side).
 One active engine at a time: the leader holds pg_try_advisory_lock on a dedicated session; a
 standby retries every `standby_poll_s` and takes over when that session ends.
 """
@@ -52,14 +56,19 @@ class EngineConfig:
     # sample is judged in its own round, so judging a year of history on a first start
     # would take hours; a week covers the longest window (72 h rain) with room.
     backfill_s: float = 7 * 86400.0
+    # New readings arrive by NOTIFY (the gateway sends one with every commit); this often
+    # a periodic tick also searches the whole registry for unjudged readings, a safety net
+    # for writers that do not notify. It costs one index probe per channel on the server,
+    # so it is not done on every periodic tick.
+    search_period_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.clock not in ("wall", "data"):
             raise InvalidInput(f"engine clock must be 'wall' or 'data', got {self.clock!r}")
         if not (self.period_s > 0 and self.quiet_s > 0 and self.standby_poll_s > 0
-                and self.backfill_s > 0):
-            raise InvalidInput("engine period, quiet, standby poll and backfill must be "
-                               "positive")
+                and self.backfill_s > 0 and self.search_period_s > 0):
+            raise InvalidInput("engine period, quiet, standby poll, backfill and search "
+                               "period must be positive")
 
 
 class Engine:
@@ -208,6 +217,7 @@ class Service:
             engine.step(periodic=True)  # catch up with what arrived while no engine ran
             self.caught_up.set()
             next_periodic = time.monotonic() + self.config.period_s
+            next_search = time.monotonic() + self.config.search_period_s
             while not stop.is_set():
                 wait = max(0.0, min(next_periodic - time.monotonic(), 0.5))
                 ids: set[int] | None = set()
@@ -223,9 +233,14 @@ class Service:
                 if time.monotonic() >= next_periodic:
                     lock.execute("SELECT 1")  # our leadership lives as long as this session
                     engine.reload_if_changed()
-                    engine.step(periodic=True)
+                    search = time.monotonic() >= next_search
+                    # Silence, regional validity and auto-resolve; the readings search only
+                    # now and then (None: search, empty: the notified channels had it all).
+                    engine.step(periodic=True, channel_ids=None if search else set())
                     self.ticks += 1
                     next_periodic = time.monotonic() + self.config.period_s
+                    if search:
+                        next_search = time.monotonic() + self.config.search_period_s
         finally:
             listen.close()
 

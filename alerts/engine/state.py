@@ -11,22 +11,24 @@ starts the rest fresh, and an engine that saves a new field maps the old rows fi
 Not saved: the sample rings and evidence; `restore` leaves them empty and the service refills
 the rings from the readings store up to each channel's watermark.
 
-Incremental: `save` packs the current state (a memory copy of a few bytes per field and row),
-compares it byte for byte with what the database holds (the `Saved` snapshot the previous
-save or `restore` returned) and UPSERTs only the rows that differ. So a step's database work
-is proportional to what changed, whatever the registry's size, and no part of the tick has
-to remember what it touched: any field added to the saved arrays is saved incrementally too.
-A restart reads every row in one query per scope.
+Incremental: `save` compares the saved arrays, bit for bit (NaN equals NaN), with a copy of
+what the database holds (the `Saved` snapshot that `restore` or the previous save returned),
+and UPSERTs only the rows that differ. The comparison is a few vectorised compares over memory
+(well under a millisecond for 45,000 channels); what goes to the database is proportional to
+what changed, whatever the registry's size, and no part of the tick has to remember what it
+touched: a field added to the saved arrays is saved incrementally too. A restart reads every
+row in one query per scope.
 
 `save` runs on the caller's connection, inside the transaction that applies the tick's level
-changes: the state and the alerts it produced commit together or not at all. The caller
-adopts the returned snapshot only after that commit (after a rollback it must `restore`).
+changes: the state and the alerts it produced commit together or not at all. After a
+rolled-back transaction the caller must `restore` (the snapshot already counts the rows the
+failed save wrote).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +46,17 @@ COPY_ABOVE = 2000  # rows per scope beyond which a save streams them with COPY
 Layout = list[list[Any]]  # [[name, numpy dtype str, [trailing shape]], ...]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Saved:
-    """What the database holds for one engine, packed per scope and aligned with a setup's
-    channels, targets and devices: the reference the next save diffs against."""
+    """What the database holds for one engine: a copy of the saved arrays per scope, aligned
+    with a setup's channels, targets and devices; the reference the next save diffs against.
+    `save` brings it up to date in place once its writes succeeded; after a rolled-back
+    transaction the caller must `restore` a new one."""
 
     layout: dict[str, Layout]
-    rows: dict[str, np.ndarray]  # scope -> (n,) unstructured void records
+    arrays: dict[str, dict[str, np.ndarray]]  # scope -> name -> copy of the array
     rewrite: bool = False  # the stored layout differs: the next save rewrites every row
-    written: dict[str, int] = field(default_factory=dict)  # rows the save that made it wrote
+    written: dict[str, int] = field(default_factory=dict)  # rows the last save wrote
 
 
 @dataclass(frozen=True)
@@ -62,13 +66,13 @@ class Restored:
     saved: Saved
 
 
-def keys(setup: Setup, scope: str) -> list[str]:
-    """The row keys of a scope, in setup order."""
+def keys(setup: Setup, scope: str, rows: Sequence[int] | None = None) -> list[str]:
+    """The row keys of a scope, in setup order (or of the given rows only)."""
     if scope == "channel":
-        return [str(c.channel_id) for c in setup.channels]
-    if scope == "target":
-        return [f"{t}:{i}" for t, i in setup.targets]
-    return list(setup.devices)
+        return [str(setup.channels[i].channel_id) for i in rows] if rows is not None else [
+            str(c.channel_id) for c in setup.channels]
+    names = [f"{t}:{i}" for t, i in setup.targets] if scope == "target" else setup.devices
+    return [names[i] for i in rows] if rows is not None else list(names)
 
 
 def _scoped(state: EngineState) -> dict[str, dict[str, np.ndarray]]:
@@ -89,72 +93,100 @@ def _dtype(layout: Layout) -> np.dtype:
         raise InvalidInput(f"saved engine state has an unreadable layout: {exc}") from None
 
 
-def _pack(arrays: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """(n,) records as unstructured void, so == compares bytes (NaN equals NaN)."""
-    dt = _dtype(_layout(arrays))
-    rec = np.empty(n, dt)
+def _pack(arrays: Mapping[str, np.ndarray], rows: np.ndarray) -> list[bytes]:
+    """The given rows as packed records, one bytes object each."""
+    rec = np.empty(rows.size, _dtype(_layout(arrays)))
     for name, a in arrays.items():
-        if a.shape[0] != n:
-            raise InvalidInput(f"engine state array {name!r} has {a.shape[0]} rows, not {n}")
-        rec[name] = a
-    return rec.view(np.dtype((np.void, dt.itemsize)))
+        rec[name] = a[rows]
+    return [r.tobytes() for r in rec]
+
+
+def packed_rows(state: EngineState, scope: str, rows: Sequence[int]) -> list[bytes]:
+    """Rows of one scope of a state packed as a save writes them."""
+    return _pack(_scoped(state)[scope], np.asarray(rows, np.int64))
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """A view comparing bit patterns (so NaN equals NaN), one row per leading index."""
+    flat = np.ascontiguousarray(a).reshape(a.shape[0], -1)
+    return flat.view(f"u{a.dtype.itemsize}") if a.dtype.itemsize in (1, 2, 4, 8) else \
+        flat.view(np.uint8)
+
+
+def _changed(now: Mapping[str, np.ndarray], before: Mapping[str, np.ndarray], n: int
+             ) -> np.ndarray:
+    ne = np.zeros(n, bool)
+    for name, a in now.items():
+        ne |= (_bits(a) != _bits(before[name])).any(axis=1)
+    return np.flatnonzero(ne)
 
 
 def save(conn: psycopg.Connection, engine: str, setup: Setup, state: EngineState,
          clock: float, previous: Saved | None = None) -> Saved:
     """Write the rows that differ from `previous` (every row when it is None, or when its
-    layout is not the current one) and the header; returns the new snapshot."""
+    layout is not the current one) and the header; returns the up-to-date snapshot
+    (`previous` itself, updated, when it was usable)."""
     scoped = _scoped(state)
     layout = {s: _layout(a) for s, a in scoped.items()}
     sizes = {"channel": setup.n, "target": len(setup.targets), "device": len(setup.devices)}
     full = (previous is None or previous.rewrite or previous.layout != layout
-            or any(previous.rows[s].shape != (sizes[s],) for s in SCOPES))
+            or any(a.shape[0] != sizes[s] for s in SCOPES
+                   for a in previous.arrays[s].values()))
     conn.execute(
         "INSERT INTO engine_state (engine, clock, saved_at, layout) VALUES (%s, %s, now(), %s) "
         "ON CONFLICT (engine) DO UPDATE SET clock = excluded.clock, "
         "saved_at = excluded.saved_at, layout = excluded.layout",
         (engine, clock, Jsonb(layout)))
-    packed, written = {}, {}
+    dirty = {}
+    batch: tuple[list[str], list[str], list[bytes], list[float | None]] = ([], [], [], [])
     for s in SCOPES:
-        packed[s] = _pack(scoped[s], sizes[s])
-        if full:
-            rows = np.arange(sizes[s])
+        if full or previous is None:
+            dirty[s] = np.arange(sizes[s])
         else:
-            assert previous is not None
-            rows = np.flatnonzero(packed[s] != previous.rows[s])
-        written[s] = int(rows.size)
-        if rows.size:
-            _upsert(conn, engine, s, setup, rows, packed[s],
-                    state.watermark if s == "channel" else None)
-    return Saved(layout, packed, False, written)
+            dirty[s] = _changed(scoped[s], previous.arrays[s], sizes[s])
+        rows = dirty[s]
+        batch[0].extend([s] * rows.size)
+        batch[1].extend(keys(setup, s, rows.tolist()))
+        batch[2].extend(_pack(scoped[s], rows))
+        batch[3].extend([w if math.isfinite(w) else None for w in state.watermark[rows].tolist()]
+                        if s == "channel" else [None] * rows.size)
+    if batch[0]:
+        _upsert(conn, engine, *batch)
+    written = {s: int(r.size) for s, r in dirty.items()}
+    if full or previous is None:
+        return Saved(layout, _copies(scoped), False, written)
+    for s in SCOPES:  # every write succeeded: the database now holds these rows
+        for name, a in scoped[s].items():
+            previous.arrays[s][name][dirty[s]] = a[dirty[s]]
+    previous.written = written
+    return previous
 
 
-def _upsert(conn: psycopg.Connection, engine: str, scope: str, setup: Setup, rows: np.ndarray,
-            packed: np.ndarray, watermark: np.ndarray | None) -> None:
-    all_keys = keys(setup, scope)
-    ks = [all_keys[i] for i in rows.tolist()]
-    blobs = [r.tobytes() for r in packed[rows]]
-    wm: list[float | None] = [None] * len(ks) if watermark is None else [
-        w if math.isfinite(w) else None for w in watermark[rows].tolist()]
+def _copies(scoped: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+    return {s: {n: a.copy() for n, a in arrays.items()} for s, arrays in scoped.items()}
+
+
+def _upsert(conn: psycopg.Connection, engine: str, scopes: list[str], ks: list[str],
+            blobs: list[bytes], wm: list[float | None]) -> None:
     merge = ("ON CONFLICT (engine, scope, key) DO UPDATE SET packed = excluded.packed, "
              "watermark = excluded.watermark")
-    if len(ks) <= COPY_ABOVE:
+    if len(ks) <= COPY_ABOVE:  # one statement, one round trip
         conn.execute(
             "INSERT INTO engine_state_rows (engine, scope, key, packed, watermark) "
-            "SELECT %s, %s, k, p, w FROM unnest(%s::text[], %s::bytea[], %s::float8[]) "
-            f"AS u(k, p, w) {merge}", (engine, scope, ks, blobs, wm))
+            "SELECT %s, s, k, p, w FROM unnest(%s::text[], %s::text[], %s::bytea[], "
+            f"%s::float8[]) AS u(s, k, p, w) {merge}", (engine, scopes, ks, blobs, wm))
         return
     # Many rows (the first save, a catch-up): stream them through a staging table.
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _engine_state_stage (key text, packed bytea, "
-                 "watermark double precision) ON COMMIT DELETE ROWS")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _engine_state_stage (scope text, key text, "
+                 "packed bytea, watermark double precision) ON COMMIT DELETE ROWS")
     conn.execute("TRUNCATE _engine_state_stage")
     with conn.cursor() as cur, cur.copy(
-            "COPY _engine_state_stage (key, packed, watermark) FROM STDIN") as copy:
-        for row in zip(ks, blobs, wm, strict=True):
+            "COPY _engine_state_stage (scope, key, packed, watermark) FROM STDIN") as copy:
+        for row in zip(scopes, ks, blobs, wm, strict=True):
             copy.write_row(row)
     conn.execute("INSERT INTO engine_state_rows (engine, scope, key, packed, watermark) "
-                 f"SELECT %s, %s, key, packed, watermark FROM _engine_state_stage {merge}",
-                 (engine, scope))
+                 f"SELECT %s, scope, key, packed, watermark FROM _engine_state_stage {merge}",
+                 (engine,))
 
 
 def restore(conn: psycopg.Connection, engine: str, setup: Setup) -> Restored:
@@ -167,7 +199,7 @@ def restore(conn: psycopg.Connection, engine: str, setup: Setup) -> Restored:
     header = conn.execute("SELECT clock, layout FROM engine_state WHERE engine = %s",
                           (engine,)).fetchone()
     if header is None:
-        return Restored(state, None, snapshot(state, setup, layout_now, rewrite=False))
+        return Restored(state, None, snapshot(state, layout_now, rewrite=False))
     clock, stored_layout = header
     if not isinstance(stored_layout, dict):
         raise InvalidInput(f"engine {engine!r}: saved state has no layout")
@@ -176,15 +208,12 @@ def restore(conn: psycopg.Connection, engine: str, setup: Setup) -> Restored:
         old_layout = stored_layout.get(s, [])
         rewrite |= old_layout != layout_now[s]
         _load_scope(conn, engine, s, setup, scoped[s], old_layout)
-    return Restored(state, float(clock), snapshot(state, setup, layout_now, rewrite))
+    return Restored(state, float(clock), snapshot(state, layout_now, rewrite))
 
 
-def snapshot(state: EngineState, setup: Setup, layout: dict[str, Layout],
-              rewrite: bool) -> Saved:
-    """A state packed as the rows a save would compare (and write)."""
-    sizes = {"channel": setup.n, "target": len(setup.targets), "device": len(setup.devices)}
-    scoped = _scoped(state)
-    return Saved(layout, {s: _pack(scoped[s], sizes[s]) for s in SCOPES}, rewrite)
+def snapshot(state: EngineState, layout: dict[str, Layout], rewrite: bool) -> Saved:
+    """A state as the reference a save compares with (what the database holds)."""
+    return Saved(layout, _copies(_scoped(state)), rewrite)
 
 
 def _load_scope(conn: psycopg.Connection, engine: str, scope: str, setup: Setup,
