@@ -105,7 +105,7 @@ def encode(profile: str, device_id: str, command_id: str, name: str, params: Map
 
         return encode_native_command(device_id, command_id, name, p, issued_at=now,
                                      expires_at=deadline)
-    from devices.national import encode_national_command
+    from devices.national_commands import encode_national_command
 
     return encode_national_command(device_id, command_id, name, p)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from devices import national, native
+from devices import national, national_commands, native
 from devices.canonical import ReadingContext
 from devices.catalogue import Catalogue, load_catalogue
 from devices.messages import Decoded, DecodeError, DeviceInfo, Quality, Reason
@@ -63,7 +63,7 @@ def decode(
             ctx=_context(device, window), now=now,
         )
     if topic == "$dr" or topic.startswith(("$dr/", "$crsp/")):
-        reply = national.parse_national_reply(topic, payload)
+        reply = national_commands.parse_national_reply(topic, payload)
         if bound_device is not None:
             reply = replace(reply, device_id=bound_device)
         if reply.device_id is not None:

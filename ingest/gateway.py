@@ -43,6 +43,7 @@ from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
 from ingest.mqtt_client import GatewayConnection, MqttError
 from ingest.pipeline import BatchPlan, ReceivedMessage, internal_error, plan_batch
+from ingest.progress import PipelineProgress
 from ingest.stats import IngestStats, summary_line
 from ingest.takeover import PeerTakeover
 from ingest.writer import BatchWriter, CommitResult
@@ -150,10 +151,7 @@ class Gateway:
         self._logged: dict[str, Any] | None = None  # the snapshot of the last summary line
         self._last_commands = 0.0
         self._last_peer_check = 0.0
-        # Messages taken from the inbox and not yet acknowledged, and when the pipeline last
-        # advanced (an acknowledgement, or nothing waiting): what health calls "stalled".
-        self._in_hand = 0
-        self._progress_at = time.monotonic()
+        self.progress = PipelineProgress()
         self.failed: BaseException | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -255,7 +253,7 @@ class Gateway:
                     self._plans.put(None)  # lets the committer do its periodic work
                     continue
                 self.stats.add("messages_received", len(batch))
-                self._in_hand += len(batch)
+                self.progress.taken(len(batch))
                 plan = self._retry(lambda b=batch: plan_batch(b, self._decode),  # type: ignore[misc]
                                    "decoding a batch", drop=False)
                 self._plans.put((batch, plan))
@@ -313,8 +311,7 @@ class Gateway:
         self.mqtt.ack(tokens)
         if self.takeover is not None:
             self.takeover.ack(tokens)
-        self._in_hand -= len(batch)
-        self._progress_at = time.monotonic()
+        self.progress.acknowledged(len(batch))
 
     def _count(self, letters: list[DeadLetter], result: CommitResult) -> None:
         self.stats.add("readings_stored", result.stored)
@@ -418,13 +415,8 @@ class Gateway:
         if time.monotonic() - self._last_stats < self.config.stats_interval_s:
             return
         self._last_stats = time.monotonic()
-        pending = self.inbox.qsize() + max(0, self._in_hand)
-        if pending == 0:
-            self._progress_at = time.monotonic()
         self.stats.queue_depth = self.inbox.qsize()
-        snapshot = self.stats.snapshot()
-        snapshot["pending_messages"] = pending
-        snapshot["stalled_s"] = round(time.monotonic() - self._progress_at, 1) if pending else 0.0
+        snapshot = {**self.stats.snapshot(), **self.progress.report(self.inbox.qsize())}
         log.debug("ingest stats %s", json.dumps(snapshot, sort_keys=True))
         if time.monotonic() - self._last_log >= self.config.log_interval_s:
             self._last_log = time.monotonic()

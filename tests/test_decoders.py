@@ -18,7 +18,8 @@ from devices.messages import (
     StatusReport,
     Telemetry,
 )
-from devices.national import encode_national_command, frame, parse_national_reply
+from devices.national import frame
+from devices.national_commands import encode_national_command, parse_national_reply
 from devices.native import encode_native_command
 from devices.timestamps import TimestampError, parse_timestamp
 from geowarn.errors import InvalidInput

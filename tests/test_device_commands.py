@@ -136,7 +136,7 @@ def test_failed_publish_keeps_command_queued_and_retire_cancels(conn):
 
 
 def test_national_logger_command_round_trip(conn):
-    from devices.national import parse_national_reply
+    from devices.national_commands import parse_national_reply
 
     registry.add_device(conn, DeviceSpec("NAT-9", profile="national", sensors=("L3_YL_1",)))
     cid = commands.queue_command(conn, "NAT-9", "set_interval",

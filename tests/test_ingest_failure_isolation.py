@@ -107,7 +107,7 @@ def test_a_bug_or_a_database_refusal_costs_only_its_own_message(
                               Reason.STORAGE_ERROR])
     details = " ".join(d for _, d in letters)
     assert "KeyError" in details and "NEVERSHOWN" not in details
-    assert gw.failed is None and gw._in_hand == 0
+    assert gw.failed is None and gw.progress.in_hand == 0
 
 
 def test_a_dead_pipeline_thread_stops_the_process_with_an_error(
