@@ -119,7 +119,7 @@ def upgrade(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
                         log.warning("migration %04d_%s changed after it was applied",
                                     migration.version, migration.name)
                     continue
-                log.info("applying migration %04d_%s", migration.version, migration.name)
+                log.debug("applying migration %04d_%s", migration.version, migration.name)
                 try:
                     with conn.transaction():
                         _apply(conn, migration, ctx)
