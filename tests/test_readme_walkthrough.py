@@ -33,7 +33,7 @@ BLOCK = re.compile(r"<!-- walkthrough(?P<kind>[^>]*)-->\n```sh\n(?P<body>.*?)```
 TEST_BROKER = """\
 { grep -v -e '^listener' -e '^user ' -e '^pid_file' -e '^log_dest' broker/mosquitto.conf
   echo "user $(id -un)"
-  echo "listener $GEOWARN_MQTT_PORT 127.0.0.1"
+  echo "listener $MQTT_PORT 127.0.0.1"
   echo "pid_file $PWD/test-mosquitto.pid"
   echo "log_dest file $PWD/test-mosquitto.log"
 } > test-mosquitto.conf
@@ -77,7 +77,7 @@ def test_readme_walkthrough_runs_as_written(empty_db_url: str, workdir: Path) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEOWARN_")}
     env.update(PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
                f"{os.pathsep}/usr/sbin", GEOWARN_DATABASE_URL=empty_db_url,
-               GEOWARN_MQTT_PORT=str(free_port()))
+               MQTT_PORT=str(free_port()))
     proc = subprocess.Popen(["bash", "-c", script], cwd=workdir, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
