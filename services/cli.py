@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from geowarn import migrate
@@ -55,11 +56,12 @@ class Service(Protocol):
 class _EngineThread:
     """alerts.engine.service.Service (leader election, LISTEN, periodic tick) on its own thread."""
 
-    def __init__(self, db_url: str, service_class: type) -> None:
+    def __init__(self, db_url: str, service_class: type, wake: Callable[[], None]) -> None:
         from alerts.engine.service import EngineConfig
 
         self.service = service_class(db_url, EngineConfig())
         self._stop = threading.Event()
+        self._wake = wake  # tells `run` at once when the engine ends on its own
         self._thread = threading.Thread(target=self._main, name="warning-engine", daemon=True)
         self.failed: BaseException | None = None
 
@@ -69,6 +71,10 @@ class _EngineThread:
         except Exception as exc:  # reported by `run`, which then stops the whole set
             log.exception("warning engine stopped")
             self.failed = exc
+        finally:
+            if not self._stop.is_set():
+                self.failed = self.failed or ServiceFailed("the warning engine returned")
+                self._wake()
 
     def start(self) -> None:
         self._thread.start()
@@ -113,9 +119,9 @@ def _run(args: argparse.Namespace) -> int:
 
     services: list[tuple[str, Service]] = [
         ("ingest gateway", Gateway(GatewayConfig.from_settings(settings), db_url=db_url))]
-    if engine_class is not None:
-        services.append(("warning engine", _EngineThread(db_url, engine_class)))
     stop = threading.Event()
+    if engine_class is not None:
+        services.append(("warning engine", _EngineThread(db_url, engine_class, stop.set)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     started: list[tuple[str, Service]] = []
@@ -126,12 +132,15 @@ def _run(args: argparse.Namespace) -> int:
             log.info("%s started", name)
         print(f"geowarn run: {', '.join(n for n, _ in started)} running against "
               f"{settings.mqtt_host}:{settings.mqtt_port}; SIGTERM stops", file=sys.stderr)
-        # Wake now and then to notice an engine thread that died: a deployment must not
-        # keep ingesting silently while no warnings are evaluated.
-        while not stop.wait(1.0):
-            failed = [n for n, svc in started if getattr(svc, "failed", None) is not None]
-            if failed:
-                raise ServiceFailed(f"{failed[0]} failed; see the log above")
+        # Woken by SIGTERM/SIGINT, or by an engine thread that ended on its own: a
+        # deployment must not keep ingesting silently while no warnings are evaluated.
+        stop.wait()
+        failed = [(n, exc) for n, svc in started
+                  if (exc := getattr(svc, "failed", None)) is not None]
+        if failed:
+            name, exc = failed[0]
+            raise ServiceFailed(f"{name} failed ({type(exc).__name__}: {exc}); see the log "
+                                "above")
     finally:
         # Reverse order: the engine stops before the gateway that feeds it.
         for name, service in reversed(started):

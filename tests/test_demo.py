@@ -322,3 +322,22 @@ def test_run_fails_loudly_when_the_engine_cannot_be_loaded(
     err = capsys.readouterr().err
     assert "the warning engine cannot be loaded (ModuleNotFoundError" in err
     assert "geowarn run --no-engine" in err
+
+
+def test_run_stops_everything_when_the_engine_fails(
+        db_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine thread dying wakes `geowarn run` at once; it stops the gateway and fails."""
+    import services.cli
+
+    class Broken:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def run(self, stop: threading.Event) -> None:
+            raise RuntimeError("engine broke")
+
+    override_settings(database_url=db_url, mqtt_url=broker.url)
+    monkeypatch.setattr(services.cli, "_engine_service_class", lambda: Broken)
+    assert main(["run"]) == 2
+    assert "warning engine failed (RuntimeError: engine broke)" in capsys.readouterr().err
