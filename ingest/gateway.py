@@ -275,6 +275,10 @@ class Gateway:
                 self._maybe_dispatch_commands()
                 self._maybe_check_peers()
                 self._maybe_flush_stats()
+                if self.mqtt.finished.is_set() and not self._stop.is_set():
+                    # paho's network thread ended without being asked to: nothing more
+                    # arrives, so the process must go and be restarted.
+                    raise GatewayFailed("the MQTT network thread stopped")
         except GatewayStopping:
             # Stopped while the database was away: nothing was acknowledged, the broker
             # redelivers the batch to the next gateway session.

@@ -117,6 +117,8 @@ class GatewayConnection:
     def _run(self) -> None:
         try:
             self._run_connection()
+        except Exception as exc:  # the gateway sees `finished` and stops the process
+            log.critical("MQTT network thread died (%s)", type(exc).__name__, exc_info=exc)
         finally:
             self.finished.set()
 

@@ -143,6 +143,28 @@ def test_a_dead_pipeline_thread_stops_the_process_with_an_error(
     assert "ingest-decoder died" in text and "gateway thread died" in text
 
 
+def test_a_dead_network_thread_fails_the_gateway(
+        conn: psycopg.Connection, db_url: str, broker: Broker) -> None:
+    gw = Gateway(gateway_config(broker, name="net-dies"), db_url=db_url)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug in a paho callback")
+
+    gw.mqtt.client.on_message = broken
+    gw.start()
+    try:
+        assert gw.mqtt.subscribed.wait(10)
+        pub = Publisher("127.0.0.1", broker.port)
+        pub.publish("gw/v1/ANY/telemetry", b"{}")
+        pub.wait_acked()
+        pub.close()
+        assert gw.mqtt.finished.wait(30)
+        assert gw._stop.wait(30), "the gateway must stop when its network thread is gone"
+        assert isinstance(gw.failed, Exception) and "network thread" in str(gw.failed)
+    finally:
+        gw.stop()
+
+
 def test_health_is_unhealthy_while_the_pipeline_is_stalled(
         conn: psycopg.Connection, db_url: str, broker: Broker,
         patched_gateway: Callable[..., Gateway], capsys: pytest.CaptureFixture[str]) -> None:
