@@ -278,6 +278,12 @@ def test_bulk_ranges_match_numpy(store: psycopg.Connection) -> None:
             mine = got.channel_id == cid
             assert np.array_equal(got.t[mine] * 1e6, ts[keep].astype(np.float64))
             assert np.array_equal(got.value[mine], vals[keep])
+    # Ordered by channel and time whatever order the channels are asked in.
+    back = rb.ranges(store, ids[::-1], lo[::-1], hi[::-1])
+    forward = rb.ranges(store, ids, lo, hi)
+    assert np.array_equal(back.channel_id, forward.channel_id)
+    assert np.array_equal(back.t, forward.t) and np.array_equal(back.value, forward.value)
+    assert np.all(np.diff(forward.channel_id) >= 0)
     # Bounds exactly on a reading: (lo, hi] keeps the upper one only.
     ts0 = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(data[ids[0]][0][10]))
     edge = rb.ranges(store, [ids[0]], [ts0], [ts0])

@@ -5,9 +5,15 @@
 - `load_overrides`: the engine_rules table as {(scope, scope_id): params};
 - `load_samples`: readings newer than each channel's watermark up to the engine clock, in one
   query over (channel_id, ts) index ranges, returned as tick.Samples;
+- `channels_with_new_readings`: which channels hold readings beyond their saved watermark,
+  answered by the server (for steps that were not told which channels changed);
 - `load_memory`: the readings at or before each watermark that the rings need after a
   restart (rain: 72 h; other groups: their ring length in reporting intervals, with margin);
-- `regional_levels`: the regional-warning floor of every hazard-point target at a data time.
+- `regional_levels` / `RegionalFloors`: the regional-warning floor of every hazard-point
+  target at a data time (the latter recomputes it only when its inputs change).
+
+Rows come through geowarn/readings_bulk.py: one binary COPY parsed by numpy, the same on
+plain PostgreSQL and TimescaleDB.
 """
 
 from __future__ import annotations
@@ -98,8 +104,10 @@ def load_samples(conn: psycopg.Connection, setup: Setup, state: EngineState, unt
                   [up] * len(ids), inclusive_lower=False)
 
 
-def load_memory(conn: psycopg.Connection, setup: Setup, state: EngineState) -> Samples:
-    """Readings the rings held before a restart: (watermark − lookback, watermark]."""
+def memory_ranges(setup: Setup, state: EngineState
+                  ) -> tuple[list[int], list[datetime], list[datetime]]:
+    """Channel ids and (lower, upper] bounds of what the rings held before a restart:
+    (watermark − lookback, watermark]."""
     ids, lo, hi = [], [], []
     for i, c in enumerate(setup.channels):
         w = float(state.watermark[i])
@@ -113,8 +121,14 @@ def load_memory(conn: psycopg.Connection, setup: Setup, state: EngineState) -> S
         else:
             continue
         ids.append(c.channel_id)
-        lo.append(_ts(w - back))
-        hi.append(_ts(w))
+        lo.append(datetime.fromtimestamp(w - back, UTC))
+        hi.append(datetime.fromtimestamp(w, UTC))
+    return ids, lo, hi
+
+
+def load_memory(conn: psycopg.Connection, setup: Setup, state: EngineState) -> Samples:
+    """Readings the rings held before a restart, in one binary COPY."""
+    ids, lo, hi = memory_ranges(setup, state)
     if not ids:
         return Samples.empty()
     return _fetch(conn, setup, ids, lo, hi, inclusive_lower=False)
