@@ -11,54 +11,33 @@ What is measured, in one run on this machine:
    loop is what the vectorised tick replaces: per channel, window sums, quality checks,
    least-squares fits, the acceleration check, levels, the quality gate and hysteresis).
    The two must agree (levels exactly, evidence to 1e-9 relative); the ratio is reported.
-4. Publish-to-alert latency through the real path: Mosquitto, a `geowarn ingest` gateway
-   process, PostgreSQL and an in-process engine service (wall clock, woken by NOTIFY,
-   periodic tick every 5 s so periodic work competes with the trials) over a registry of
-   each `--registry` count of devices (default 2,000, 10,000 and 30,000: one fresh database
-   each): a probe device alternates across a threshold (dwell 0) so every message is a level
-   change; latency = the engine's commit of the alert event minus the publish, p50 and p99.
-   Also the time of one search of the whole registry for un-notified readings, which the
-   service runs every `search_period_s` (300 s), not on every tick.
+4. Publish-to-alert latency at each `--registry` size against a whole-state-saving engine in
+   the same run: bench/engine_latency.py (also runnable alone).
 Cold start from the store and memory per channel: bench/engine_cold.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import operator
 import os
 import statistics
-import tempfile
-import threading
 import time
-from datetime import UTC, datetime
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psycopg
-from psycopg.types.json import Jsonb
 
-from alerts.engine import data as engine_data
 from alerts.engine import tick_methods as tm
 from alerts.engine.ring import MICRO
 from alerts.engine.rules import ChannelInfo, resolve
-from alerts.engine.service import Engine, EngineConfig, Service
 from alerts.engine.tick import EngineState, Samples, Setup, build_setup, fill_memory, tick
 from alerts.methods.failure_time import forecast_failure
 from alerts.methods.levels import classify
-from bench.ingest import start_gateway
-from bench.store import LOCAL_ADMIN, fresh_database
-from geowarn.embedded import free_port, start_mosquitto
-from ingest.broker_config import gateway_broker_config
-from simulators.publisher import Publisher
+from bench import engine_latency
+from bench.store import LOCAL_ADMIN
 
 MINUTES = 1440
 STEADY = 10
-PERIOD_S = 5.0
 T0 = 1_750_000_000.0
 CRACK_RULES = {"reference_rate_mm_per_day": 2.0, "baseline": 0.0,
                "velocity_mm_per_day": [20, 40, 80, 160], "cumulative_mm": [50, 100, 150, 200]}
@@ -275,117 +254,13 @@ def compare(vec: dict[str, Any], loop: dict[str, Any]) -> None:
                                        equal_nan=True, err_msg=f"{name} of channel {c}")
 
 
-# ---- publish-to-alert latency ------------------------------------------------------------
-
-def run_latency(admin: str, trials: int, registry: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, \
-            fresh_database(admin, f"bench_engine_{os.getpid()}") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            _register(conn, registry)
-        port = free_port()
-        broker = start_mosquitto(gateway_broker_config(), port, Path(tmp) / "mq")
-        gateway = start_gateway(url, port, Path(tmp) / "gw.log")
-        committed: dict[int, float] = {}
-        seen = threading.Condition()
-        original = Engine.step
-
-        def timed_step(self: Engine, *args: Any, **kwargs: Any) -> Any:
-            events = original(self, *args, **kwargs)  # returns after its commit
-            now = time.perf_counter()
-            with seen:
-                for e in events:
-                    if e.target_id == "PROBE-SITE" and e.hazard_kind == "water_level":
-                        committed.setdefault(int(e.data_time.timestamp() * 1000), now)
-                seen.notify_all()
-            return events
-
-        Engine.step = timed_step  # type: ignore[method-assign]
-        stop = threading.Event()
-        # A short period so periodic ticks (silence, regional, auto-resolve) run during the
-        # trials and compete with them, as they do in production.
-        service = Service(url, EngineConfig(clock="wall", period_s=PERIOD_S))
-        runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
-        runner.start()
-        lat = []
-        try:
-            if not service.leading.wait(60):
-                raise RuntimeError("engine did not start")
-            pub = Publisher("127.0.0.1", port, client_id="bench-engine")
-            # Distinct data times one second apart, all in the past: the wall-clock engine
-            # judges readings up to now.
-            base = int((time.time() - trials - 10) * 1000)
-            for i in range(trials + 5):
-                stamp = base + i * 1000
-                value = 25.0 if i % 2 == 0 else 5.0
-                payload = json.dumps({"seq": i + 1, "readings": [
-                    {"ts": stamp, "channel": "level", "value": value}]}).encode()
-                sent = time.perf_counter()
-                pub.publish("gw/v1/PROBE/telemetry", payload)
-                with seen:
-                    if not seen.wait_for(partial(operator.contains, committed, stamp),
-                                         timeout=30):
-                        raise RuntimeError(f"no alert event for probe message {i}")
-                if i >= 5:  # the first few warm the connections and caches
-                    lat.append(committed[stamp] - sent)
-            pub.close()
-        finally:
-            stop.set()
-            runner.join(30)
-            Engine.step = original  # type: ignore[method-assign]
-            gateway.terminate()
-            gateway.wait(30)
-            broker.terminate()
-            broker.wait(10)
-        search_ms = _search_ms(url)
-    ms = np.array(lat) * 1000.0
-    return {"trials": len(ms), "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
-            "registry": registry, "search_ms": search_ms}
-
-
-def _search_ms(url: str) -> float:
-    """One search of the whole registry for unjudged readings (every search_period_s)."""
-    engine = Engine(url, EngineConfig(clock="wall"))
-    try:
-        started = time.perf_counter()
-        with engine.conn.transaction():
-            engine_data.channels_with_new_readings(engine.conn, "engine", engine.setup,
-                                                   time.time())
-        return (time.perf_counter() - started) * 1000.0
-    finally:
-        engine.close()
-
-
-def _register(conn: psycopg.Connection, registry: int) -> None:
-    """`registry` background devices (half rain gauges, half crack meters) with an hour of
-    data, and the probe: a water-level gauge crossing a 20 m threshold with no dwell."""
-    from devices.registry import DeviceSpec, add_device
-    from geowarn.readings import write_readings
-
-    with conn.transaction():  # one commit for the whole registry
-        for i in range(registry):
-            kind = "rain_gauge" if i % 2 == 0 else "crack_meter"
-            add_device(conn, DeviceSpec(f"BG{i:05d}", kind=kind, hazard_id=f"HP{i % 200}",
-                                        reporting_interval_s=600))
-    add_device(conn, DeviceSpec("PROBE", kind="water_level", site_id="PROBE-SITE"))
-    conn.execute("INSERT INTO engine_rules (scope, scope_id, params) VALUES "
-                 "('site', 'PROBE-SITE', %s)", (Jsonb({
-                     "method": "threshold", "thresholds": [10, 20, 30, 40], "dwell_s": 0,
-                     "clear_ratio": 1.0, "hampel_k": 1e9}),))
-    ids = [r[0] for r in conn.execute("SELECT channel_id FROM channels c JOIN devices d "
-                                      "USING (device_id) WHERE d.device_id LIKE 'BG%'")]
-    now = time.time()
-    rows = [(cid, datetime.fromtimestamp(now - 3600 + k * 600, UTC), 0.0, 0)
-            for cid in ids for k in range(6)]
-    write_readings(conn, rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, default=10_000)
     parser.add_argument("--latency-trials", type=int, default=200)
     parser.add_argument("--registry", default="2000,10000,30000",
-                        help="background devices, one latency run per comma-separated count")
+                        help="background devices: one latency run (bench/engine_latency.py) "
+                             "per comma-separated count; empty: none")
     parser.add_argument("--admin-url", default=os.environ.get("GEOWARN_TEST_DATABASE_URL",
                                                               LOCAL_ADMIN))
     args = parser.parse_args()
@@ -404,14 +279,9 @@ def main() -> None:
           f"min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f} over {len(times)} ticks")
     print(f"plain per-channel Python loop, same tick, same results: {loop_s * 1000:.0f} ms; "
           f"ratio loop / last tick {loop_s / times[-1]:.0f}x", flush=True)
-    for registry in (int(x) for x in args.registry.split(",")):
-        lat = run_latency(args.admin_url, args.latency_trials, registry)
-        print(f"publish-to-alert latency over {lat['trials']} level changes "
-              f"({lat['registry']:,} background devices, periodic tick every {PERIOD_S:g} s): "
-              f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-              f"max {lat['max_ms']:.1f} ms; registry search for un-notified readings "
-              f"{lat['search_ms']:.0f} ms (every 300 s)", flush=True)
-
+    for registry in (int(x) for x in args.registry.split(",") if x):
+        print(engine_latency.report(engine_latency.run(args.admin_url, registry,
+                                                       args.latency_trials)), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,195 @@
+"""Benchmark: publish-to-alert latency of the warning engine against the size of the registry.
+
+    .venv/bin/python -m bench.engine_latency [--registry 2000,10000,30000] [--trials 200]
+
+For each registry size, one fresh database with that many background devices (half rain
+gauges, half crack meters, an hour of 10-minute data each: 1.5 channels per device) plus a
+probe, a water-level gauge whose threshold rule (dwell 0) makes every reading a level change.
+The real path: Mosquitto with GeoWarn's configuration, a `geowarn ingest` gateway process,
+PostgreSQL, and an in-process engine service (wall clock, woken by NOTIFY, periodic tick
+every 5 s so that periodic work competes with the trials). Latency = the engine's commit of
+the probe's alert event minus the publish; p50 / p99 / max over `--trials` level changes.
+
+Two engines in the same run, on the same database, broker and gateway, one after the other:
+- "incremental": the engine as shipped (a step saves only the state rows that changed);
+- "whole-state" (the baseline): the same engine made to save every row of its state on every
+  step and to search the whole registry for readings on every periodic tick, which is what
+  each step cost before the state was saved incrementally.
+Also timed: one search of the whole registry for un-notified readings (the shipped service
+runs it every `search_period_s`, 300 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from alerts.engine import data as engine_data
+from alerts.engine.service import Engine, EngineConfig, Service
+from bench.ingest import start_gateway
+from bench.store import LOCAL_ADMIN, fresh_database
+from geowarn.embedded import free_port, start_mosquitto
+from ingest.broker_config import gateway_broker_config
+from simulators.publisher import Publisher
+
+PERIOD_S = 5.0
+WARMUP = 5
+
+
+def register(conn: psycopg.Connection, registry: int) -> None:
+    """`registry` background devices with an hour of data, and the probe."""
+    from devices.registry import DeviceSpec, add_device
+    from geowarn.readings import write_readings
+
+    with conn.transaction():  # one commit for the whole registry
+        for i in range(registry):
+            kind = "rain_gauge" if i % 2 == 0 else "crack_meter"
+            add_device(conn, DeviceSpec(f"BG{i:05d}", kind=kind, hazard_id=f"HP{i % 200}",
+                                        reporting_interval_s=600))
+        add_device(conn, DeviceSpec("PROBE", kind="water_level", site_id="PROBE-SITE"))
+    conn.execute("INSERT INTO engine_rules (scope, scope_id, params) VALUES "
+                 "('site', 'PROBE-SITE', %s)", (Jsonb({
+                     "method": "threshold", "thresholds": [10, 20, 30, 40], "dwell_s": 0,
+                     "clear_ratio": 1.0, "hampel_k": 1e9}),))
+    ids = [r[0] for r in conn.execute("SELECT channel_id FROM channels c JOIN devices d "
+                                      "USING (device_id) WHERE d.device_id LIKE 'BG%'")]
+    now = time.time()
+    rows = [(cid, datetime.fromtimestamp(now - 3600 + k * 600, UTC), 0.0, 0)
+            for cid in ids for k in range(6)]
+    write_readings(conn, rows)
+
+
+def _whole_state(step: Callable[..., Any]) -> Callable[..., Any]:
+    def whole_state_step(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        self.saved.rewrite = True  # the next save writes every row of the state
+        if kwargs.get("channel_ids") == set():
+            kwargs["channel_ids"] = None  # and every periodic tick searches the registry
+        return step(self, *args, **kwargs)
+    return whole_state_step
+
+
+def trials(url: str, port: int, n: int, variant: str) -> list[float]:
+    """Latencies (s) of n probe level changes through the running gateway."""
+    committed: dict[int, float] = {}
+    seen = threading.Condition()
+    original = Engine.step
+    inner = _whole_state(original) if variant == "whole-state" else original
+
+    def timed_step(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        events = inner(self, *args, **kwargs)  # returns after its commit
+        now = time.perf_counter()
+        with seen:
+            for e in events:
+                if e.target_id == "PROBE-SITE" and e.hazard_kind == "water_level":
+                    committed.setdefault(int(e.data_time.timestamp() * 1000), now)
+            seen.notify_all()
+        return events
+
+    Engine.step = timed_step  # type: ignore[method-assign]
+    stop = threading.Event()
+    service = Service(url, EngineConfig(clock="wall", period_s=PERIOD_S))
+    runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    runner.start()
+    lat = []
+    try:
+        if not service.leading.wait(600):
+            raise RuntimeError("engine did not start")
+        pub = Publisher("127.0.0.1", port, client_id=f"bench-engine-{variant}")
+        # Distinct data times one second apart, in the past (the wall-clock engine judges
+        # readings up to now) and after those of the previous variant.
+        base = int((time.time() - n - WARMUP - 5) * 1000)
+        for i in range(n + WARMUP):
+            stamp = base + i * 1000
+            value = 25.0 if i % 2 == 0 else 5.0
+            payload = json.dumps({"seq": i + 1, "readings": [
+                {"ts": stamp, "channel": "level", "value": value}]}).encode()
+            sent = time.perf_counter()
+            pub.publish("gw/v1/PROBE/telemetry", payload)
+            with seen:
+                if not seen.wait_for(partial(operator.contains, committed, stamp), timeout=60):
+                    raise RuntimeError(f"no alert event for probe message {i} ({variant})")
+            if i >= WARMUP:  # the first few warm the connections and caches
+                lat.append(committed[stamp] - sent)
+        pub.close()
+    finally:
+        stop.set()
+        runner.join(60)
+        Engine.step = original  # type: ignore[method-assign]
+    return lat
+
+
+def search_ms(url: str) -> float:
+    """One search of the whole registry for unjudged readings."""
+    engine = Engine(url, EngineConfig(clock="wall"))
+    try:
+        started = time.perf_counter()
+        with engine.conn.transaction():
+            engine_data.channels_with_new_readings(engine.conn, "engine", engine.setup,
+                                                   time.time())
+        return (time.perf_counter() - started) * 1000.0
+    finally:
+        engine.close()
+
+
+def run(admin: str, registry: int, n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"registry": registry}
+    with tempfile.TemporaryDirectory() as tmp, \
+            fresh_database(admin, f"bench_engine_latency_{os.getpid()}") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            register(conn, registry)
+            out["channels"] = conn.execute("SELECT count(*) FROM channels").fetchone()[0]  # type: ignore[index]
+        port = free_port()
+        broker = start_mosquitto(gateway_broker_config(), port, Path(tmp) / "mq")
+        gateway = start_gateway(url, port, Path(tmp) / "gw.log")
+        try:
+            for variant in ("incremental", "whole-state"):
+                ms = np.array(trials(url, port, n, variant)) * 1000.0
+                out[variant] = {"p50": float(np.percentile(ms, 50)),
+                                "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
+                                "trials": int(ms.size)}
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+            broker.terminate()
+            broker.wait(10)
+        out["search_ms"] = search_ms(url)
+    return out
+
+
+def report(r: dict[str, Any]) -> str:
+    inc, whole = r["incremental"], r["whole-state"]
+    return (f"{r['registry']:,} devices ({r['channels']:,} channels), {inc['trials']} level "
+            f"changes each: incremental p50 {inc['p50']:.1f} ms, p99 {inc['p99']:.1f} ms, max "
+            f"{inc['max']:.1f} ms | whole-state baseline p50 {whole['p50']:.1f} ms, p99 "
+            f"{whole['p99']:.1f} ms, max {whole['max']:.1f} ms | p99 ratio "
+            f"{inc['p99'] / whole['p99']:.2f} | registry search {r['search_ms']:.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", default="2000,10000,30000",
+                        help="background devices, one run per comma-separated count")
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--admin-url", default=os.environ.get("GEOWARN_TEST_DATABASE_URL",
+                                                              LOCAL_ADMIN))
+    args = parser.parse_args()
+    for registry in (int(x) for x in args.registry.split(",")):
+        print(report(run(args.admin_url, registry, args.trials)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
