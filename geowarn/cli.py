@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "duty": "notify.cli",
     "notify": "notify.cli",
     "notifications": "notify.cli",
+    "users": "api.cli",
+    "api": "api.cli",
     "run": "services.cli",
     "health": "services.cli",
     "demo": "demo.cli",

@@ -113,6 +113,15 @@ class Settings(BaseSettings):
                                        description="webhook body format: generic, dingtalk "
                                                    "or wecom")
 
+    # The duty officers' API and console (api/, `geowarn api`).
+    api_host: str = Field(default="127.0.0.1", description=(
+        "address `geowarn api` listens on (0.0.0.0 to serve other machines)"))
+    api_port: int = Field(default=8080, ge=1, le=65535, description="port of `geowarn api`")
+    api_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description=(
+        "a console login lasts this long (hours; a duty shift)"))
+    api_cors_origins: str = Field(default="", description=(
+        "comma-separated origins allowed to call the API from a browser; empty: CORS off"))
+
     log_level: str = Field(default="INFO", description=(
         "log level of the services (DEBUG, INFO, WARNING, ...; `-v` is DEBUG)"))
 

@@ -388,3 +388,12 @@ def _audit(conn: psycopg.Connection, actor: str, action: str, alert_id: int,
     conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, detail) "
                  "VALUES (%s, %s, 'alert', %s, %s)",
                  (actor, action, str(alert_id), Jsonb(_jsonable(detail, "audit"))))
+
+
+def comment(conn: psycopg.Connection, alert_id: int, *, user: str, text: str) -> None:
+    """A note on the alert's audit trail (what was done, who was called); any status."""
+    user = _required_text(user, "user")
+    text = _required_text(text, "comment")
+    with conn.transaction():
+        _lock(conn, alert_id)
+        _audit(conn, user, "commented", alert_id, {"text": text})

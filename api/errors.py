@@ -1,0 +1,31 @@
+"""GeoWarn's errors as HTTP answers, in one place (HTTP exists only in api/)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.users import AuthError, Throttled
+from geowarn.errors import DatabaseUnavailable, GeoWarnError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(GeoWarnError)
+    async def _geowarn_error(request: Request, exc: GeoWarnError) -> JSONResponse:
+        status, headers = 400, {}
+        if isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, InvalidInput):
+            status = 422
+        elif isinstance(exc, AuthError):
+            status, headers = 401, {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, Throttled):
+            status, headers = 429, {"Retry-After": str(exc.retry_after_s)}
+        elif isinstance(exc, DatabaseUnavailable):
+            status, headers = 503, {"Retry-After": "5"}
+            log.warning("database unavailable: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)

@@ -1,0 +1,111 @@
+"""/api/hazards: hazard points (隐患点) as an RFC 7946 FeatureCollection with their current
+warning level, and one point's devices, monitors, shelters and households.
+
+Residents' and monitors' names and phones are personal data: roles that do not call people
+(monitor, viewer) see them masked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api.deps import Conn, CurrentUser, require
+from api.scope import allowed, sql_prefixes
+from gis.model import mask_phone
+from gis.store import get_hazard, list_households, load_shelters, nearest_shelters
+
+router = APIRouter(prefix="/api/hazards", tags=["hazard points"])
+LEVEL_NAMES = ("none", "blue", "yellow", "orange", "red")
+
+
+def mask_name(name: str | None) -> str | None:
+    """张三丰 -> 张**: enough for an officer to recognise a record, not to identify a person."""
+    if not name:
+        return name
+    return name[0] + "*" * (len(name) - 1)
+
+
+@router.get("", summary="hazard points in your counties as a GeoJSON FeatureCollection",
+            response_class=Response,
+            responses={200: {"content": {"application/geo+json": {}}}})
+def hazards(conn: Conn, user: CurrentUser,
+            county: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{5}$")] = None,
+            bbox: Annotated[str | None, Query(
+                description="min_lon,min_lat,max_lon,max_lat",
+                pattern=r"^-?[0-9.]+,-?[0-9.]+,-?[0-9.]+,-?[0-9.]+$")] = None) -> Response:
+    require(user, "read", check_county=False)
+    where = ["h.county_code LIKE ANY(%s)"]
+    params: list[Any] = [sql_prefixes(user.counties)]
+    if county:
+        where.append("h.county_code = %s")
+        params.append(county)
+    if bbox:
+        x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
+        where.append("h.max_lon >= %s AND h.max_lat >= %s AND h.min_lon <= %s "
+                     "AND h.min_lat <= %s")
+        params += [x0, y0, x1, y1]
+    # Built in SQL and passed through as text: 5,000 polygons need no Python objects.
+    row = conn.execute(
+        "SELECT coalesce(json_agg(json_build_object("
+        " 'type', 'Feature', 'id', h.hazard_id, 'geometry', h.geometry,"
+        " 'properties', json_build_object('id', h.hazard_id, 'name', h.name,"
+        "   'hazard_type', h.hazard_type, 'scale', h.scale, 'county_code', h.county_code,"
+        "   'households', h.households, 'people', h.people, 'status', h.status,"
+        "   'level', (ARRAY['none','blue','yellow','orange','red'])[coalesce(l.level, 0) + 1],"
+        "   'alert_id', l.alert_id)) ORDER BY h.hazard_id), '[]'::json)::text "
+        "FROM hazard_points h LEFT JOIN LATERAL (SELECT a.level, a.alert_id FROM alerts a "
+        "  WHERE a.target_type = 'hazard' AND a.target_id = h.hazard_id "
+        "  AND a.status <> 'resolved' ORDER BY a.level DESC, a.alert_id LIMIT 1) l ON TRUE "
+        "WHERE " + " AND ".join(where), params).fetchone()
+    body = '{"type":"FeatureCollection","features":' + (row[0] if row else "[]") + "}"
+    return Response(body, media_type="application/geo+json")
+
+
+@router.get("/{hazard_id}", summary="one hazard point: devices, monitors, shelters, households")
+def hazard_detail(hazard_id: str, conn: Conn, user: CurrentUser) -> dict[str, Any]:
+    hazard = get_hazard(conn, hazard_id)
+    require(user, "read", hazard.county_code)
+    personal = allowed(user.role, "read_personal")
+
+    def person(name: str | None, phone: str | None) -> dict[str, str | None]:
+        return {"name": name if personal else mask_name(name),
+                "phone": phone if personal else mask_phone(phone)}
+
+    devices = conn.execute(
+        "SELECT d.device_id, d.kind, d.status, d.name, d.lon, d.lat, h.last_seen "
+        "FROM devices d LEFT JOIN device_health h USING (device_id) "
+        "WHERE d.hazard_id = %s ORDER BY d.device_id", (hazard_id,)).fetchall()
+    shelters = {s.shelter_id: s for s in load_shelters(conn)}
+    ranked = nearest_shelters(conn, hazard_id)
+    def shelter(shelter_id: str, distance_m: float) -> dict[str, Any]:
+        s = shelters[shelter_id]
+        return {"id": s.shelter_id, "name": s.name, "distance_m": round(distance_m),
+                "free": s.free,
+                "contact": person(s.contact.name, s.contact.phone) if s.contact else None}
+
+    level = conn.execute(
+        "SELECT max(level) FROM alerts WHERE target_type = 'hazard' AND target_id = %s "
+        "AND status <> 'resolved'", (hazard_id,)).fetchone()
+    return {
+        "id": hazard.hazard_id, "name": hazard.name, "hazard_type": hazard.hazard_type,
+        "scale": hazard.scale, "county_code": hazard.county_code, "status": hazard.status,
+        "households": hazard.households, "people": hazard.people,
+        "level": LEVEL_NAMES[int(level[0] or 0) if level else 0],
+        "geometry": json.loads(json.dumps(hazard.geometry.__geo_interface__)),
+        "responsible": (person(hazard.responsible.name, hazard.responsible.phone)
+                        if hazard.responsible else None),
+        "monitors": [person(m.name, m.phone) for m in hazard.monitors],
+        "devices": [{"id": d, "kind": k, "status": s, "name": n, "lon": lon, "lat": lat,
+                     "last_seen": seen.isoformat() if seen else None}
+                    for d, k, s, n, lon, lat, seen in devices],
+        "shelters": [shelter(r.shelter_id, r.distance_m) for r in ranked[:5]
+                     if r.shelter_id in shelters],
+        "resident_households": [
+            {"id": h.household_id, "members": h.members, **{
+                k: v for k, v in person(h.head, h.phone).items()}}
+            for h in list_households(conn, hazard_id, reveal_phones=True)],
+    }
