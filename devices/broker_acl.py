@@ -19,6 +19,11 @@ gateway knows who really spoke and refuses a frame that claims another id. Witho
 the broker cannot stop one logger from writing under another's id on bare `$dp`; loggers that
 can publish on `$dp/{id}` should, and `allow_bare_dp=False` then shuts the bare topic.
 
+Mosquitto's ACL file grants every SUBSCRIBE and checks only what it delivers, so a device in
+the gateways' `$share` group was granted a share whose messages were then dropped; the same
+plugin, given the service accounts, refuses a device's subscription to anything but its own
+command topics and binds every client id to its username (ingest/broker_config.py).
+
 Mosquitto rereads both files on SIGHUP.
 """
 
@@ -97,12 +102,15 @@ def render_acl(national_ids: Iterable[str], gateway_user: str, *,
     return "\n".join(out) + "\n"
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
     """Write `text` to `path` with mode 0600 via a temporary file and rename, so Mosquitto
-    reloading at any moment reads either the old file or the new one."""
+    reloading at any moment reads either the old file or the new one. `owner` (uid, gid):
+    the broker's own user, which must read the file after Mosquitto drops root."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o600)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -142,8 +150,10 @@ def ensure_gateway_account(conn: psycopg.Connection, username: str,
 
 def write_broker_config(conn: psycopg.Connection, directory: Path, *, gateway_user: str,
                         gateway_password: str | None = None,
-                        allow_bare_dp: bool = True) -> BrokerFiles:
-    """Write DIR/passwd and DIR/acl from the registry (see the module docstring)."""
+                        allow_bare_dp: bool = True,
+                        owner: tuple[int, int] | None = None) -> BrokerFiles:
+    """Write DIR/passwd and DIR/acl from the registry (see the module docstring), owned by
+    `owner` (uid, gid) when given, else by whoever runs this; mode 0600 either way."""
     if not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory")
     with conn.transaction():
@@ -155,6 +165,7 @@ def write_broker_config(conn: psycopg.Connection, directory: Path, *, gateway_us
     accounts = [(gateway_user, gateway_hash)] + [(r[0], r[2]) for r in rows if r[2]]
     national = [r[0] for r in rows if r[1] == "national"]
     passwd, acl = directory / "passwd", directory / "acl"
-    _write_atomically(passwd, render_passwd(accounts))
-    _write_atomically(acl, render_acl(national, gateway_user, allow_bare_dp=allow_bare_dp))
+    _write_atomically(passwd, render_passwd(accounts), owner)
+    _write_atomically(acl, render_acl(national, gateway_user, allow_bare_dp=allow_bare_dp),
+                      owner)
     return BrokerFiles(passwd, acl, len(accounts) - 1, gateway_user, generated)

@@ -132,8 +132,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = dsub.add_parser("broker-config",
                         help="write Mosquitto's passwd, acl and mosquitto.conf (with plugin)")
     b.add_argument("dir", type=Path)
-    b.add_argument("--listener", default="1883",
-                   help="listener line for mosquitto.conf (default: 1883 on all interfaces)")
+    b.add_argument("--listen", required=True, metavar="ADDRESS:PORT",
+                   help="where the broker listens, e.g. 127.0.0.1:1883 (this host only) or "
+                        "0.0.0.0:1883 (every interface)")
+    b.add_argument("--broker-user", default="mosquitto",
+                   help="the user Mosquitto runs as (it drops to it when started as root); "
+                        "run as root, this owns passwd, acl and DIR/data (default mosquitto)")
     b.add_argument("--gateway-user", help="gateway account (default GEOWARN_MQTT_USERNAME "
                    f"or {broker_acl.DEFAULT_GATEWAY_USER})")
     b.add_argument("--no-bare-dp", action="store_true",
@@ -364,39 +368,25 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
+    from ingest.broker_setup import Listen, write_broker_setup
+
     settings = get_settings()
     user = args.gateway_user or settings.mqtt_username or broker_acl.DEFAULT_GATEWAY_USER
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    listen = Listen.parse(args.listen)
     with connect(autocommit=True) as conn:
-        files = broker_acl.write_broker_config(conn, args.dir, gateway_user=user,
-                                               gateway_password=password,
-                                               allow_bare_dp=not args.no_bare_dp)
-    print(f"wrote {files.passwd} ({files.devices} device(s) + gateway {files.gateway_user}) "
-          f"and {files.acl}; send SIGHUP to mosquitto to reload them")
-    _write_mosquitto_conf(args.dir, files, args.listener)
-    if files.new_gateway_secret:
-        print(f"gateway password for {files.gateway_user} (shown once; set "
-              f"GEOWARN_MQTT_PASSWORD to it): {files.new_gateway_secret}")
+        setup = write_broker_setup(conn, args.dir, listen=listen, gateway_user=user,
+                                   gateway_password=password,
+                                   allow_bare_dp=not args.no_bare_dp,
+                                   broker_user=args.broker_user,
+                                   max_payload_bytes=settings.max_payload_bytes,
+                                   inflight=settings.gateway_inflight)
+    for line in setup.report():
+        print(line)
+    if setup.files.new_gateway_secret:
+        print(f"gateway password for {setup.files.gateway_user} (shown once; set "
+              f"GEOWARN_MQTT_PASSWORD to it): {setup.files.new_gateway_secret}")
     return 0
-
-
-def _write_mosquitto_conf(directory: Path, files: broker_acl.BrokerFiles, listener: str) -> None:
-    """A complete broker configuration: GeoWarn's shipped settings, these files and the
-    national-identity plugin, built here when a compiler and Mosquitto's headers exist."""
-    from ingest.broker_config import build_plugin, gateway_broker_config, plugin_buildable
-
-    missing = plugin_buildable()
-    plugin = None if missing else build_plugin(directory)
-    text = gateway_broker_config(password_file=files.passwd.resolve(),
-                                 acl_file=files.acl.resolve(),
-                                 plugin=plugin.resolve() if plugin else None)
-    conf = directory / "mosquitto.conf"
-    conf.write_text(text + f"listener {listener}\npersistence_location "
-                    f"{directory.resolve()}/\n")
-    print(f"wrote {conf}: run `mosquitto -c {conf}`")
-    if missing:
-        print(f"warning: the national-identity plugin was not built (install {missing}); "
-              "national loggers on bare $dp can then speak for each other")
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from devices import national, national_commands, native
 from devices.canonical import ReadingContext
@@ -23,6 +23,7 @@ from devices.timestamps import TimeWindow
 
 Lookup = Callable[[str], DeviceInfo | None]
 NATIONAL_BOUND_PREFIX = "gw/nat/"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def decode(
@@ -76,15 +77,31 @@ def decode(
     )
 
 
+def broker_receive_time(topic: str) -> datetime | None:
+    """The broker's receive time that GeoWarn's plugin writes into a bound `$dp` topic
+    (gw/nat/{id}/dp/{microseconds since the epoch}), or None for any other topic. It is the
+    time of the frame's untimestamped values, the same however often the frame is served."""
+    if not topic.startswith(NATIONAL_BOUND_PREFIX):
+        return None
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[3] != "dp" or not parts[4].isascii() \
+            or not parts[4].isdigit() or len(parts[4]) > 17:
+        return None
+    return _EPOCH + timedelta(microseconds=int(parts[4]))
+
+
 def _unbind(topic: str) -> tuple[str, str | None]:
     """Topics as GeoWarn's Mosquitto plugin rewrites national messages, bound to the
     authenticated device (ingest/mosquitto_plugin): back to the protocol's own topic form.
 
-    gw/nat/{id}/dp -> $dp/{id};  gw/nat/{id}/dr -> $dr/{id};  gw/nat/{id}/crsp/{cmd} -> $crsp/{cmd}
+    gw/nat/{id}/dp/{us} -> $dp/{id};  gw/nat/{id}/dr -> $dr/{id};
+    gw/nat/{id}/crsp/{cmd} -> $crsp/{cmd}
     """
     if not topic.startswith(NATIONAL_BOUND_PREFIX):
         return topic, None
     parts = topic.split("/")
+    if len(parts) == 5 and parts[3] == "dp" and broker_receive_time(topic) is not None:
+        return f"$dp/{parts[2]}", parts[2]
     if len(parts) == 4 and parts[3] in ("dp", "dr"):
         return f"${parts[3]}/{parts[2]}", parts[2]
     if len(parts) == 5 and parts[3] == "crsp":

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     # The client id must be fixed per gateway instance: the broker keeps its persistent
     # session (and the messages queued while it was away) under that id.
     gateway_name: str = Field(default="gateway-1", description=(
-        "fixed MQTT client id of this gateway instance (its persistent session)"))
+        "name of this gateway instance; its fixed MQTT client id (its persistent session) is "
+        "`{GEOWARN_MQTT_USERNAME}:{name}`, an id no device may take"))
     gateway_group: str = Field(default="geowarn",
                                description="MQTT shared-subscription group of all gateways")
     gateway_inflight: int = Field(default=1000, ge=1, le=65535, description=(
@@ -76,9 +77,15 @@ class Settings(BaseSettings):
     gateway_takeover_s: float = Field(default=15.0, gt=0, description=(
         "a gateway of the group silent this long (its instance lock free) is adopted by a "
         "live one, which serves its broker session until it returns (seconds)"))
+    gateway_peer_expiry_s: float = Field(default=7 * 24 * 3600.0, gt=0, description=(
+        "a peer silent this long is forgotten; one being served has its broker session "
+        "drained and deleted first (seconds; the broker drops a session after 7 days)"))
+    gateway_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, description=(
+        "message bytes one gateway holds at most, from receipt to acknowledgement (inbox and "
+        "batches); at least 8 x GEOWARN_MAX_PAYLOAD_BYTES"))
     mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive (seconds)")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description=(
-        "larger messages go to the dead letters"))
+        "larger messages go to the dead letters; the broker refuses above twice this"))
     duplicate_seq_window_s: float = Field(default=600.0, gt=0, description=(
         "a sequence number reused with another payload within this window is a firmware "
         "fault (seconds)"))

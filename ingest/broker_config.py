@@ -1,29 +1,102 @@
 """The Mosquitto configuration GeoWarn ships (ingest/mosquitto.conf) and its plugin.
 
 The plugin (ingest/mosquitto_plugin/geowarn_national.c) binds national-profile messages to
-the authenticated device: `$dp` from user X becomes `gw/nat/X/dp` (likewise `$dr` and
-`$crsp/...`). It is built here from source with the system C compiler and Mosquitto's plugin
-headers (Debian: mosquitto-dev), so it always matches the broker it is loaded into.
+the authenticated device (`$dp` from user X becomes `gw/nat/X/dp/{broker receive time}`,
+likewise `$dr` and `$crsp/...`), and, given the service accounts, binds client ids to
+usernames and refuses device subscriptions outside their own command topics. It is built here
+from source with the system C compiler and Mosquitto's plugin headers (Debian: mosquitto-dev
+and libmosquitto-dev), so it always matches the broker it is loaded into.
+
+Limits (see `BrokerLimits`) come from the device contract and the settings, so the broker
+refuses what the gateway would refuse anyway before it costs memory anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from geowarn.errors import ConfigurationError
 
 SHIPPED_CONFIG = Path(__file__).with_name("mosquitto.conf")
 PLUGIN_SOURCE = Path(__file__).parent / "mosquitto_plugin" / "geowarn_national.c"
-PLUGIN_HEADER = Path("/usr/include/mosquitto_broker.h")
+PLUGIN_HEADERS = (Path("/usr/include/mosquitto_broker.h"), Path("/usr/include/mosquitto.h"))
+_HEADER_PACKAGES = {"mosquitto_broker.h": "mosquitto-dev", "mosquitto.h": "libmosquitto-dev"}
+
+# MQTT topics are at most 65,535 bytes; the rest of a PUBLISH header and its properties fit in
+# the remaining KiB. A packet above max_packet_size makes the broker disconnect the sender.
+_PACKET_OVERHEAD = 65_536 + 1024
+# Typical size of one device message on the wire (one sample set, native or national): the
+# broker's per-client queue is sized for a day of one such message a minute per device.
+_TYPICAL_MESSAGE_BYTES = 2048
+_BACKLOG_MESSAGES_PER_DEVICE = 24 * 60
+_MIN_QUEUE_BYTES = 64 * 1024 * 1024
+_MAX_QUEUE_BYTES = 4 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BrokerLimits:
+    """What the broker accepts and holds per client.
+
+    - message_size_limit: the largest payload (GEOWARN_MAX_PAYLOAD_BYTES, 256 KiB by default,
+      twice the largest legitimate message: a backlog message of 1000 readings, the
+      contract's maximum, with the longest channel keys and timestamps, about 120 KiB; see
+      tests/test_broker_limits.py). Larger payloads are refused by the broker (MQTT 5: PUBACK
+      0x95 packet too large; MQTT 3.1.1 clients get a PUBACK and the broker logs the drop).
+    - max_packet_size: the payload limit plus a maximal topic and properties.
+    - max_queued_bytes: per client (in practice: the gateways' sessions, since devices
+      receive only their own commands): a day of backlog, one typical message a minute, for
+      every registered device (at least 64 MiB, at most 4 GiB); the count is unlimited so a
+      large fleet's small messages are not dropped by count. Past it, Mosquitto drops QoS 1
+      messages for that client: size it for the longest gateway outage you must absorb.
+    """
+
+    message_size_limit: int
+    max_packet_size: int
+    max_queued_bytes: int
+    max_queued_messages: int = 0
+    max_inflight_messages: int = 1000
+
+    @classmethod
+    def for_fleet(cls, *, max_payload_bytes: int, devices: int,
+                  inflight: int = 1000) -> BrokerLimits:
+        queue = devices * _BACKLOG_MESSAGES_PER_DEVICE * _TYPICAL_MESSAGE_BYTES
+        return cls(message_size_limit=max_payload_bytes,
+                   max_packet_size=max_payload_bytes + _PACKET_OVERHEAD,
+                   max_queued_bytes=min(max(queue, _MIN_QUEUE_BYTES), _MAX_QUEUE_BYTES),
+                   max_inflight_messages=inflight)
+
+    def lines(self) -> dict[str, str]:
+        return {"message_size_limit": str(self.message_size_limit),
+                "max_packet_size": str(self.max_packet_size),
+                "max_queued_bytes": str(self.max_queued_bytes),
+                "max_queued_messages": str(self.max_queued_messages),
+                "max_inflight_messages": str(self.max_inflight_messages)}
+
+
+def _apply_limits(text: str, limits: BrokerLimits) -> str:
+    """Replace the shipped values of the limit options (each appears once) by `limits`."""
+    for option, value in limits.lines().items():
+        text, count = re.subn(rf"^{option} .*$", f"{option} {value}", text, flags=re.M)
+        if count != 1:
+            raise ConfigurationError(f"{SHIPPED_CONFIG.name} must set {option} exactly once")
+    return text
 
 
 def gateway_broker_config(*, password_file: Path | None = None, acl_file: Path | None = None,
-                          plugin: Path | None = None) -> str:
-    """The shipped configuration, with authentication and the plugin appended when given."""
+                          plugin: Path | None = None, service_users: tuple[str, ...] = (),
+                          limits: BrokerLimits | None = None) -> str:
+    """The shipped configuration, with limits, authentication and the plugin when given.
+
+    `service_users` (with a password and ACL file) turns on the plugin's client-id binding
+    and subscription policy; without a password file the broker is anonymous (development)."""
     text = SHIPPED_CONFIG.read_text()
+    if limits is not None:
+        text = _apply_limits(text, limits)
     if password_file is None:
         text += "\nallow_anonymous true\n"
     else:
@@ -32,6 +105,11 @@ def gateway_broker_config(*, password_file: Path | None = None, acl_file: Path |
         text += f"acl_file {acl_file}\n"
     if plugin is not None:
         text += f"plugin {plugin}\n"
+        if service_users:
+            if password_file is None or acl_file is None:
+                raise ConfigurationError("the plugin's service accounts need a password file "
+                                         "and an ACL file")
+            text += f"plugin_opt_service_users {','.join(service_users)}\n"
     return text
 
 
@@ -39,13 +117,20 @@ def plugin_buildable() -> str | None:
     """None when the plugin can be built here, else what to install."""
     if not (shutil.which("cc") or shutil.which("gcc")):
         return "a C compiler (apt-get install gcc)"
-    if not PLUGIN_HEADER.exists():
-        return "Mosquitto's plugin headers (apt-get install mosquitto-dev)"
+    missing = [_HEADER_PACKAGES[h.name] for h in PLUGIN_HEADERS if not h.exists()]
+    if missing:
+        return f"Mosquitto's plugin headers (apt-get install {' '.join(missing)})"
     return None
 
 
-def build_plugin(out_dir: Path) -> Path:
-    """Compile the plugin into out_dir (once per source version) and return the .so path."""
+@dataclass(frozen=True)
+class BuiltPlugin:
+    path: Path
+    compiled: bool  # False: an up-to-date build of the same source was already there
+
+
+def build_plugin(out_dir: Path) -> BuiltPlugin:
+    """Compile the plugin into out_dir (once per source version)."""
     missing = plugin_buildable()
     if missing:
         raise ConfigurationError(f"cannot build the GeoWarn Mosquitto plugin: install {missing}")
@@ -53,7 +138,7 @@ def build_plugin(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"geowarn_national-{digest}.so"
     if target.exists():
-        return target
+        return BuiltPlugin(target, compiled=False)
     compiler = shutil.which("cc") or shutil.which("gcc") or "cc"
     tmp = target.with_suffix(".tmp")
     result = subprocess.run(
@@ -61,5 +146,6 @@ def build_plugin(out_dir: Path) -> Path:
          "-o", str(tmp), str(PLUGIN_SOURCE)], capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigurationError(f"building the Mosquitto plugin failed:\n{result.stderr}")
+    tmp.chmod(0o644)
     tmp.rename(target)
-    return target
+    return BuiltPlugin(target, compiled=True)

@@ -26,10 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "'' subscribes without sharing")
     p.add_argument("--stats", action="store_true",
                    help="print the counters the running gateways last saved, and exit")
-    p.add_argument("--json", action="store_true", help="with --stats: JSON output")
+    p.add_argument("--json", action="store_true", help="with --stats or --peers: JSON output")
     p.add_argument("--log-interval", type=float, default=60.0, metavar="SECONDS",
                    help="log a summary line (rates, lag, queue, dead letters) this often "
                    "(default 60; the full counters are logged at debug level, -v)")
+    p.add_argument("--peers", action="store_true",
+                   help="list the gateways that announced themselves (alive, served by a "
+                        "peer, or silent), and exit")
+    p.add_argument("--forget-peer", metavar="NAME",
+                   help="forget a gateway that is gone for good (e.g. a mistyped --name): "
+                        "nobody adopts it again; a gateway serving its session drains and "
+                        "deletes it")
     p.set_defaults(func=_ingest)
 
     d = sub.add_parser("deadletters", help="rejected messages with their reasons")
@@ -44,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     if args.stats:
         return _print_stats(args.json)
+    if args.peers:
+        return _print_peers(args.json)
+    if args.forget_peer:
+        return _forget_peer(args.forget_peer)
     from ingest.gateway import Gateway, GatewayConfig
 
     settings = get_settings()
@@ -71,6 +82,58 @@ def _ingest(args: argparse.Namespace) -> int:
           f"{snap.get('messages_received', 0)} messages received, "
           f"{snap.get('readings_stored', 0)} readings stored, "
           f"{snap.get('dead_letters', 0)} dead letters", file=sys.stderr)
+    return 0
+
+
+def _print_peers(as_json: bool) -> int:
+    from ingest.takeover import list_peers
+
+    settings = get_settings()
+    now = datetime.now(UTC)
+    with connect() as conn:
+        peers = list_peers(conn)
+    rows = []
+    for p in peers:
+        silent_s = (now - p.seen_at).total_seconds()
+        if silent_s < settings.gateway_takeover_s:
+            state = "alive"
+        elif p.alive:
+            state = "gone, served by a peer"
+        else:
+            state = "gone, not served"
+        if silent_s >= settings.gateway_peer_expiry_s:
+            state += ", expired"
+        rows.append({"name": p.name, "group": p.group, "seen_at": p.seen_at.isoformat(),
+                     "silent_s": round(silent_s, 1), "state": state})
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no gateway has announced itself yet")
+    else:
+        print(f"{'gateway':<24} {'group':<12} {'last seen (UTC)':<20} state")
+    for r in rows:
+        seen = datetime.fromisoformat(str(r["seen_at"])).astimezone(UTC)
+        print(f"{r['name']:<24} {r['group'] or '-':<12} {seen:%Y-%m-%d %H:%M:%S}  {r['state']}")
+    return 0
+
+
+def _forget_peer(name: str) -> int:
+    from ingest.takeover import forget_peer, list_peers
+
+    settings = get_settings()
+    with connect(autocommit=True) as conn:
+        peer = next((p for p in list_peers(conn) if p.name == name), None)
+        if peer is None:
+            raise InvalidInput(f"no gateway named {name!r} has announced itself "
+                               "(see `geowarn ingest --peers`)")
+        silent_s = (datetime.now(UTC) - peer.seen_at).total_seconds()
+        if silent_s < settings.gateway_takeover_s:
+            raise InvalidInput(f"gateway {name!r} is alive (seen {silent_s:.0f} s ago); stop "
+                               "it before forgetting it")
+        forget_peer(conn, name)
+    served = " the gateway serving its session drains it, then deletes it;" if peer.alive else ""
+    print(f"forgot gateway {name}:{served} no gateway adopts it again")
     return 0
 
 

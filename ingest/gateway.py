@@ -1,7 +1,9 @@
 """The ingest gateway: MQTT in, readings committed exactly once in effect.
 
-Threads: paho's network loop (ingest.mqtt_client) puts received messages on a queue that the
-broker's Receive Maximum keeps bounded; one writer thread takes batches by size and age,
+Threads: paho's network loop (ingest.mqtt_client) puts received messages in the inbox
+(ingest.inbox), bounded in messages and in bytes (GEOWARN_GATEWAY_MEMORY_BYTES covers every
+message the gateway holds until it is acknowledged); one writer thread takes batches by count,
+bytes and age,
 decodes them (ingest.pipeline), commits each batch in one transaction (ingest.writer) and only
 then acknowledges its messages. While the database is down the writer retries with backoff and
 acknowledges nothing, the broker stops sending once Receive Maximum messages are unacknowledged,
@@ -41,7 +43,8 @@ from geowarn.errors import GeoWarnError
 from geowarn.settings import Settings
 from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
-from ingest.mqtt_client import GatewayConnection, MqttError
+from ingest.inbox import Inbox
+from ingest.mqtt_client import GatewayConnection, MqttError, service_client_id
 from ingest.pipeline import BatchPlan, ReceivedMessage, internal_error, plan_batch
 from ingest.progress import PipelineProgress
 from ingest.stats import IngestStats, summary_line
@@ -52,13 +55,17 @@ log = logging.getLogger(__name__)
 
 NATIVE_TOPICS = ("gw/v1/+/telemetry", "gw/v1/+/status", "gw/v1/+/presence", "gw/v1/+/reply/+")
 # National devices' topics as GeoWarn's Mosquitto plugin rewrites them (bound to the device).
-NATIONAL_TOPICS = ("gw/nat/+/dp", "gw/nat/+/dr", "gw/nat/+/crsp/+")
+# $dp carries the broker's receive time as the last level (the time of untimestamped values).
+NATIONAL_TOPICS = ("gw/nat/+/dp/+", "gw/nat/+/dr", "gw/nat/+/crsp/+")
 # The raw national topics, for brokers without the plugin (development): Mosquitto does not
 # deliver "$" topics to shared subscriptions, so these are subscribed unshared.
 NATIONAL_RAW_TOPICS = ("$dp", "$dp/+", "$dr", "$dr/+", "$crsp/+")
 STORAGE_ERROR = Reason.STORAGE_ERROR
 T = TypeVar("T")
 MAX_ADOPTED = 3  # dead peers one gateway serves at most
+# Room kept outside the inbox's byte budget for one message being read by paho, its copy,
+# and the decoder's transient text of one message: GEOWARN_GATEWAY_MEMORY_BYTES bounds all.
+_TRANSIENT_MESSAGES = 4
 
 
 class GatewayStopping(Exception):
@@ -92,6 +99,30 @@ class GatewayConfig:
     # False: MQTT 3.1.1 for brokers without MQTT 5 (the demo's in-process amqtt broker). Such
     # brokers have no shared subscriptions either, so run one gateway with group=None there.
     mqtt5: bool = True
+    # Message bytes the gateway holds at most, from receipt to acknowledgement.
+    memory_bytes: int = 64 * 1024 * 1024
+    # A peer silent this long is forgotten; one being served has its session retired.
+    peer_expiry: timedelta = timedelta(days=7)
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes < 2 * _TRANSIENT_MESSAGES * self.max_payload:
+            from geowarn.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"GEOWARN_GATEWAY_MEMORY_BYTES ({self.memory_bytes}) must be at least "
+                f"{2 * _TRANSIENT_MESSAGES} x GEOWARN_MAX_PAYLOAD_BYTES ({self.max_payload})")
+
+    @property
+    def inbox_bytes(self) -> int:
+        """The inbox's byte budget: the memory bound less room for transient copies."""
+        return self.memory_bytes - _TRANSIENT_MESSAGES * self.max_payload
+
+    @property
+    def batch_bytes(self) -> int:
+        """A batch closes at this many payload bytes: at most four batches are alive (being
+        built, two decoded and waiting, one committing), so their decoded readings, a few
+        times their payload, stay a fraction of the memory bound."""
+        return max(self.memory_bytes // 16, 1)
 
     @classmethod
     def from_settings(cls, s: Settings, **overrides: object) -> GatewayConfig:
@@ -104,7 +135,9 @@ class GatewayConfig:
             max_payload=s.max_payload_bytes, max_clock_skew_s=s.max_clock_skew_s,
             max_backlog_days=s.max_backlog_days,
             duplicate_seq_window=timedelta(seconds=s.duplicate_seq_window_s),
-            takeover_after=timedelta(seconds=s.gateway_takeover_s))
+            takeover_after=timedelta(seconds=s.gateway_takeover_s),
+            memory_bytes=s.gateway_memory_bytes,
+            peer_expiry=timedelta(seconds=s.gateway_peer_expiry_s))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -126,18 +159,21 @@ class Gateway:
         # which stops it reading from the broker (TCP backpressure; the broker keeps the rest in
         # our session). Receive Maximum asks the broker for the same bound, but Mosquitto 2.0.11
         # was measured sending several times more unacknowledged messages while acks flowed.
-        self.inbox: queue.Queue[ReceivedMessage] = queue.Queue(maxsize=config.inflight)
+        self.inbox = Inbox(config.inflight, config.inbox_bytes)
         self.devices = DeviceCache(self._connect)
         self.writer = BatchWriter(config.name, duplicate_seq_window=config.duplicate_seq_window,
                                   max_clock_skew_s=config.max_clock_skew_s)
         self.catalogue = load_catalogue()
         self.mqtt = GatewayConnection(
-            host=config.host, port=config.port, client_id=config.name, topics=config.topics,
+            host=config.host, port=config.port,
+            client_id=service_client_id(config.name, config.username), topics=config.topics,
             inbox=self.inbox, receive_maximum=config.inflight, username=config.username,
-            password=config.password, keepalive=config.keepalive, mqtt5=config.mqtt5)
+            password=config.password, keepalive=config.keepalive, mqtt5=config.mqtt5,
+            stats=self.stats)
         self.takeover = (PeerTakeover(config.name, config.group, self._connect,
                                       self._adopted_connection,
                                       takeover_after=config.takeover_after,
+                                      peer_expiry=config.peer_expiry,
                                       max_adopted=MAX_ADOPTED)
                          if config.group else None)
         self._stop = threading.Event()
@@ -158,9 +194,10 @@ class Gateway:
     def _adopted_connection(self, peer: str) -> GatewayConnection:
         c = self.config
         return GatewayConnection(
-            host=c.host, port=c.port, client_id=peer, topics=c.topics, inbox=self.inbox,
-            receive_maximum=c.inflight, username=c.username, password=c.password,
-            keepalive=c.keepalive, mqtt5=c.mqtt5, adopted=True)
+            host=c.host, port=c.port, client_id=service_client_id(peer, c.username),
+            topics=c.topics, inbox=self.inbox, receive_maximum=c.inflight,
+            username=c.username, password=c.password, keepalive=c.keepalive, mqtt5=c.mqtt5,
+            adopted=True, stats=self.stats)
 
     def start(self) -> None:
         self._retry(self.devices.refresh, "loading the device registry")
@@ -178,6 +215,7 @@ class Gateway:
 
     def stop(self) -> None:
         self._stop.set()
+        self.inbox.close()  # wakes a network thread blocked on a full inbox
         self.mqtt.stop()
         for thread in self._threads:
             thread.join(timeout=30)
@@ -226,20 +264,21 @@ class Gateway:
                       max_backlog_days=self.config.max_backlog_days)
 
     def _next_batch(self) -> list[ReceivedMessage]:
-        try:
-            first = self.inbox.get(timeout=0.5)
-        except queue.Empty:
+        first = self.inbox.get(timeout=0.5)
+        if first is None:
             return []
         batch = [first]
+        size = len(first.payload)
         deadline = time.monotonic() + self.config.batch_seconds
-        while len(batch) < self.config.batch_messages:
+        while len(batch) < self.config.batch_messages and size < self.config.batch_bytes:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                batch.append(self.inbox.get(timeout=remaining))
-            except queue.Empty:
+            message = self.inbox.get(timeout=remaining)
+            if message is None:
                 break
+            batch.append(message)
+            size += len(message.payload)
         return batch
 
     def _decode_loop(self) -> None:
@@ -316,6 +355,7 @@ class Gateway:
         if self.takeover is not None:
             self.takeover.ack(tokens)
         self.progress.acknowledged(len(batch))
+        self.inbox.release(batch)
 
     def _count(self, letters: list[DeadLetter], result: CommitResult) -> None:
         self.stats.add("readings_stored", result.stored)

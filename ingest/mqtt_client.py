@@ -15,6 +15,15 @@
   blocks when it is full) are the only flow control.
 - Our own reconnect loop with exponential backoff and full jitter; subscriptions are renewed on
   every connect (the session keeps them, but a broker that lost its state must not leave us deaf).
+- Client id: `service_client_id`, "{username}:{name}" with a broker account, because GeoWarn's
+  plugin binds client ids to usernames (a device can take no id but its own).
+- A message served from the broker's retained store (retain flag set on delivery) is not new:
+  its live copy was delivered when it was published. Only presence is retained by contract;
+  any other retained message is acknowledged and counted (`retained_ignored`), never stored
+  again on each reconnect.
+- The time of an untimestamped national value is the broker's receive time that GeoWarn's
+  plugin writes into the topic (`devices.decode.broker_receive_time`); it becomes the
+  message's `received_at`, the same on every redelivery and at every gateway.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,12 +42,25 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devices.decode import broker_receive_time
 from geowarn.errors import GeoWarnError
+from ingest.inbox import Inbox, InboxClosed
 from ingest.pipeline import ReceivedMessage
+from ingest.stats import IngestStats
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+def service_client_id(name: str, username: str | None) -> str:
+    """The MQTT client id of gateway instance `name`: "{username}:{name}" when it logs in
+    (the only form GeoWarn's plugin lets a service account use), else `name`."""
+    return f"{username}:{name}" if username else name
+
+
+def _is_presence(topic: str) -> bool:
+    return topic.startswith("gw/v1/") and topic.endswith("/presence")
 
 
 class MqttError(GeoWarnError):
@@ -59,16 +82,23 @@ class AckToken:
 
 class GatewayConnection:
     def __init__(self, *, host: str, port: int, client_id: str, topics: Sequence[str],
-                 inbox: queue.Queue[ReceivedMessage], receive_maximum: int,
+                 inbox: Inbox | queue.Queue[ReceivedMessage], receive_maximum: int,
                  username: str | None = None, password: str | None = None,
                  keepalive: int = 30, min_backoff: float = 0.2, max_backoff: float = 30.0,
-                 mqtt5: bool = True, adopted: bool = False) -> None:
+                 mqtt5: bool = True, adopted: bool = False,
+                 stats: IngestStats | None = None) -> None:
         self.host, self.port = host, port
         self.client_id = client_id
         # An adopted connection serves a dead peer's session (ingest.takeover): it never
         # reconnects, or it would take the session back from the peer that came back for it.
         self.adopted = adopted
+        # Adopted, but the broker had no session under this id (a peer that never connected,
+        # or whose session expired): nothing to serve; the session we made is dropped at once.
+        self.no_session = False
         self.finished = threading.Event()
+        self.stats = stats
+        self.last_message_at = time.monotonic()  # when a message last arrived (drain checks)
+        self.unacked = 0  # received on this connection and not yet acknowledged
         self.topics = list(topics)
         self.inbox = inbox
         self.receive_maximum = receive_maximum
@@ -177,8 +207,18 @@ class GatewayConnection:
         if reason_code.is_failure:
             log.error("broker refused the connection: %s", reason_code)
             return
+        if self.adopted and self.mqtt5 and not flags.session_present:
+            # Subscribing would create a member of the share group that nobody serves.
+            log.warning("adopted peer %s has no session at the broker; dropping it",
+                        self.client_id)
+            self.no_session = True
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            client.disconnect(properties=props)
+            return
         with self._lock:
             self._generation += 1
+            self.unacked = 0  # the broker redelivers what the last connection left unacked
             self._generation_changed.notify_all()
         log.info("connected to %s:%s (session present: %s)", self.host, self.port,
                  flags.session_present)
@@ -205,13 +245,45 @@ class GatewayConnection:
 
     def _on_message(self, client: mqtt.Client, userdata: object,
                     message: mqtt.MQTTMessage) -> None:
-        token = AckToken(self.client_id, self._generation, message.mid, message.qos)
+        self.last_message_at = time.monotonic()
         # MQTT topics are UTF-8 and brokers check it; should one not be, it must still become a
         # dead letter rather than an exception that ends paho's network thread.
         topic = message._topic.decode("utf-8", "backslashreplace")
+        if message.retain and not _is_presence(topic):
+            if message.qos:
+                client.ack(message.mid, message.qos)
+            if self.stats is not None:
+                self.stats.add("retained_ignored")
+            log.info("ignored a retained message on %s (served again, not sent again)",
+                     topic[:200])
+            return
+        token = AckToken(self.client_id, self._generation, message.mid, message.qos)
+        received_at = broker_receive_time(topic) or datetime.now(UTC)
         # Blocks when the inbox is full: this thread stops reading the socket (backpressure).
-        self.inbox.put(ReceivedMessage(topic=topic, payload=bytes(message.payload),
-                                       received_at=datetime.now(UTC), token=token))
+        try:
+            self.inbox.put(ReceivedMessage(topic=topic, payload=bytes(message.payload),
+                                           received_at=received_at, token=token))
+        except InboxClosed:
+            return  # stopping: not acknowledged, so the broker redelivers it
+        if message.qos:
+            with self._lock:
+                self.unacked += 1
+
+    def retire(self) -> None:
+        """Leave every subscription (an expired peer's session stops getting a share); what
+        the session still holds keeps arriving and is committed as usual."""
+        if self.connected.is_set():
+            self.client.unsubscribe(self.topics)
+
+    def close_session(self) -> None:
+        """Disconnect and have the broker delete this session (MQTT 5 session expiry 0)."""
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self.client.disconnect(properties=props)
+        if self._thread:
+            self._thread.join(timeout=10)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Publish from any thread (command downlinks); raises MqttError if paho refuses."""
@@ -237,4 +309,6 @@ class GatewayConnection:
                 log.debug("ack of mid %s not sent: %s", token.mid, mqtt.error_string(int(rc)))
                 continue
             sent += 1
+        with self._lock:
+            self.unacked = max(0, self.unacked - sent)
         return sent

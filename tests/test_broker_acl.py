@@ -16,7 +16,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devices import broker_acl, credentials, registry
 from devices.registry import DeviceSpec
 from geowarn.errors import InvalidInput
-from ingest.broker_config import gateway_broker_config
+from ingest.broker_config import build_plugin, gateway_broker_config, plugin_buildable
+from tests.fixtures.services import skip_or_fail
 
 NOT_AUTHORIZED = 0x87
 BAD_CREDENTIALS = 0x86
@@ -87,8 +88,12 @@ def fleet(conn, tmp_path: Path, start_broker):
     files = broker_acl.write_broker_config(conn, conf_dir, gateway_user="gw")
     assert files.new_gateway_secret is not None and files.devices == 4
     secrets["gw"] = files.new_gateway_secret
-    broker = start_broker(gateway_broker_config(password_file=files.passwd,
-                                                acl_file=files.acl))
+    missing = plugin_buildable()
+    if missing:
+        skip_or_fail(f"the GeoWarn Mosquitto plugin cannot be built here: install {missing}")
+    broker = start_broker(gateway_broker_config(
+        password_file=files.passwd, acl_file=files.acl,
+        plugin=build_plugin(conf_dir).path, service_users=("gw",)))
     peers: list[Peer] = []
 
     def peer(username: str, password: str | None = None) -> Peer:
@@ -118,7 +123,7 @@ def test_devices_speak_only_as_themselves(fleet):
     peer, _ = fleet
     gw = peer("gw")
     assert not gw.connected().is_failure
-    for topic in ("gw/v1/+/telemetry", "$dp/+"):
+    for topic in ("gw/v1/+/telemetry", "gw/nat/#"):
         assert gw.subscribe(topic) < 0x80
     a = peer("DEV-A")
     assert not a.connected().is_failure
@@ -130,10 +135,12 @@ def test_devices_speak_only_as_themselves(fleet):
     msg = gw.messages.get(timeout=10)
     assert (msg.topic, msg.payload) == ("gw/v1/DEV-A/telemetry", b"genuine")
 
-    # Mosquitto 2.0 grants a SUBACK for any filter but applies the read ACL to every message
-    # it would deliver; B's command, published first, must never reach A.
-    a.subscribe("gw/v1/+/cmd/+")
-    assert gw.publish("gw/v1/DEV-B/cmd/c1", b"for B") == 0
+    # Mosquitto's ACL file grants a SUBACK for any filter (and applies the read ACL to every
+    # message it would deliver); GeoWarn's plugin refuses a device's subscription outside its
+    # own command topics. B's command, published first, must never reach A.
+    assert a.subscribe("gw/v1/+/cmd/+") == NOT_AUTHORIZED
+    assert a.subscribe("gw/v1/DEV-A/cmd/+") < 0x80
+    assert gw.publish("gw/v1/DEV-B/cmd/c1", b"for B") < 0x80  # 0x10: nobody subscribed
     assert gw.publish("gw/v1/DEV-A/cmd/c2", b"for A") == 0
     msg = a.messages.get(timeout=10)
     assert (msg.topic, msg.payload) == ("gw/v1/DEV-A/cmd/c2", b"for A")
@@ -144,9 +151,11 @@ def test_devices_speak_only_as_themselves(fleet):
     n1.publish_refused("gw/v1/DEV-A/telemetry", b"forged")
     assert n1.publish("$dp/NAT-1", b"genuine") == 0
     msg = gw.messages.get(timeout=10)
-    assert (msg.topic, msg.payload) == ("$dp/NAT-1", b"genuine")
-    n1.subscribe("$creq/+/+")
-    assert gw.publish("$creq/NAT-2/7", b"for NAT-2") == 0
+    # The plugin binds it to the authenticated logger and stamps the broker's receive time.
+    assert msg.topic.startswith("gw/nat/NAT-1/dp/") and msg.payload == b"genuine"
+    assert n1.subscribe("$creq/+/+") == NOT_AUTHORIZED
+    assert n1.subscribe("$creq/NAT-1/+") < 0x80
+    assert gw.publish("$creq/NAT-2/7", b"for NAT-2") < 0x80
     assert gw.publish("$creq/NAT-1/8", b"for NAT-1") == 0
     msg = n1.messages.get(timeout=10)
     assert (msg.topic, msg.payload) == ("$creq/NAT-1/8", b"for NAT-1")
@@ -181,13 +190,16 @@ def test_cli_broker_config_prints_gateway_password_once(db_url, conn, tmp_path, 
     credentials.issue_secret(conn, "DEV-C")
     out_dir = tmp_path / "conf"
     out_dir.mkdir()
-    assert main(["devices", "broker-config", str(out_dir), "--gateway-user", "gwx"]) == 0
+    assert main(["devices", "broker-config", str(out_dir), "--gateway-user", "gwx",
+                 "--listen", "127.0.0.1:1883"]) == 0
     out = capsys.readouterr().out
     secret = out.split("GEOWARN_MQTT_PASSWORD to it): ")[1].strip()
     stored = dict(line.split(":", 1) for line in (out_dir / "passwd").read_text().splitlines())
     assert credentials.verify_secret(secret, stored["gwx"]) and "DEV-C" in stored
     assert "user gwx" in (out_dir / "acl").read_text()
-    assert main(["devices", "broker-config", str(out_dir), "--gateway-user", "gwx"]) == 0
+    assert main(["devices", "broker-config", str(out_dir), "--gateway-user", "gwx",
+                 "--listen", "127.0.0.1:1883"]) == 0
     assert "shown once" not in capsys.readouterr().out
-    assert main(["devices", "broker-config", str(tmp_path / "missing")]) == 2
+    assert main(["devices", "broker-config", str(tmp_path / "missing"),
+                 "--listen", "127.0.0.1:1883"]) == 2
     assert "is not a directory" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""The gateway's inbox: received messages waiting for a batch, bounded in messages and in bytes.
+
+A message counts against the byte budget from the moment the network thread puts it in until
+the writer releases it after its batch was committed and acknowledged, so everything the
+gateway holds (the inbox, the batch being built, decoded batches waiting, the batch being
+committed) stays within one budget however large the messages are. A full inbox blocks the
+network thread, which stops reading from the broker (TCP backpressure; the broker keeps the
+rest in the gateway's session). One message larger than the whole budget is still let in
+when nothing else is held, so it cannot block the stream for ever.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from ingest.pipeline import ReceivedMessage
+
+
+class InboxClosed(Exception):
+    """The gateway is stopping; the message was not taken (the broker redelivers it)."""
+
+
+class Inbox:
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError("an inbox needs room for at least one message and one byte")
+        self.max_messages, self.max_bytes = max_messages, max_bytes
+        self._queue: deque[ReceivedMessage] = deque()
+        self._held_bytes = 0  # queued + taken and not yet released
+        self._closed = False
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    @property
+    def held_bytes(self) -> int:
+        with self._lock:
+            return self._held_bytes
+
+    def qsize(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _has_room(self, size: int) -> bool:
+        if len(self._queue) >= self.max_messages:
+            return False
+        return self._held_bytes == 0 or self._held_bytes + size <= self.max_bytes
+
+    def put(self, message: ReceivedMessage) -> None:
+        """Block until the message fits; raises InboxClosed when the gateway stops."""
+        size = len(message.payload)
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._has_room(size))
+            if self._closed:
+                raise InboxClosed
+            self._queue.append(message)
+            self._held_bytes += size
+            self._changed.notify_all()
+
+    def get(self, timeout: float) -> ReceivedMessage | None:
+        """The oldest message, or None after `timeout` seconds; it stays held until released."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: bool(self._queue) or self._closed, timeout):
+                return None
+            return self._queue.popleft() if self._queue else None
+
+    def release(self, messages: Iterable[ReceivedMessage]) -> None:
+        """Messages done with (committed and acknowledged, or dropped): their bytes are free."""
+        freed = sum(len(m.payload) for m in messages)
+        with self._changed:
+            self._held_bytes = max(0, self._held_bytes - freed)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
