@@ -42,11 +42,13 @@ _MAX_QUEUE_BYTES = 4 * 1024 * 1024 * 1024
 class BrokerLimits:
     """What the broker accepts and holds per client.
 
-    - message_size_limit: the largest payload (GEOWARN_MAX_PAYLOAD_BYTES, 256 KiB by default,
-      twice the largest legitimate message: a backlog message of 1000 readings, the
-      contract's maximum, with the longest channel keys and timestamps, about 120 KiB; see
-      tests/test_broker_limits.py). Larger payloads are refused by the broker (MQTT 5: PUBACK
-      0x95 packet too large; MQTT 3.1.1 clients get a PUBACK and the broker logs the drop).
+    - message_size_limit: twice the gateway's payload limit (GEOWARN_MAX_PAYLOAD_BYTES,
+      256 KiB by default, itself about twice the largest legitimate message: a backlog
+      message of 1000 readings, the contract's maximum, with the longest channel keys and
+      timestamps; see tests/test_broker_limits.py). A payload up to this size reaches the
+      gateway, which dead-letters it as `payload_too_large` (a record the operator sees); a
+      larger one is refused by the broker before it costs memory anywhere (MQTT 5: PUBACK
+      0x95 packet too large; MQTT 3.1.1 clients get a PUBACK, and the message is dropped).
     - max_packet_size: the payload limit plus a maximal topic and properties.
     - max_queued_bytes: per client (in practice: the gateways' sessions, since devices
       receive only their own commands): a day of backlog, one typical message a minute, for
@@ -65,8 +67,8 @@ class BrokerLimits:
     def for_fleet(cls, *, max_payload_bytes: int, devices: int,
                   inflight: int = 1000) -> BrokerLimits:
         queue = devices * _BACKLOG_MESSAGES_PER_DEVICE * _TYPICAL_MESSAGE_BYTES
-        return cls(message_size_limit=max_payload_bytes,
-                   max_packet_size=max_payload_bytes + _PACKET_OVERHEAD,
+        return cls(message_size_limit=2 * max_payload_bytes,
+                   max_packet_size=2 * max_payload_bytes + _PACKET_OVERHEAD,
                    max_queued_bytes=min(max(queue, _MIN_QUEUE_BYTES), _MAX_QUEUE_BYTES),
                    max_inflight_messages=inflight)
 
