@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         "drained and deleted first (seconds; the broker drops a session after 7 days)"))
     gateway_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, description=(
         "message bytes one gateway holds at most, from receipt to acknowledgement (inbox and "
-        "batches); at least 8 x GEOWARN_MAX_PAYLOAD_BYTES"))
+        "batches); at least 16 x GEOWARN_MAX_PAYLOAD_BYTES"))
     mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive (seconds)")
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024, description=(
         "larger messages go to the dead letters; the broker refuses above twice this"))

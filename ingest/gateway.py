@@ -43,7 +43,7 @@ from geowarn.errors import GeoWarnError
 from geowarn.settings import Settings
 from ingest.deadletters import DeadLetter, write_dead_letters
 from ingest.device_cache import DeviceCache
-from ingest.inbox import Inbox, release_free_heap
+from ingest.inbox import Inbox, map_large_messages, release_free_heap
 from ingest.mqtt_client import GatewayConnection, MqttError, service_client_id
 from ingest.pipeline import BatchPlan, ReceivedMessage, internal_error, plan_batch
 from ingest.progress import PipelineProgress
@@ -64,9 +64,11 @@ NATIONAL_RAW_TOPICS = ("$dp", "$dp/+", "$dr", "$dr/+", "$crsp/+")
 STORAGE_ERROR = Reason.STORAGE_ERROR
 T = TypeVar("T")
 MAX_ADOPTED = 3  # dead peers one gateway serves at most
-# Room kept outside the inbox's byte budget for one message being read by paho, its copy,
-# and the decoder's transient text of one message: GEOWARN_GATEWAY_MEMORY_BYTES bounds all.
-_TRANSIENT_MESSAGES = 4
+# Room kept outside the inbox's byte budget, in messages of the largest size: paho's read
+# buffer (it grows by doubling, so up to two), the message waiting for room in the inbox, the
+# decoder's text of one message and its parse, and allocator slack, with a margin (measured
+# with 1 MiB messages: tests/test_ingest_memory.py). GEOWARN_GATEWAY_MEMORY_BYTES bounds all.
+_TRANSIENT_MESSAGES = 8
 _TRIM_AFTER_BYTES = 4 * 1024 * 1024  # a drained backlog this large gives memory back
 
 
@@ -162,6 +164,7 @@ class Gateway:
         # our session). Receive Maximum asks the broker for the same bound, but Mosquitto 2.0.11
         # was measured sending several times more unacknowledged messages while acks flowed.
         self.inbox = Inbox(config.inflight, config.inbox_bytes)
+        map_large_messages()
         self.devices = DeviceCache(self._connect)
         self.writer = BatchWriter(config.name, duplicate_seq_window=config.duplicate_seq_window,
                                   max_clock_skew_s=config.max_clock_skew_s)

@@ -80,14 +80,35 @@ class Inbox:
             self._changed.notify_all()
 
 
-def release_free_heap() -> None:
-    """Ask glibc to return free heap pages to the OS (a no-op elsewhere)."""
+def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:
-        return
+        return None
     try:
         libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        libc.malloc_trim  # noqa: B018 - only glibc has it
+        libc.mallopt  # noqa: B018
     except (OSError, AttributeError):
-        return  # not glibc
-    trim(0)
+        return None
+    return libc
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def map_large_messages(threshold: int = 128 * 1024) -> None:
+    """Have glibc give every allocation of `threshold` bytes or more its own mapping, freed
+    to the OS at once. By default glibc raises this threshold after the first large block is
+    freed, and message-sized blocks then stay in per-thread heaps after use, so the RSS
+    tracks the largest burst rather than what is held (measured: 6 MiB over a 12 MiB inbox
+    with 1 MiB messages)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
+def release_free_heap() -> None:
+    """Ask glibc to return free heap pages to the OS (a no-op elsewhere)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
