@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     notify_webhook_preset: str = Field(default="generic", pattern="^(generic|dingtalk|wecom)$",
                                        description="webhook body format: generic, dingtalk "
                                                    "or wecom")
+    notify_vapid_key_file: Path | None = Field(default=None, description=(
+        "VAPID private key (PEM) for Web Push, from `geowarn notify vapid-keys`; unset: "
+        "no Web Push"))
+    notify_vapid_subject: str = Field(default="mailto:duty@localhost", description=(
+        "contact (mailto: or https: URL) sent to push services in the VAPID claims"))
 
     # The duty officers' API and console (api/, `geowarn api`).
     api_host: str = Field(default="127.0.0.1", description=(

@@ -64,6 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     na.add_argument("--note")
     na.set_defaults(func=_notify_ack)
 
+    nv = nsub.add_parser("vapid-keys", help="generate the Web Push (VAPID) key pair: private "
+                                            "key to FILE (0600), public key printed")
+    nv.add_argument("--out", type=Path, required=True, metavar="FILE")
+    nv.set_defaults(func=_notify_vapid)
+    ns = nsub.add_parser("push-subscribe", help="register a browser's Web Push subscription "
+                                                "for a directory person")
+    ns.add_argument("person_id")
+    ns.add_argument("--endpoint", required=True)
+    ns.add_argument("--p256dh", required=True)
+    ns.add_argument("--auth", required=True)
+    ns.set_defaults(func=_notify_subscribe)
+
     nl = sub.add_parser("notifications", help="who was told what, when, by which channel")
     lsub = nl.add_subparsers(dest="notifications_command", metavar="ACTION", required=True)
     nll = lsub.add_parser("list", help="deliveries (numbers masked)")
@@ -157,7 +169,8 @@ def _notify(args: argparse.Namespace) -> int:
         return 0
     from notify.notifier import Notifier
 
-    channels = setup.build_channels(settings, echo=args.echo, known_sid=setup.sid_recorder(url))
+    channels = setup.build_channels(settings, url=url, echo=args.echo,
+                                    known_sid=setup.sid_recorder(url))
     notifier = Notifier(url, channels, name=args.name, routing=setup.build_routing(settings),
                         templates=setup.build_templates(settings),
                         hotline=settings.notify_hotline)
@@ -193,7 +206,7 @@ def _notify_test(args: argparse.Namespace) -> int:
     from notify.channels.base import Outgoing
     from notify.messages import Templates
 
-    channels = setup.build_channels(settings, echo=True)
+    channels = setup.build_channels(settings, url=database_url(), echo=True)
     channel = channels["sms"]
     now = datetime.now(UTC)
     text = Templates(settings.notify_templates_dir or Templates().directory).render(
@@ -211,6 +224,28 @@ def _notify_ack(args: argparse.Namespace) -> int:
             UTC), note=args.note)
     print(f"alert {args.alert_id} acknowledged by {args.user}"
           + ("; escalation stopped" if stopped else ""))
+    return 0
+
+
+def _notify_vapid(args: argparse.Namespace) -> int:
+    from notify.channels.webpush import generate_vapid_keys
+
+    try:
+        public = generate_vapid_keys(args.out)
+    except FileExistsError as exc:
+        raise InvalidInput(str(exc)) from None
+    print(f"private key written to {args.out} (mode 0600); set GEOWARN_NOTIFY_VAPID_KEY_FILE "
+          "to it")
+    print(f"public key (the console's applicationServerKey): {public}")
+    return 0
+
+
+def _notify_subscribe(args: argparse.Namespace) -> int:
+    from notify import push_store
+
+    with connect(autocommit=True) as conn:
+        sid = push_store.subscribe(conn, args.person_id, args.endpoint, args.p256dh, args.auth)
+    print(f"push subscription {sid} for {args.person_id}")
     return 0
 
 

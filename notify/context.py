@@ -18,7 +18,7 @@ import psycopg
 from alerts.lifecycle.outbox import OutboxItem
 from gis import store
 from gis.model import HazardPoint, Household
-from notify import people
+from notify import people, push_store
 from notify.people import Contact
 from notify.phones import PhoneError, to_e164
 from notify.planner import EventContext, Told
@@ -103,7 +103,8 @@ def load(conn: psycopg.Connection, item: OutboxItem, *, hotline: str,
         target_type=item.target_type, target_id=item.target_id, county_code=county,
         hazard=hazard, contacts=contacts, households=households, shelters=shelters,
         told=told, floor_only=_floor_only(evidence, int(item.level)), reason=reason,
-        hotline=hotline, place=place_names.get(county, county), lookup_phone=lookup)
+        hotline=hotline, place=place_names.get(county, county), lookup_phone=lookup,
+        push_recipients=frozenset(push_store.people_with_push(conn)))
 
 
 def _contacts(conn: psycopg.Connection, hazard: HazardPoint | None, county: str,

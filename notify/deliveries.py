@@ -75,23 +75,24 @@ def insert_planned(conn: psycopg.Connection, event_id: int, alert_id: int,
                    now: datetime, round_: int = 0) -> int:
     """Insert the plan's rows; those already there are left alone. A recipient without a
     number for a phone channel is recorded as failed ('no_phone') so officers see it."""
-    count = 0
+    rows = []
+    for p in planned:
+        no_phone = p.channel in ("sms", "voice") and not p.phone
+        rows.append((event_id, alert_id, p.recipient_id, p.name,
+                     p.masked_phone if p.phone else None, p.audience, p.channel, round_,
+                     p.purpose, p.language, p.body, p.shelter_id,
+                     "failed" if no_phone else "pending", "no_phone" if no_phone else None,
+                     "no phone number on record" if no_phone else None, valid_until, now))
     with conn.cursor() as cur:
-        for p in planned:
-            no_phone = p.channel in ("sms", "voice") and not p.phone
-            cur.execute(
-                f"INSERT INTO deliveries (event_id, alert_id, recipient_id, recipient_name, "
-                f"masked_phone, audience, channel, round, purpose, language, body, shelter_id, "
-                f"state, error_code, error_text, valid_until, next_attempt_at) VALUES "
-                f"({', '.join(['%s'] * 17)}) "
-                f"ON CONFLICT (event_id, recipient_id, channel, round, purpose) DO NOTHING",
-                (event_id, alert_id, p.recipient_id, p.name, p.masked_phone if p.phone
-                 else None, p.audience, p.channel, round_, p.purpose, p.language, p.body,
-                 p.shelter_id, "failed" if no_phone else "pending",
-                 "no_phone" if no_phone else None,
-                 "no phone number on record" if no_phone else None, valid_until, now))
-            count += cur.rowcount
-    return count
+        cur.executemany(
+            f"INSERT INTO deliveries (event_id, alert_id, recipient_id, recipient_name, "
+            f"masked_phone, audience, channel, round, purpose, language, body, shelter_id, "
+            f"state, error_code, error_text, valid_until, next_attempt_at) VALUES "
+            f"({', '.join(['%s'] * 17)}) "
+            f"ON CONFLICT (event_id, recipient_id, channel, round, purpose) DO NOTHING",
+            rows)
+        # executemany sums rowcount over the batch (psycopg 3).
+        return max(cur.rowcount, 0)
 
 
 def _delivery(row: dict[str, Any]) -> Delivery:
@@ -132,43 +133,38 @@ def claim(conn: psycopg.Connection, worker: str, limit: int, *, lease: timedelta
 
 
 def record(conn: psycopg.Connection, delivery_id: int, worker: str, outcome: Outcome, *,
-           now: datetime, backoff_s: float = 30.0) -> str | None:
-    """Record a send's outcome if this worker still holds the claim; the new state, or None
-    when the claim was lost (another sender took over after the lease ran out)."""
-    with conn.transaction():
-        row = conn.execute("SELECT state, claimed_by, attempts FROM deliveries "
-                           "WHERE delivery_id = %s FOR UPDATE", (delivery_id,)).fetchone()
-        if row is None or row[0] != "sending" or row[1] != worker:
-            return None
-        attempts = int(row[2])
-        if outcome.kind == "accepted":
-            state, next_at = outcome.state if outcome.state in RANK else "queued", now
-        elif outcome.kind == "retry" and attempts < MAX_ATTEMPTS:
-            wait = outcome.retry_after_s if outcome.retry_after_s is not None \
-                else backoff_s * 2 ** (attempts - 1)
-            state, next_at = "pending", now + timedelta(seconds=min(wait, 3600.0))
-        elif outcome.kind == "retry":
-            state, next_at = "failed", now
-        elif outcome.kind == "uncertain" and attempts < MAX_ATTEMPTS:
-            # Stay 'sending' with the lease ending soon: the next claim asks the provider.
-            wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s
-            conn.execute("UPDATE deliveries SET lease_until = %s, claimed_by = NULL, "
-                         "error_code = %s, error_text = %s, updated_at = %s "
-                         "WHERE delivery_id = %s",
-                         (now + timedelta(seconds=wait), outcome.code,
-                          outcome.message[:500] or None, now, delivery_id))
-            return "sending"
-        else:
-            state, next_at = {"uncertain": "uncertain", "rejected": "rejected",
-                              "failed": "failed", "expired": "expired"}[outcome.kind], now
-        conn.execute(
-            "UPDATE deliveries SET state = %s, next_attempt_at = %s, lease_until = NULL, "
-            "provider_id = coalesce(%s, provider_id), error_code = %s, error_text = %s, "
-            "accepted_at = CASE WHEN %s THEN %s ELSE accepted_at END, updated_at = %s "
-            "WHERE delivery_id = %s",
-            (state, next_at, outcome.provider_id, outcome.code, outcome.message[:500] or None,
-             outcome.kind == "accepted", now, now, delivery_id))
-    return state
+           now: datetime, attempts: int, backoff_s: float = 30.0) -> str | None:
+    """Record a send's outcome if this worker still holds the claim (one conditional UPDATE);
+    the new state, or None when the claim was lost (another sender took over after the lease
+    ran out, or a callback already recorded the acceptance). `attempts` is the row's count
+    as claimed."""
+    lease: datetime | None = None
+    owner: str | None = worker  # kept: who sent it (shown in listings)
+    if outcome.kind == "accepted":
+        state, next_at = outcome.state if outcome.state in RANK else "queued", now
+    elif outcome.kind == "retry" and attempts < MAX_ATTEMPTS:
+        wait = outcome.retry_after_s if outcome.retry_after_s is not None \
+            else backoff_s * 2 ** (attempts - 1)
+        state, next_at = "pending", now + timedelta(seconds=min(wait, 3600.0))
+    elif outcome.kind == "uncertain" and attempts < MAX_ATTEMPTS:
+        # Stay 'sending' with the lease ending soon: the next claim asks the provider.
+        wait = outcome.retry_after_s if outcome.retry_after_s is not None else backoff_s
+        state, next_at, lease = "sending", now, now + timedelta(seconds=wait)
+        owner = None  # whoever claims it next asks the provider
+    elif outcome.kind == "retry":
+        state, next_at = "failed", now
+    else:
+        state, next_at = {"uncertain": "uncertain", "rejected": "rejected",
+                          "failed": "failed", "expired": "expired"}[outcome.kind], now
+    cur = conn.execute(
+        "UPDATE deliveries SET state = %s, next_attempt_at = %s, lease_until = %s, "
+        "claimed_by = %s, provider_id = coalesce(%s, provider_id), error_code = %s, "
+        "error_text = %s, accepted_at = CASE WHEN %s THEN %s ELSE accepted_at END, "
+        "updated_at = %s WHERE delivery_id = %s AND state = 'sending' AND claimed_by = %s",
+        (state, next_at, lease, owner, outcome.provider_id, outcome.code,
+         outcome.message[:500] or None, outcome.kind == "accepted", now, now, delivery_id,
+         worker))
+    return state if cur.rowcount else None
 
 
 def advance(conn: psycopg.Connection, channel: str, provider_id: str, provider_status: str,

@@ -150,52 +150,54 @@ class Notifier:
                                    now=self.clock(), reclaim_own=own)
         if not claimed:
             return 0
-        list(self._pool.map(self._handle, claimed))
+        # Numbers are looked up now, for this batch only (deliveries never store them).
+        phones = people.phones_of(conn, [c.delivery.recipient_id for c in claimed
+                                         if c.delivery.channel in ("sms", "voice")])
+        list(self._pool.map(lambda c: self._handle(c, phones), claimed))
         return len(claimed)
 
-    def _outgoing(self, c: Claimed) -> Outgoing:
+    def _outgoing(self, c: Claimed, phones: Mapping[str, str]) -> Outgoing:
         d = c.delivery
-        phone = people.phone_of(self._conn(), d.recipient_id) \
-            if d.channel in ("sms", "voice") else None
+        phone = phones.get(d.recipient_id) if d.channel in ("sms", "voice") else None
         return Outgoing(d.delivery_id, messages.tag_of(d.delivery_id), phone,
                         d.masked_phone or "-", messages.with_tag(d.body, d.delivery_id),
                         d.language, d.valid_until, self.clock(), d.recipient_id,
                         subject=f"alert {d.alert_id}")
 
-    def _handle(self, c: Claimed) -> None:
+    def _handle(self, c: Claimed, phones: Mapping[str, str]) -> None:
         d = c.delivery
         channel = self.channels.get(d.channel)
         now = self.clock()
         if channel is None:
-            self._record(d.delivery_id, Outcome("failed", code="no_channel",
+            self._record(c, Outcome("failed", code="no_channel",
                          message=f"channel {d.channel!r} is not configured"))
             return
-        msg = self._outgoing(c)
+        msg = self._outgoing(c, phones)
         if c.uncertain:
             found = channel.lookup(msg, c.attempt_started)
             if found.answer == "found":
                 self.stats.reconciled_found += 1
-                self._record(d.delivery_id, Outcome("accepted", provider_id=found.provider_id,
+                self._record(c, Outcome("accepted", provider_id=found.provider_id,
                                                     state=found.state))
                 return
             if found.answer == "unknown":
-                self._record(d.delivery_id, Outcome("uncertain", code="lookup_unavailable",
+                self._record(c, Outcome("uncertain", code="lookup_unavailable",
                              message="the provider could not be asked; will ask again"))
                 return
             if found.answer == "cannot":
-                self._record(d.delivery_id, Outcome("failed", code="uncertain",
+                self._record(c, Outcome("failed", code="uncertain",
                              message="an earlier attempt may have been sent and this channel "
                              "cannot be asked: not resent"))
                 return
         if d.valid_until <= now:
-            self._record(d.delivery_id, Outcome("expired", code="expired",
+            self._record(c, Outcome("expired", code="expired",
                                                 message="validity period passed"))
             return
         self._crash("before_send")
         outcome = channel.send(msg)
         if outcome.kind == "accepted":
             self._crash("after_accept")
-        self._record(d.delivery_id, outcome)
+        self._record(c, outcome)
         self._crash("after_record")
         if outcome.kind == "accepted":
             self.stats.sent += 1
@@ -203,9 +205,10 @@ class Notifier:
             log.warning("delivery %s to %s (%s): %s %s", d.delivery_id, d.masked_phone,
                         d.recipient_id, outcome.code, outcome.message)
 
-    def _record(self, delivery_id: int, outcome: Outcome) -> None:
+    def _record(self, c: Claimed, outcome: Outcome) -> None:
         self.stats.outcomes[outcome.kind] = self.stats.outcomes.get(outcome.kind, 0) + 1
-        deliveries.record(self._conn(), delivery_id, self.name, outcome, now=self.clock())
+        deliveries.record(self._conn(), c.delivery.delivery_id, self.name, outcome,
+                          now=self.clock(), attempts=c.delivery.attempts)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -217,13 +220,23 @@ class Notifier:
         return planned + escalated + sent
 
     def run(self, stop: threading.Event, *, idle_wait_s: float = 1.0) -> None:
-        """Until `stop` is set: steps back to back while there is work, else one timed wait."""
+        """Until `stop` is set: steps back to back while there is work; when idle, waits for
+        a new outbox row (LISTEN geowarn_outbox, woken by the migration's trigger) or the
+        next due retry/escalation, at most `idle_wait_s`."""
+        listen: psycopg.Connection | None = None
         while not stop.is_set():
             try:
+                if listen is None or listen.closed:
+                    listen = psycopg.connect(self.url, autocommit=True)
+                    listen.execute("LISTEN geowarn_outbox")
                 busy = self.step()
+                if not busy:
+                    for _ in listen.notifies(timeout=idle_wait_s, stop_after=1):
+                        pass
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable (%s); retrying", exc)
                 self._local.conn = None
-                busy = 0
-            if not busy:
+                listen = None
                 stop.wait(idle_wait_s)
+        if listen is not None:
+            listen.close()

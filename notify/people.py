@@ -230,6 +230,36 @@ def phone_of(conn: psycopg.Connection, recipient_id: str) -> str | None:
         return None
 
 
+def phones_of(conn: psycopg.Connection, recipient_ids: Sequence[str]) -> dict[str, str]:
+    """`phone_of` for many recipients in a few queries (the sender's batch)."""
+    by_kind: dict[str, list[str]] = {}
+    for rid in set(recipient_ids):
+        kind, _, rest = rid.partition(":")
+        by_kind.setdefault(kind, []).append(rest)
+    raw: dict[str, object] = {}
+    if by_kind.get("person"):
+        raw.update((f"person:{pid}", phone) for pid, phone in conn.execute(
+            "SELECT person_id, phone FROM people WHERE active AND person_id = ANY(%s)",
+            (by_kind["person"],)))
+    if by_kind.get("household"):
+        raw.update((f"household:{hid}", phone) for hid, phone in conn.execute(
+            "SELECT household_id, phone FROM households WHERE household_id = ANY(%s)",
+            (by_kind["household"],)))
+    out: dict[str, str] = {}
+    for rid, value in raw.items():
+        if isinstance(value, str) and value:
+            try:
+                out[rid] = to_e164(value)
+            except PhoneError:
+                continue
+    hazards = sorted({rest.partition(":")[0] for rest in by_kind.get("hazard", [])})
+    if hazards:
+        wanted = {f"hazard:{rest}" for rest in by_kind["hazard"]}
+        out.update((c.person_id, c.phone) for c in hazard_contacts(conn, hazards)
+                   if c.person_id in wanted and c.phone)
+    return out
+
+
 def everyone(conn: psycopg.Connection) -> list[Contact]:
     """The directory plus the linked hazard-point contacts not already in it."""
     people = directory(conn)

@@ -15,6 +15,7 @@ Event kinds (alerts/lifecycle_queries.EventKind):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,6 +77,7 @@ class EventContext:
     hotline: str = "12336"  # 国土资源违法举报/地灾 hotline; configurable
     place: str = ""
     lookup_phone: Mapping[str, str] = field(default_factory=dict)  # told recipient -> phone
+    push_recipients: frozenset[str] = frozenset()  # people with a Web Push subscription
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,35 @@ def plan(ctx: EventContext, routing: RoutingTable,
          templates: messages.Templates | None = None) -> Plan:
     tpl = templates or messages.Templates()
     if ctx.event_kind in ("opened", "raised"):
-        return _warning(ctx, routing, tpl)
-    if ctx.event_kind in ("lowered", "cleared"):
-        return _officers_told(ctx, routing, tpl, "level_down", "update")
-    if ctx.event_kind == "resolved":
-        return _all_clear(ctx, tpl, routing)
-    return Plan(())
+        result = _warning(ctx, routing, tpl)
+    elif ctx.event_kind in ("lowered", "cleared"):
+        result = _officers_told(ctx, routing, tpl, "level_down", "update")
+    elif ctx.event_kind == "resolved":
+        result = _all_clear(ctx, tpl, routing)
+    else:
+        return Plan(())
+    # Texts first, calls after: the sender takes rows in this order, and a call takes
+    # longer than an SMS to reach everyone.
+    ordered = sorted(result.deliveries, key=lambda d: d.channel == "voice")
+    if routing.duty_room_webhook:
+        ordered += _duty_room(ordered)
+    if routing.web_push:
+        ordered += [dataclasses.replace(d, channel="push") for d in ordered
+                    if d.channel in ("sms", routing.sms_channel)
+                    and d.recipient_id in ctx.push_recipients]
+    return Plan(tuple(ordered), result.allocation, result.unplaced)
+
+
+def _duty_room(planned: list[PlannedDelivery]) -> list[PlannedDelivery]:
+    """One post to the duty room's robot per purpose, with what the officers were told."""
+    out = []
+    for purpose in dict.fromkeys(d.purpose for d in planned):
+        told = [d for d in planned if d.purpose == purpose and d.audience in OFFICERS]
+        if told:
+            zh = next((d for d in told if d.language == "zh"), told[0])
+            out.append(PlannedDelivery("webhook:duty-room", "duty room", None, zh.language,
+                                       "duty_room", "webhook", purpose, zh.body))
+    return out
 
 
 def _warning(ctx: EventContext, routing: RoutingTable, tpl: messages.Templates) -> Plan:

@@ -64,6 +64,11 @@ class RoutingTable:
     # county/city/province code -> {level: audiences}
     overrides: Mapping[str, Mapping[int, tuple[str, ...]]] = field(default_factory=dict)
     sms_channel: str = "sms"  # "file" when no SMS provider is configured
+    # Also post what officers are told to the duty room's group robot (channel "webhook").
+    duty_room_webhook: bool = False
+    # Also push what officers are told to their console (channel "push"), for those who
+    # subscribed.
+    web_push: bool = False
 
     def _override(self, county_code: str, level: int) -> tuple[str, ...] | None:
         # Most specific first: 331122, 331100, 330000.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import psycopg
@@ -17,7 +18,7 @@ def twilio_configured(s: Settings) -> bool:
     return bool(s.twilio_account_sid and s.twilio_auth_token and s.twilio_from)
 
 
-def build_channels(s: Settings, *, echo: bool = False,
+def build_channels(s: Settings, *, url: str, echo: bool = False,
                    known_sid: Callable[[str], bool] | None = None) -> dict[str, Channel]:
     path = s.notify_file or s.data_dir / "notifications.jsonl"
     channels: dict[str, Channel] = {"file": FileChannel(path, echo=echo)}
@@ -40,6 +41,20 @@ def build_channels(s: Settings, *, echo: bool = False,
     else:
         # Without a provider, phone messages are written to the file channel.
         channels["sms"] = channels["voice"] = channels["file"]
+    if s.notify_vapid_key_file:
+        from notify import push_store
+        from notify.channels.webpush import WebPush
+
+        def subs(recipient_id: str) -> list[dict[str, object]]:
+            with psycopg.connect(url) as conn:
+                return list(push_store.subscriptions(conn, recipient_id))
+
+        def gone(endpoint: str) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                push_store.deactivate(conn, endpoint)
+
+        channels["push"] = WebPush(s.notify_vapid_key_file, s.notify_vapid_subject, subs,
+                                   gone=gone)
     if s.notify_webhook_url:
         from notify.channels.webhook import Webhook
 
@@ -50,7 +65,9 @@ def build_channels(s: Settings, *, echo: bool = False,
 
 
 def build_routing(s: Settings) -> RoutingTable:
-    return load_routing(s.notify_routing_file)
+    table = load_routing(s.notify_routing_file)
+    return dataclasses.replace(table, duty_room_webhook=bool(s.notify_webhook_url),
+                               web_push=bool(s.notify_vapid_key_file))
 
 
 def build_templates(s: Settings) -> messages.Templates:

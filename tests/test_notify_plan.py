@@ -173,3 +173,22 @@ def test_duty_now_follows_the_roster(conn: psycopg.Connection) -> None:
                                                   ("city_officer", "city-1")}
     assert people.on_duty(conn, "331122", world.T0.replace(year=2030)) == []
     assert people.on_duty(conn, "330185", world.T0) == []  # another city's county
+
+
+def test_duty_room_webhook_gets_what_officers_are_told(conn: psycopg.Connection, db_url: str,
+                                                       tmp_path: Path) -> None:
+    from notify.routing import RoutingTable
+
+    world.build(conn, households=2)
+    world.change(conn, Level.ORANGE)
+    ch = FileChannel(tmp_path / "o.jsonl")
+    room = FileChannel(tmp_path / "room.jsonl", name="webhook")
+    n = Notifier(db_url, {"file": ch, "sms": ch, "voice": ch, "webhook": room},
+                 routing=RoutingTable(duty_room_webhook=True))
+    drain(n)
+    n.close()
+    posts = [d for d in deliveries.list_deliveries(conn) if d.channel == "webhook"]
+    assert [(d.recipient_id, d.purpose, d.state) for d in posts] == [
+        ("webhook:duty-room", "warning", "delivered")]
+    assert "橙色预警" in posts[0].body
+    assert len(sent_lines(tmp_path / "room.jsonl")) == 1
