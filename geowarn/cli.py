@@ -24,8 +24,9 @@ from collections.abc import Callable, Sequence
 from geowarn.errors import ConfigurationError, GeoWarnError
 from geowarn.settings import get_settings
 
-# Each top-level command and the module whose `register(subparsers)` defines it
-# (tests/test_cli.py checks that every module defines exactly the commands listed here).
+# Each command and the module whose `register(subparsers)` defines it; "PARENT CHILD" is a
+# subcommand added under another module's command (see build_parser). tests/test_cli.py
+# checks that every module defines exactly the commands listed here.
 COMMANDS: dict[str, str] = {
     "db": "geowarn.db_cli",
     "readings-prune": "geowarn.readings_cli",
@@ -65,13 +66,14 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _unavailable(sub: argparse._SubParsersAction, module: str, exc: BaseException) -> None:
+def _unavailable(sub: argparse._SubParsersAction, commands: Sequence[str], module: str,
+                 exc: BaseException) -> None:
     """Placeholders for the commands of a module that cannot be imported."""
     reason = f"{type(exc).__name__}: {exc}"
-    for command in (c for c, m in COMMANDS.items() if m == module):
+    for command in commands:
         # No option prefix: whatever follows the command is accepted, to fail with the reason.
-        p = sub.add_parser(command, help=f"(unavailable: {reason})", add_help=False,
-                           prefix_chars="\0")
+        p = sub.add_parser(command.rpartition(" ")[2], help=f"(unavailable: {reason})",
+                           add_help=False, prefix_chars="\0")
         p.add_argument("rest", nargs="*")
 
         def fail(args: argparse.Namespace, command: str = command) -> int:
@@ -81,9 +83,34 @@ def _unavailable(sub: argparse._SubParsersAction, module: str, exc: BaseExceptio
         p.set_defaults(func=fail)
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    """The subcommands of a command's parser, where a higher layer adds its own (None for
+    the placeholder of a command that could not be loaded)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return None
+
+
+def _register(sub: argparse._SubParsersAction, keys: Sequence[str]) -> None:
+    """Import each module of `keys` once and let it register its commands into `sub`."""
+    for name in dict.fromkeys(COMMANDS[k] for k in keys):
+        mine = [k for k in keys if COMMANDS[k] == name]
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # any import failure of one capability, reported per command
+            _unavailable(sub, mine, name, exc)
+            continue
+        module.register(sub)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser for `argv`: with only the chosen command's module when argv names one, else
-    with every command (for the listing)."""
+    """The parser for `argv`: with only the chosen command's modules when argv names one,
+    else with every command (for the listing).
+
+    A key "PARENT CHILD" in COMMANDS is a subcommand a higher layer adds under another
+    capability's command (e.g. ingest's `devices broker-config`), so that the lower one
+    need not import it."""
     parser = argparse.ArgumentParser(
         prog="geowarn",
         description="GeoWarn: early warning for geohazard, water and environment monitoring.",
@@ -91,14 +118,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
-    modules = [COMMANDS[chosen]] if chosen else list(dict.fromkeys(COMMANDS.values()))
-    for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:  # any import failure of one capability, reported per command
-            _unavailable(sub, name, exc)
-            continue
-        module.register(sub)
+    top = [k for k in COMMANDS if " " not in k and (chosen is None or k == chosen)]
+    _register(sub, top)
+    nested: dict[str, list[str]] = {}
+    for key in COMMANDS:
+        parent, _, child = key.partition(" ")
+        if child and parent in top:
+            nested.setdefault(parent, []).append(key)
+    for parent, keys in nested.items():
+        below = _subcommands(sub.choices[parent]) if parent in sub.choices else None
+        if below is not None:
+            _register(below, keys)
     return parser
 
 
