@@ -15,13 +15,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from devices import broker_acl, commands, credentials, health, registry, secrets_file
+from devices import commands, credentials, health, registry, secrets_file
 from devices.catalogue import load_catalogue
 from devices.csv_import import EXAMPLE_CSV, FORMAT_HELP, decode, import_devices, parse_csv
 from devices.registry import Device, DeviceSpec
 from geowarn.db import connect
 from geowarn.errors import InvalidInput
-from geowarn.settings import get_settings
 
 
 def _actor() -> str:
@@ -128,21 +127,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = dsub.add_parser("rotate-secret", help="issue a new secret and print it once")
     r.add_argument("device_id")
     r.set_defaults(func=_rotate)
-
-    b = dsub.add_parser("broker-config",
-                        help="write Mosquitto's passwd, acl and mosquitto.conf (with plugin)")
-    b.add_argument("dir", type=Path)
-    b.add_argument("--listen", required=True, metavar="ADDRESS:PORT",
-                   help="where the broker listens, e.g. 127.0.0.1:1883 (this host only) or "
-                        "0.0.0.0:1883 (every interface)")
-    b.add_argument("--broker-user", default="mosquitto",
-                   help="the user Mosquitto runs as (it drops to it when started as root); "
-                        "run as root, this owns passwd, acl and DIR/data (default mosquitto)")
-    b.add_argument("--gateway-user", help="gateway account (default GEOWARN_MQTT_USERNAME "
-                   f"or {broker_acl.DEFAULT_GATEWAY_USER})")
-    b.add_argument("--no-bare-dp", action="store_true",
-                   help="national loggers may publish on $dp/{id} only, not on bare $dp")
-    b.set_defaults(func=_broker_config)
 
     m = dsub.add_parser("command", help="queue a command for a device")
     m.add_argument("device_id")
@@ -364,28 +348,6 @@ def _rotate(args: argparse.Namespace) -> int:
         secret = credentials.issue_secret(conn, args.device_id, actor=_actor())
     _print_secret(args.device_id, secret)
     print("run `geowarn devices broker-config` so the broker accepts it")
-    return 0
-
-
-def _broker_config(args: argparse.Namespace) -> int:
-    from ingest.broker_setup import Listen, write_broker_setup
-
-    settings = get_settings()
-    user = args.gateway_user or settings.mqtt_username or broker_acl.DEFAULT_GATEWAY_USER
-    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-    listen = Listen.parse(args.listen)
-    with connect(autocommit=True) as conn:
-        setup = write_broker_setup(conn, args.dir, listen=listen, gateway_user=user,
-                                   gateway_password=password,
-                                   allow_bare_dp=not args.no_bare_dp,
-                                   broker_user=args.broker_user,
-                                   max_payload_bytes=settings.max_payload_bytes,
-                                   inflight=settings.gateway_inflight)
-    for line in setup.report():
-        print(line)
-    if setup.files.new_gateway_secret:
-        print(f"gateway password for {setup.files.gateway_user} (shown once; set "
-              f"GEOWARN_MQTT_PASSWORD to it): {setup.files.new_gateway_secret}")
     return 0
 
 

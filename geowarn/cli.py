@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "warnings": "gis.cli",
     "contracts": "devices.contracts_cli",
     "devices": "devices.cli",
+    "devices broker-config": "ingest.broker_cli",
     "readings": "geowarn.readings_cli",
     "ingest": "ingest.cli",
     "deadletters": "ingest.cli",

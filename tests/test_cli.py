@@ -122,3 +122,17 @@ def test_embedded_database_is_announced_without_platformdirs_warning() -> None:
     assert "using the embedded demo database in data/pgdata" in proc.stderr
     assert "XDG_RUNTIME_DIR" not in proc.stderr and "Warning" not in proc.stderr
     assert "server:      PostgreSQL" in proc.stdout
+
+
+def test_a_broken_subcommand_breaks_only_itself(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`devices broker-config` comes from ingest (a layer above devices): ingest failing to
+    import leaves every other `geowarn devices` command working."""
+    monkeypatch.setitem(sys.modules, "ingest.broker_cli", None)  # import fails
+    with pytest.raises(SystemExit):
+        cli.main(["devices", "--help"])
+    listing = capsys.readouterr().out
+    assert "(unavailable: ModuleNotFoundError" in listing and "rotate-secret" in listing
+    assert cli.main(["devices", "broker-config", "out", "--listen", "127.0.0.1:1883"]) == 2
+    assert "`geowarn devices broker-config` is unavailable: ingest.broker_cli cannot be " \
+           "imported" in capsys.readouterr().err

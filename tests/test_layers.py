@@ -29,12 +29,7 @@ LAYER = {
     "bench": 7,
 }
 # Known exceptions, each with the reason it is allowed; keep this empty if at all possible.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("devices.cli", "ingest.broker_config"):
-        "`geowarn devices broker-config` writes ingest's Mosquitto configuration and plugin; "
-        "the command is to move to ingest/ (issue 9), after the broker-config hardening "
-        "lands",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:
