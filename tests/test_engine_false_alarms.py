@@ -97,21 +97,15 @@ def test_thirty_quiet_days_raise_only_maintenance_for_the_dropouts(
         hi = lo + timedelta(hours=DROPOUT_H)
         last = max(tr.time(j) for j in range(tr.n) if tr.time(j) < lo)
         offline = max(3 * tr.step_s, 900.0)
-        # Silent at the first hourly tick more than `offline` after the last reading;
-        # reporting again at the first tick that sees a reading from after the dropout.
-        silent = _next_tick(last + timedelta(seconds=offline), strictly_after=True)
-        back = _next_tick(min(tr.time(j) for j in range(tr.n) if tr.time(j) >= hi))
-        # Auto-resolved at the first periodic tick (every 6 h) 6 h of data time after.
-        resolved = _next_tick(back + timedelta(hours=6), every=PERIODIC_H)
+        # Every event at the data time that caused it, whichever hourly tick noticed it:
+        # silent `offline` after the last reading, reporting again at the first reading
+        # after the dropout, auto-resolved 6 h (the quiet period) after that.
+        silent = last + timedelta(seconds=offline)
+        back = min(tr.time(j) for j in range(tr.n) if tr.time(j) >= hi)
+        resolved = back + timedelta(hours=6)
         expected += [(tr.device_id, "opened", 1, silent), (tr.device_id, "cleared", 0, back),
                      (tr.device_id, "resolved", 0, resolved)]
     assert got == sorted(expected, key=lambda x: (x[0], x[3]))
     assert all(r[0] == "device" for r in rows)
     assert {r[5]["reason"] for r in rows if r[6] != "resolved"} == {"silent",
                                                                   "reporting again"}
-
-
-def _next_tick(t: datetime, strictly_after: bool = False, every: int = 1) -> datetime:
-    ticks = (t - START).total_seconds() / (HOUR * every)
-    n = math.floor(ticks) + 1 if strictly_after or ticks != int(ticks) else int(ticks)
-    return START + timedelta(hours=n * every)

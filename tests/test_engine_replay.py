@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from alerts.service import Engine, EngineConfig
+from alerts.engine.service import Engine, EngineConfig
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
 from tests.fixtures.database import create_database, drop_database

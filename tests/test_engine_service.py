@@ -33,8 +33,11 @@ def _setup(conn: psycopg.Connection) -> dict[str, int]:
         "SELECT device_id || '.' || channel, channel_id FROM channels").fetchall())
     n = 240
     rain = np.zeros(n)
-    rain[60:72] = 4.0  # 48 mm in the hour from 05:00: yellow (45 mm / 1 h)
-    rain[72:78] = 6.0  # the 1 h total reaches 60 mm (orange) at sample 77
+    # A real gauge's increments vary (one value repeated for an hour is a suspicious
+    # pattern, held at yellow: tests/test_engine_quality.py); the sums are unchanged.
+    wiggle = 0.4 * (-1.0) ** np.arange(12)
+    rain[60:72] = 4.0 + wiggle  # 48 mm in the hour from 05:00: yellow (45 mm / 1 h)
+    rain[72:78] = 6.0 + wiggle[:6]  # the 1 h total reaches 60 mm (orange) at sample 77
     stage = 12.0 + np.clip(np.arange(n) - 80, 0, None) * 0.03  # rises from 06:40
     rows = []
     for i in range(n):
@@ -181,8 +184,16 @@ def test_a_fresh_wall_clock_engine_judges_only_the_backfill_window(
             assert np.nanmax(engine.state.watermark) == rows[-1][1].timestamp()
         finally:
             engine.close()
-        peak = conn.execute("SELECT coalesce(max(peak_level), 0) FROM alerts").fetchone()
+        peak = conn.execute("SELECT coalesce(max(peak_level), 0) FROM alerts WHERE "
+                            "hazard_kind NOT IN ('maintenance', 'data_quality')").fetchone()
         assert peak == (expected,)
+        # The gauge has been silent since yesterday: a maintenance alert from its last
+        # reading + 15 min, whatever the backfill (30 days also see the 9-day gap).
+        silent = conn.execute(
+            "SELECT e.data_time FROM alert_events e JOIN alerts a USING (alert_id) WHERE "
+            "a.hazard_kind = 'maintenance' AND e.level = 1 ORDER BY e.data_time").fetchall()
+        assert silent[-1] == (rows[-1][1] + timedelta(minutes=15),)
+        assert len(silent) == (1 if days < 9 else 2)
 
 
 def test_a_commit_naming_many_channels_notifies_them_all_by_id(db_url: str) -> None:

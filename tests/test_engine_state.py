@@ -36,11 +36,12 @@ def test_level_names_and_classify() -> None:
 
 
 def test_hampel_stuck_limits_rate_and_gaps() -> None:
-    v = np.array([[1.0, 1.1, 0.9, 1.0, 9.0, 1.1, 1.0, 0.9, 1.0, 1.1]])
-    # Where the window is nearly flat the MAD is 0 and every 0.1 wiggle would be a "spike":
-    # the minimum deviation (the sensor's noise floor) keeps those out.
-    assert np.flatnonzero(hampel_spikes(v, 3, 3.0)[0]).tolist() == [1, 4, 8]
-    assert np.flatnonzero(hampel_spikes(v, 3, 3.0, min_deviation=0.5)[0]).tolist() == [4]
+    v = np.array([[1.0, 1.0, 1.0, 1.0, 1.1, 1.0, 9.0, 1.0, 1.0, 1.0]])
+    # Judged as the engine judges a newest sample: against the trailing 7 samples, once more
+    # than 4 are there. Where the window is flat the MAD is 0 and a 0.1 wiggle would be a
+    # "spike": the minimum deviation (a few resolution steps) keeps those out.
+    assert np.flatnonzero(hampel_spikes(v, 3, 3.0)[0]).tolist() == [4, 6]
+    assert np.flatnonzero(hampel_spikes(v, 3, 3.0, min_deviation=0.5)[0]).tolist() == [6]
     s = np.array([[2.0, 2, 2, 2, 3, 3, 0, 0, 0, 0]])
     assert np.flatnonzero(stuck_runs(s, 3)[0]).tolist() == [2, 3, 8, 9]
     assert np.flatnonzero(stuck_runs(s, 3, exempt=0.0)[0]).tolist() == [2, 3]
@@ -110,22 +111,28 @@ def test_lowering_waits_for_the_dwell_and_state_round_trips() -> None:
 
 def test_fusion_rules() -> None:
     # point 0: rain YELLOW + two deformation channels (BLUE, NONE); point 1: one ORANGE
-    # deformation channel and one NONE; point 2: nothing but a regional YELLOW.
+    # deformation channel and a NONE water level; point 2: nothing but a regional YELLOW.
     lv = np.array([2, 1, 0, 3, 0], dtype=np.int8)
     pt = np.array([0, 0, 0, 1, 1])
     fam = np.array([Family.RAINFALL, Family.DEFORMATION, Family.DEFORMATION,
-                    Family.DEFORMATION, Family.OTHER])
+                    Family.DEFORMATION, Family.WATER_LEVEL])
     reg = np.array([0, 0, 2], dtype=np.int8)
     assert fuse(lv, pt, fam, 3, FusionConfig(), reg).tolist() == [3, 3, 2]
     k2 = fuse(lv, pt, fam, 3, FusionConfig(mode="k_of_n", k=2), reg)
-    # point 0: two channels reach BLUE -> BLUE, +1 for rain and deformation -> YELLOW;
-    # point 1: only one channel reaches anything -> NONE.
-    assert k2.tolist() == [2, 0, 2]
-    single = fuse(np.array([3], dtype=np.int8), np.array([0]), np.array([0]), 1,
+    # k counts within a kind: point 0's deformation needs both crack meters (only one is
+    # BLUE: NONE), so no rain+deformation raise, rain alone YELLOW; point 1's only
+    # deformation channel is all it has: ORANGE (the water level cannot outvote it).
+    assert k2.tolist() == [2, 3, 2]
+    faulty = fuse(np.array([3, 0], dtype=np.int8), np.array([0, 0]),
+                  np.array([Family.DEFORMATION] * 2), 1, FusionConfig(mode="k_of_n", k=2))
+    assert faulty.tolist() == [0]  # one sensor of two cannot raise the point
+    single = fuse(np.array([3], dtype=np.int8), np.array([0]), np.array([1]), 1,
                   FusionConfig(mode="k_of_n", k=3))
     assert single.tolist() == [3]  # a one-sensor point needs only its sensor
     capped = fuse(np.array([4, 4], dtype=np.int8), np.array([0, 0]),
                   np.array([Family.RAINFALL, Family.DEFORMATION]), 1)
     assert capped.tolist() == [4]
+    strict = FusionConfig(rain_at_least=Level.ORANGE)
+    assert fuse(lv, pt, fam, 3, strict, reg).tolist() == [2, 3, 2]  # rain YELLOW < ORANGE
     with pytest.raises(InvalidInput, match="point indices"):
         fuse(lv, pt + 5, fam, 3)

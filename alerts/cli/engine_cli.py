@@ -17,7 +17,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from alerts.engine.rules import SCOPES, validate_override
+from alerts.engine.data import load_channels, load_overrides
+from alerts.engine.rules import SCOPES, resolve, validate_override
 from alerts.engine.service import EngineConfig, Service
 from geowarn.db import connect, database_url
 from geowarn.errors import InvalidInput, NotFound
@@ -38,7 +39,10 @@ def register(sub: Any) -> None:
                    help="seconds between searches of the whole registry for readings no "
                         "NOTIFY announced (the gateway announces all of its own)")
     p.set_defaults(func=_run)
-    rules = p.add_subparsers(dest="engine_command", metavar="ACTION")
+    # Optional: without a rule command `geowarn engine` runs the engine.
+    rules = p.add_subparsers(dest="engine_command", required=False,
+                             title="rule commands (optional; without one the engine runs)",
+                             metavar="[rules-set|rules-list|rules-delete]")
     s = rules.add_parser("rules-set", help="set the rule override of a scope")
     s.add_argument("scope", choices=SCOPES)
     s.add_argument("scope_id")
@@ -72,14 +76,28 @@ def _rules_set(args: argparse.Namespace) -> int:
         raise InvalidInput(f"rule params are not JSON: {exc}") from None
     if not isinstance(params, dict):
         raise InvalidInput("rule params must be a JSON object")
-    validate_override(args.scope, args.scope_id, params)
     with connect() as conn:
+        validate_override(args.scope, args.scope_id, params,
+                          _channel_method(conn, args.scope_id) if args.scope == "channel"
+                          else None)
         conn.execute(
             "INSERT INTO engine_rules (scope, scope_id, params, updated_by) VALUES "
             "(%s, %s, %s, current_user) ON CONFLICT (scope, scope_id) DO UPDATE SET "
             "params = excluded.params, updated_by = excluded.updated_by, updated_at = now()",
             (args.scope, args.scope_id, Jsonb(params)))
     return 0
+
+
+def _channel_method(conn: Any, scope_id: str) -> str | None:
+    """The method that judges a channel under the other scopes' rules (None: no such
+    channel yet, so nothing to check against)."""
+    if not scope_id.isdigit():
+        return None  # validate_override explains
+    channels = [c for c in load_channels(conn) if c.channel_id == int(scope_id)]
+    if not channels:
+        return None
+    others = {k: v for k, v in load_overrides(conn).items() if k != ("channel", scope_id)}
+    return resolve(channels, others)[0].method
 
 
 def _rules_list(args: argparse.Namespace) -> int:

@@ -38,16 +38,16 @@ def load_channels(conn: psycopg.Connection) -> list[ChannelInfo]:
     catalogue = load_catalogue()
     rows = conn.execute(
         "SELECT c.channel_id, c.device_id, c.kind, c.spec, d.hazard_id, d.site_id, "
-        "d.reporting_interval_s FROM channels c JOIN devices d USING (device_id) "
+        "d.reporting_interval_s, d.lon, d.lat FROM channels c JOIN devices d USING (device_id) "
         "WHERE d.status <> 'retired' ORDER BY c.channel_id").fetchall()
     out = []
-    for cid, dev, kind, spec, hazard, site, interval in rows:
+    for cid, dev, kind, spec, hazard, site, interval, lon, lat in rows:
         if interval is None:
             try:
                 interval = catalogue.kind(kind).reporting_interval_s
             except InvalidInput:  # a kind no longer in the catalogue: hourly by default
                 interval = 3600
-        out.append(ChannelInfo(cid, dev, kind, spec, hazard, site, float(interval)))
+        out.append(ChannelInfo(cid, dev, kind, spec, hazard, site, float(interval), lon, lat))
     return out
 
 

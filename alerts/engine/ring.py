@@ -82,6 +82,18 @@ class Ring:
         rows = rows[self.total[rows] > 0]
         self.q[rows, (self.total[rows] - 1) % self.k] = quality
 
+    def reinstate(self, rows: IntArray, since: FloatArray, quality: FloatArray,
+                  marked: int, back: int) -> None:
+        """Give the samples of each row older than its newest, at or after since[row], among
+        the last `back`, that carry the engine's mark `marked`, the quality `quality[row]`
+        (a pending jump the next samples confirmed as an onset comes back)."""
+        for j in range(2, min(back, self.k) + 1):
+            ok = self.total[rows] >= j
+            r = rows[ok]
+            pos = (self.total[r] - j) % self.k
+            hit = (self.t[r, pos] >= since[ok]) & (self.q[r, pos] == marked)
+            self.q[r[hit], pos[hit]] = quality[ok][hit].astype(np.int8)
+
     def newest_time(self, rows: IntArray) -> FloatArray:
         pos = np.maximum(self.total[rows] - 1, 0) % self.k
         return np.where(self.total[rows] > 0, self.t[rows, pos], np.nan)

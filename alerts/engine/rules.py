@@ -1,11 +1,12 @@
 """Per-channel rule configuration for the engine: which method judges a channel, with which
 numbers, and how they are overridden per sensor kind, hazard point, site or channel.
 
-Defaults come from /work/shared/reference/warning-science.md; where the reference gives no
-number (water-level stages, displacement velocities and cumulative limits are per site) the
-default is NaN, meaning "that criterion is off until someone configures it". Overrides live
-in the `engine_rules` table (migration 0045) as flat JSON objects whose keys are the fields of
-`RuleParams`; later scopes win: kind → hazard point → site → channel.
+Defaults come from the warning-science reference (cited in docs/quality.md and the methods
+doc); where the reference gives no number (water-level stages, displacement velocities and
+cumulative limits are per site) the default is NaN, meaning "that criterion is off until
+someone configures it". Overrides live in the `engine_rules` table (migration 0045) as flat
+JSON objects whose keys are the fields of `RuleParams`; later scopes win: kind → hazard
+point → site → channel.
 
 Mappings chosen here (no national number exists; documented so operators can argue with them):
 - Water quality (GB 3838-2002): class ≤ IV no warning; class V blue; worse than V (劣V) yellow;
@@ -88,13 +89,29 @@ class RuleParams:
     # pollution persistence: a level needs n of the last m samples
     persist_n: int = 2
     persist_m: int = 3
-    # quality
+    # data quality (docs/quality.md): spikes and onsets (not for rain increments)
     hampel_k: float = 3.0
-    hampel_min_deviation: float = 0.0
-    stuck_count: int = 6
+    hampel_min_deviation: float = math.nan  # sensor units; NaN: 3 resolution steps
+    onset_confirm_samples: int = 1  # following samples that confirm a jump as an onset
+    # implausible values: outside [min, max], or changing faster than rate (units per hour)
+    implausible_min: float = math.nan
+    implausible_max: float = math.nan
+    implausible_rate_per_h: float = math.nan
+    # rain: the largest plausible increment, through the 10-minute and 1-hour records
+    rain_implausible_mm_10min: float = 50.0
+    rain_implausible_mm_1h: float = 201.9
+    # suspicious patterns: `stuck_count` identical values in a row (rain: non-zero ones;
+    # 0 = off; -1 = the kind's default) are held at `suspicious_max_level` until a
+    # neighbouring channel within `corroborate_within_m` or a regional warning agrees
+    stuck_count: int = -1
+    suspicious_max_level: int = 2
+    corroborate_within_m: float = 5000.0
+    quality_hold_s: float = 3600.0  # a finding keeps the device's data-quality alert this long
     # fusion (read from the target's rule: hazard point or site scope)
     fusion_mode: Literal["max", "k_of_n"] = "max"
     fusion_k: int = 2
+    fusion_rain_at_least: int = 2  # rain ≥ yellow and deformation ≥ blue: combined + 1
+    fusion_deformation_at_least: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in FAMILY_OF_METHOD:
@@ -122,8 +139,30 @@ class RuleParams:
         if self.fusion_mode not in ("max", "k_of_n") or self.fusion_k < 1:
             raise InvalidInput(f"fusion must be max or k_of_n with k >= 1, got "
                                f"{self.fusion_mode}/{self.fusion_k}")
-        if self.stuck_count < 2 or not self.hampel_k > 0 or not self.reference_hours > 0:
-            raise InvalidInput("need stuck_count >= 2, hampel_k > 0 and reference_hours > 0")
+        if not self.hampel_k > 0 or not self.reference_hours > 0:
+            raise InvalidInput("need hampel_k > 0 and reference_hours > 0")
+        if self.stuck_count not in (-1, 0) and self.stuck_count < 2:
+            raise InvalidInput(f"stuck_count must be >= 2, 0 (off) or -1 (the kind's "
+                               f"default), got {self.stuck_count}")
+        if not 0 <= self.onset_confirm_samples <= 8:
+            raise InvalidInput(f"onset_confirm_samples must be 0..8, got "
+                               f"{self.onset_confirm_samples}")
+        if not 1 <= self.suspicious_max_level <= 4:
+            raise InvalidInput(f"suspicious_max_level must be 1..4 (blue..red), got "
+                               f"{self.suspicious_max_level}")
+        for name in ("hampel_min_deviation", "implausible_rate_per_h"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.implausible_min > self.implausible_max:
+            raise InvalidInput("implausible_min must not exceed implausible_max")
+        if not (0 < self.rain_implausible_mm_10min < self.rain_implausible_mm_1h):
+            raise InvalidInput("need 0 < rain_implausible_mm_10min < rain_implausible_mm_1h")
+        if not (self.corroborate_within_m >= 0 and self.quality_hold_s >= 0):
+            raise InvalidInput("corroborate_within_m and quality_hold_s must be >= 0")
+        if not 1 <= self.fusion_rain_at_least <= 4 or not 1 <= \
+                self.fusion_deformation_at_least <= 4:
+            raise InvalidInput("fusion_rain_at_least and fusion_deformation_at_least must be "
+                               "1..4 (blue..red)")
 
 
 _FIELDS = {f.name: f for f in fields(RuleParams)}
@@ -170,6 +209,92 @@ def default_params(kind: str, spec: str) -> RuleParams:
     return RuleParams(method=_METHODS.get((kind, spec), "none"))
 
 
+# Sensor resolution (units of the catalogue) by kind.channel, then kind: the spike filter's
+# minimum deviation defaults to 3 steps of it (docs/quality.md; tipping buckets 0.1-0.5 mm and
+# crack meters ~0.1 mm per warning-science.md, the rest typical instrument specifications).
+RESOLUTION: dict[str, float] = {
+    "rain_gauge": 0.2, "gnss": 0.1, "crack_meter": 0.1, "inclinometer": 0.1,
+    "tilt_meter": 0.001, "accelerometer": 0.1, "water_level": 0.01, "groundwater_level": 0.01,
+    "pore_pressure": 0.1, "soil_moisture": 0.1, "air_temperature": 0.1,
+    "water_quality.ph": 0.01, "water_quality.do": 0.01, "water_quality.codmn": 0.01,
+    "water_quality.cod": 0.1, "water_quality.nh3n": 0.01, "water_quality.tp": 0.001,
+    "water_quality": 0.1, "air_quality.co": 0.01, "air_quality": 1.0}
+# Identical values in a row that make a channel suspicious. Rain: one non-zero increment
+# repeated for RAIN_STUCK_S ("for hours", warning-science.md; steady drizzle repeats one tip
+# for a while), at least 6 samples; GNSS noise (mm) never repeats 6 fixes; gauges that may
+# rest (stages, groundwater, cracks) need a longer run.
+RAIN_STUCK_S = 7200.0
+STUCK_DEFAULT: dict[str, int] = {"gnss": 6, "water_quality": 12, "air_quality": 12}
+STUCK_FALLBACK = 24
+_JUDGED = frozenset({"rainfall", "displacement", "water_level", "water_quality",
+                     "air_quality", "threshold"})
+_SERIES = _JUDGED - {"rainfall"}  # methods whose values form a series (not increments)
+# Which methods each parameter changes; a kind or channel override setting a parameter its
+# method never reads is refused (accepted and ignored is worse than refused).
+APPLIES_TO: dict[str, frozenset[str]] = {
+    "method": frozenset(FAMILY_OF_METHOD), "offline_after_s": frozenset(FAMILY_OF_METHOD),
+    "rain_table_mm": frozenset({"rainfall"}), "thresholds": frozenset({"threshold"}),
+    "clear_ratio": frozenset({"rainfall", "displacement", "water_level", "threshold"}),
+    "dwell_s": _JUDGED,
+    **{f: frozenset({"displacement"}) for f in (
+        "velocity_mm_per_day", "cumulative_mm", "baseline", "reference_rate_mm_per_day",
+        "reference_hours", "sign")},
+    **{f: frozenset({"water_level"}) for f in (
+        "warning_m", "guaranteed_m", "historical_max_m", "approach_margin_m",
+        "rise_rate_m_per_h")},
+    "persist_n": frozenset({"water_quality", "air_quality"}),
+    "persist_m": frozenset({"water_quality", "air_quality"}),
+    **{f: _SERIES for f in ("hampel_k", "hampel_min_deviation", "onset_confirm_samples",
+                            "implausible_rate_per_h")},
+    **{f: _JUDGED for f in ("implausible_min", "implausible_max", "stuck_count",
+                            "suspicious_max_level", "corroborate_within_m",
+                            "quality_hold_s")},
+    "rain_implausible_mm_10min": frozenset({"rainfall"}),
+    "rain_implausible_mm_1h": frozenset({"rainfall"}),
+    **{f: _JUDGED for f in ("fusion_mode", "fusion_k", "fusion_rain_at_least",
+                            "fusion_deformation_at_least")},
+}
+
+
+def resolution(kind: str, spec: str) -> float:
+    return RESOLUTION.get(f"{kind}.{spec}", RESOLUTION.get(kind, 0.0))
+
+
+def _kind_defaults(p: RuleParams, ch: ChannelInfo) -> RuleParams:
+    """Fill the per-kind quality defaults a rule left open (NaN / -1)."""
+    if math.isnan(p.offline_after_s):
+        p = replace(p, offline_after_s=max(3.0 * ch.reporting_interval_s, 900.0))
+    if math.isnan(p.hampel_min_deviation):
+        p = replace(p, hampel_min_deviation=3.0 * resolution(ch.kind, ch.spec))
+    if p.stuck_count == -1:
+        if p.method == "rainfall":
+            n = max(6, math.ceil(RAIN_STUCK_S / max(ch.reporting_interval_s, 1.0)))
+        else:
+            n = STUCK_DEFAULT.get(ch.kind, STUCK_DEFAULT.get(p.method, STUCK_FALLBACK))
+        p = replace(p, stuck_count=n)
+    return p
+
+
+def check_applies(methods: Sequence[str], params: Mapping[str, Any], where: str) -> None:
+    """Refuse parameters none of `methods` reads (a kind's channels, or one channel)."""
+    if "method" in params:
+        methods = [str(params["method"])]
+    dead = sorted(k for k in params if k in APPLIES_TO and not APPLIES_TO[k] & set(methods))
+    if dead:
+        raise InvalidInput(
+            f"engine rule {where}: {dead} would have no effect: its channels are judged by "
+            f"method(s) {sorted(set(methods))}; parameters per method are listed in "
+            f"docs/quality.md and alerts/engine/rules.py APPLIES_TO")
+
+
+def kind_methods(scope_id: str) -> list[str]:
+    """Methods of the channels a kind scope id ("kind" or "kind.channel") covers."""
+    kind, _, spec = scope_id.partition(".")
+    found: list[str] = [m for (k, c), m in _METHODS.items()
+                        if k == kind and (not spec or c == spec)]
+    return found + (["none"] if not spec or not found else [])
+
+
 @dataclass(frozen=True)
 class ChannelInfo:
     """What the rules need to know about one channel (loaded by engine_data)."""
@@ -181,6 +306,8 @@ class ChannelInfo:
     hazard_id: str | None
     site_id: str | None
     reporting_interval_s: float
+    lon: float | None = None  # where the device stands (neighbours corroborate each other)
+    lat: float | None = None
 
     @property
     def target(self) -> tuple[Literal["hazard", "site", "device"], str]:
@@ -212,14 +339,15 @@ def resolve(channels: Sequence[ChannelInfo],
         for key in keys:
             if key in overrides:
                 p = apply_overrides(p, overrides[key], f"{key[0]} {key[1]!r}")
-        if math.isnan(p.offline_after_s):
-            p = replace(p, offline_after_s=max(3.0 * ch.reporting_interval_s, 900.0))
-        out.append(p)
+        out.append(_kind_defaults(p, ch))
     return out
 
 
-def validate_override(scope: str, scope_id: str, params: Mapping[str, Any]) -> None:
-    """Check one override before it is stored (so a bad row never reaches the engine)."""
+def validate_override(scope: str, scope_id: str, params: Mapping[str, Any],
+                      channel_method: str | None = None) -> None:
+    """Check one override before it is stored (so a bad row never reaches the engine):
+    known parameters with valid values, and, for a kind or a channel (whose (kind, channel)
+    the caller resolved the method of), only parameters its method reads."""
     if scope not in SCOPES:
         raise InvalidInput(f"rule scope must be one of {SCOPES}, got {scope!r}")
     if not scope_id:
@@ -227,3 +355,7 @@ def validate_override(scope: str, scope_id: str, params: Mapping[str, Any]) -> N
     if scope == "channel" and not scope_id.isdigit():
         raise InvalidInput(f"channel scope ids are channel ids (digits), got {scope_id!r}")
     apply_overrides(RuleParams(), params, f"{scope} {scope_id!r}")
+    if scope == "kind":
+        check_applies(kind_methods(scope_id), params, f"kind {scope_id!r}")
+    elif scope == "channel" and channel_method is not None:
+        check_applies([channel_method], params, f"channel {scope_id}")

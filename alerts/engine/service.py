@@ -38,6 +38,7 @@ from alerts.engine import state as engine_state
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
 from alerts.lifecycle.writes import AlertEvent, LevelChange, apply_changes, auto_resolve
+from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class Engine:
             self.clock = restored.clock if restored.clock is not None else -math.inf
             self._fingerprint = self._fingerprint_now()
         log.info("engine %s: %d channels, %d targets, clock %s", self.config.name,
-                 self.setup.n, len(self.setup.targets), self.clock)
+                 self.setup.n, len(self.setup.targets), clock_text(self.clock))
 
     def reload_if_changed(self) -> bool:
         with self.conn.transaction():
@@ -147,10 +148,7 @@ class Engine:
                 regional = self.regional.levels(self.conn, self.setup, clock)
                 self.state, result = tick(self.setup, self.state, samples, clock, regional)
                 changes = [LevelChange(**asdict(c)) for c in result.changes]
-                events = apply_changes(self.conn, changes, engine=self.config.name)
-                if periodic:
-                    events += auto_resolve(self.conn, data_time=datetime.fromtimestamp(
-                        clock, UTC), quiet=timedelta(seconds=self.config.quiet_s))
+                events = self._apply(changes, clock, periodic)
                 saved = engine_state.save(self.conn, self.config.name, self.setup,
                                           self.state, clock, self.saved)
         except Exception:
@@ -162,6 +160,40 @@ class Engine:
         self.clock = clock
         self.saved = saved  # committed: the database now holds exactly this
         return events
+
+
+    def _apply(self, changes: list[LevelChange], clock: float, periodic: bool
+               ) -> list[AlertEvent]:
+        """Apply level changes in data-time order, auto-resolving what fell due before each
+        (so a replay in big steps resolves exactly what living through it resolved), then,
+        on a periodic tick, what is due at the clock."""
+        quiet = timedelta(seconds=self.config.quiet_s)
+        events: list[AlertEvent] = []
+        for when in sorted({c.data_time for c in changes}):
+            events += auto_resolve(self.conn, data_time=when, quiet=quiet)
+            events += apply_changes(self.conn, [c for c in changes if c.data_time == when],
+                                    engine=self.config.name)
+        if periodic:
+            events += auto_resolve(self.conn, data_time=datetime.fromtimestamp(clock, UTC),
+                                   quiet=quiet)
+        for e in events:
+            log_event(e)
+        return events
+
+
+def clock_text(clock: float) -> str:
+    """The engine clock for people: an ISO time, or "not started" before any data."""
+    if not math.isfinite(clock):
+        return "not started (no data judged yet)"
+    return datetime.fromtimestamp(clock, UTC).isoformat(timespec="seconds")
+
+
+def log_event(e: AlertEvent) -> None:
+    """One readable line per alert event (target and level; never people or phones)."""
+    level = Level(e.level)
+    log.info("alert %d %s: %s %s %s -> %s at %s", e.alert_id, e.kind, e.hazard_kind,
+             e.target_type, e.target_id, level.name.lower() if level else "none",
+             e.data_time.astimezone(UTC).isoformat())
 
 
 def parse_payload(payload: str) -> set[int] | None:

@@ -3,13 +3,13 @@ and engine_state_rows, migrations 0045 and 0047).
 
 Saved: what `EngineState.saved_arrays()` names, in three scopes: per channel (levels, dwell
 clocks, watermarks, learnt baselines and reference sums, ...), per target (`emitted`, the
-levels last emitted per hazard kind) and per device (`maintenance`). Each channel, target and
-device is one row holding its values packed as one numpy record (the header row in
-engine_state says which fields, dtypes and shapes: the layout), keyed by channel id, target
-("hazard:HP1") and device id, so a restart with a changed registry maps what it can and
-starts the rest fresh, and an engine that saves a new field maps the old rows field by field.
-Not saved: the sample rings and evidence; `restore` leaves them empty and the service refills
-the rings from the readings store up to each channel's watermark.
+levels last emitted per hazard kind) and per device (`maintenance`, `quality`). Each
+channel, target and device is one row holding its values packed as one numpy record (the
+header row in engine_state says which fields, dtypes and shapes: the layout), keyed by
+channel id, target ("hazard:HP1") and device id, so a restart with a changed registry maps
+what it can and starts the rest fresh, and an engine that saves a new field maps the old
+rows field by field. Not saved: the sample rings and evidence; `restore` leaves them empty
+and the service refills the rings from the readings store up to each channel's watermark.
 
 Incremental: `save` compares the saved arrays, bit for bit (NaN equals NaN), with a copy of
 what the database holds (the `Saved` snapshot that `restore` or the previous save returned),
@@ -37,10 +37,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.engine.tick import EngineState, Setup
+from alerts.engine.tick_setup import DEVICE_ARRAYS
 from geowarn.errors import InvalidInput
 
 SCOPES = ("channel", "target", "device")
-_SCOPE_OF = {"emitted": "target", "maintenance": "device"}  # every other array: per channel
+# every other array: per channel
+_SCOPE_OF = {"emitted": "target", **{name: "device" for name in DEVICE_ARRAYS}}
 COPY_ABOVE = 2000  # rows per scope beyond which a save streams them with COPY
 
 Layout = list[list[Any]]  # [[name, numpy dtype str, [trailing shape]], ...]

@@ -10,16 +10,15 @@ threshold at 40.5 mm); water-level stages clear 0.1 m below the stage. Pollution
 persistence (n of the last m samples reaching a level; flagged samples count as none), which
 already keeps a single sample from flapping, so they clear at the raise thresholds.
 
-Spikes: a newest sample the trailing Hampel check flags is reported in `MethodResult.spike`;
-the tick marks it in the ring (quality 2), so later fits and persistence counts leave it out
-instead of seeing a one-sample jump as velocity (found by the 30-day false-alarm test).
+Data quality is judged before any of these run (alerts/engine/tick_quality.py): samples the
+screen left out carry quality ≥ 2 in the rings, so fits and persistence counts skip them, and
+a newest sample with any quality mark is `flagged` (it cannot raise alone).
 Velocity needs VELOCITY_MIN_SAMPLES of its VELOCITY_SAMPLES window: a rate from a handful of
 noisy fixes is noise.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +50,6 @@ class MethodResult:
     hold_level: LevelArray
     flagged: np.ndarray  # newest sample failed a quality check
     evidence: dict[str, FloatArray]  # name -> (rows,) or (rows, k)
-    spike: np.ndarray | None = None  # newest sample is a spike: the ring forgets its value
 
 
 def clear_of(thr: FloatArray, ratio: FloatArray) -> FloatArray:
@@ -65,52 +63,6 @@ def levels_pair(x: FloatArray, thr: FloatArray, clear: FloatArray
     return raise_lv, np.maximum(classify(x, clear), raise_lv).astype(LEVEL_DTYPE)
 
 
-HAMPEL_HALF = 3
-
-
-def hampel_all(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = HAMPEL_HALF,
-               last: int | None = None) -> np.ndarray:
-    """`hampel_last` at every position of each row (each against its own trailing window),
-    or at the `last` positions only: the verdicts the ticks gave, recomputed when the rings
-    are refilled after a restart (older positions fall out of the ring anyway)."""
-    rows, n = v.shape
-    out = np.zeros((rows, n), bool)
-    w = 2 * half + 1
-    if n == 0 or rows == 0:
-        return out
-    padded = np.concatenate([np.full((rows, w - 1), np.nan), v], axis=1)
-    for j in range(max(0, n - (last or n)), n):  # once per restart
-        out[:, j] = hampel_last(padded[:, : j + w], k, min_dev, half)
-    return out
-
-
-def hampel_last(v: FloatArray, k: FloatArray, min_dev: FloatArray, half: int = HAMPEL_HALF
-                ) -> np.ndarray:
-    """Is the newest sample of each row a spike against the trailing 2·half+1 samples?"""
-    w = v[:, -(2 * half + 1):]
-    # A row with no finite sample yet (a new channel) has no median; it is never a spike
-    # (the finite count below), so numpy's "All-NaN slice" warning says nothing useful.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(w, axis=1) if w.size else np.zeros(0)
-        mad = np.nanmedian(np.abs(w - med[:, None]), axis=1) if w.size else np.zeros(0)
-    dev = np.abs(v[:, -1] - med)
-    with np.errstate(invalid="ignore"):
-        return np.asarray((dev > k * 1.4826 * mad) & (dev > min_dev) & (np.isfinite(w).sum(1)
-                                                                        > half + 1))
-
-
-def stuck_last(v: FloatArray, count: IntArray) -> np.ndarray:
-    """The newest `count` samples of each row are identical."""
-    n = v.shape[1]
-    same = np.ones(v.shape[0], dtype=bool)
-    eq = v[:, 1:] == v[:, :-1]  # NaN compares unequal, so a gap breaks a run
-    depth = np.arange(n - 1, 0, -1)  # how far back each comparison reaches
-    need = depth[None, :] < count[:, None]
-    same = np.all(eq | ~need, axis=1) & (count <= n)
-    return same
-
-
 def rainfall(acc_mm: FloatArray, table: FloatArray, ratio: FloatArray, q_last: np.ndarray
              ) -> MethodResult:
     """acc_mm (rows, W), table (rows, W, 4) mm; any window reaching its value sets the level."""
@@ -122,14 +74,11 @@ def rainfall(acc_mm: FloatArray, table: FloatArray, ratio: FloatArray, q_last: n
 
 def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArray,
                  baseline: FloatArray, v_ref: FloatArray, vel_thr: FloatArray,
-                 cum_thr: FloatArray, ratio: FloatArray, hampel_k: FloatArray,
-                 hampel_min: FloatArray, stuck: IntArray) -> MethodResult:
+                 cum_thr: FloatArray, ratio: FloatArray) -> MethodResult:
     """Rows of the last DISP_LOOKBACK samples (oldest first). v_ref and baseline per row."""
     d = v * sign[:, None]
-    spike = hampel_last(d, hampel_k, hampel_min)
-    flagged = spike | stuck_last(d, stuck) | (q[:, -1] > 0)
+    flagged = q[:, -1] > 0
     d = np.where(q >= 2, np.nan, d)
-    d[:, -1] = np.where(spike, np.nan, d[:, -1])
     n = d.shape[1]
     recent = np.arange(n) >= n - VELOCITY_SAMPLES
     fit = masked_linear_fit(t, d, np.broadcast_to(recent, d.shape))
@@ -163,7 +112,7 @@ def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArra
     return MethodResult(raise_lv, hold, flagged, {
         "value": v[:, -1], "cumulative_mm": cum, "velocity_mm_per_day": vel_day,
         "tangent_angle_deg": angle, "accelerating": accelerating.astype(np.float64),
-        "failure_time": t_fail}, spike)
+        "failure_time": t_fail})
 
 
 def _segment_fit(y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -212,11 +161,9 @@ def _ffill_rows(d: FloatArray) -> FloatArray:
 
 
 def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArray,
-                rate_thr: FloatArray, ratio: FloatArray, hampel_k: FloatArray,
-                hampel_min: FloatArray) -> MethodResult:
+                rate_thr: FloatArray, ratio: FloatArray) -> MethodResult:
     """stages (rows, 4): warning − margin, warning, guaranteed, historical max (m)."""
-    spike = hampel_last(h, hampel_k, hampel_min)
-    flagged = spike | (q[:, -1] > 0)
+    flagged = q[:, -1] > 0
     h_now = h[:, -1]
     h = np.where(q >= 2, np.nan, h)  # remembered spikes stay out of the rate of rise
     stage_r, stage_h = levels_pair(h_now, stages, stages - WATER_CLEAR_M)
@@ -232,7 +179,7 @@ def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArr
     return MethodResult(np.maximum(stage_r, rate_r).astype(LEVEL_DTYPE),
                         np.maximum(stage_h, rate_h).astype(LEVEL_DTYPE), flagged,
                         {"value": h_now, "rise_rate_m_per_h": rate,
-                         "time_to_crossing": t_cross}, spike)
+                         "time_to_crossing": t_cross})
 
 
 def gb3838_levels(item: str, v: FloatArray) -> LevelArray:
@@ -255,15 +202,13 @@ def aqi_levels(table: str, v: FloatArray) -> LevelArray:
 
 
 def pollution(v: FloatArray, q: np.ndarray, items: list[str], aqi: bool, *,
-              persist_n: IntArray, persist_m: IntArray, hampel_k: FloatArray,
-              hampel_min: FloatArray) -> MethodResult:
+              persist_n: IntArray, persist_m: IntArray) -> MethodResult:
     """v (rows, m_max) last samples; `items` the GB 3838 item or HJ 633 table per row."""
     lv = np.zeros(v.shape, dtype=LEVEL_DTYPE)
     for name in sorted(set(items)):  # a handful of pollutants, each one vector op
         sel = np.array([i == name for i in items])
         lv[sel] = aqi_levels(name, v[sel]) if aqi else gb3838_levels(name, v[sel])
-    spike = hampel_last(v, hampel_k, hampel_min)
-    flagged = spike | (q[:, -1] > 0)
+    flagged = q[:, -1] > 0
     lv = np.where((q > 0) | ~np.isfinite(v), 0, lv)
     lv[:, -1] = np.where(flagged, 0, lv[:, -1])
     m = v.shape[1]
@@ -277,15 +222,14 @@ def pollution(v: FloatArray, q: np.ndarray, items: list[str], aqi: bool, *,
         for name in sorted(set(items)):
             sel = np.array([i == name for i in items])
             ev["iaqi"][sel] = iaqi(name, np.maximum(np.nan_to_num(v[sel, -1]), 0.0))
-    return MethodResult(level, level, flagged, ev, spike)
+    return MethodResult(level, level, flagged, ev)
 
 
-def threshold(v: FloatArray, q: np.ndarray, *, thr: FloatArray, ratio: FloatArray,
-              hampel_k: FloatArray, hampel_min: FloatArray, stuck: IntArray) -> MethodResult:
-    spike = hampel_last(v, hampel_k, hampel_min)
-    flagged = spike | stuck_last(v, stuck) | (q[:, -1] > 0)
+def threshold(v: FloatArray, q: np.ndarray, *, thr: FloatArray, ratio: FloatArray
+              ) -> MethodResult:
+    flagged = q[:, -1] > 0
     r, h = levels_pair(v[:, -1], thr, clear_of(thr, ratio))
-    return MethodResult(r, h, flagged, {"value": v[:, -1]}, spike)
+    return MethodResult(r, h, flagged, {"value": v[:, -1]})
 
 
 assert set(AQI_BREAKPOINTS) >= {"pm25_24h", "pm10_24h", "so2_1h", "no2_1h", "o3_1h", "co_1h"}

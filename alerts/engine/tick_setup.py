@@ -1,7 +1,8 @@
 """The engine tick's data: its constants, the immutable `Setup` (channels, rules and
 per-channel parameter arrays, rebuilt when the registry or rules change), the mutable
 `EngineState` (levels, dwell clocks, watermarks, learnt references, emitted target levels and
-the sample rings), and `fill_memory`, which refills the rings after a restart.
+the sample rings) and the data-quality memory. alerts/engine/tick_quality.py refills the rings
+after a restart (`fill_memory`).
 
 Split from alerts/engine/tick.py, which holds the evaluation itself.
 """
@@ -19,6 +20,7 @@ from alerts.engine import tick_methods as tm
 from alerts.engine.ring import RainWindows, Ring
 from alerts.engine.rules import FAMILY_OF_METHOD, RAIN_WINDOWS_H, ChannelInfo, RuleParams
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
+from alerts.methods.quality import ScreenState
 from alerts.methods.ragged import FloatArray, IntArray
 from geowarn.errors import InvalidInput
 
@@ -31,7 +33,6 @@ GROUPS = ("rainfall", "displacement", "water_level", "water_quality", "air_quali
 RING_K = {"displacement": tm.DISP_LOOKBACK, "water_level": 16, "water_quality": 16,
           "air_quality": 16, "threshold": 16}
 _KIND_FAMILY = {"water_level": 2, "water_quality": 3, "air_quality": 4}
-SPIKE_Q = 2  # ring quality of a sample the engine judged a spike (as stored "bad")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Setup:
     group_rows: dict[str, IntArray]  # method group -> channel indices
     row_in_group: IntArray  # (C,) row of each channel inside its group
     p: dict[str, np.ndarray]  # per-channel parameter arrays
+    fusion_at_least: IntArray  # (T, 2) rain, deformation minimum levels of the +1 rule
+    neighbours: tuple[IntArray, IntArray]  # CSR (offsets (C+1,), channel indices)
 
     @property
     def n(self) -> int:
@@ -122,10 +125,16 @@ def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
     tindex = {k: i for i, k in enumerate(tkeys)}
     devs = sorted({c.device_id for c in channels})
     dindex = {d: i for i, d in enumerate(devs)}
+    # Fusion settings are read from a target's rule (hazard point or site scope, so all its
+    # channels agree); where channel overrides disagree, the strictest wins.
     k = np.ones(len(tkeys), np.int64)
+    at_least = np.ones((len(tkeys), 2), np.int64)
     for c, p in zip(channels, params, strict=True):
+        ti = tindex[c.target]
         if p.fusion_mode == "k_of_n":
-            k[tindex[c.target]] = max(k[tindex[c.target]], p.fusion_k)
+            k[ti] = max(k[ti], p.fusion_k)
+        at_least[ti] = np.maximum(at_least[ti], (p.fusion_rain_at_least,
+                                                 p.fusion_deformation_at_least))
     methods = np.array([p.method for p in params])
     group_rows = {g: np.flatnonzero(methods == g) for g in GROUPS}
     row = np.full(len(channels), -1, np.int64)
@@ -142,19 +151,59 @@ def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
         "rain_table_mm", "thresholds", "clear_ratio", "dwell_s", "offline_after_s",
         "velocity_mm_per_day", "cumulative_mm", "baseline", "reference_rate_mm_per_day",
         "reference_hours", "sign", "warning_m", "guaranteed_m", "historical_max_m",
-        "approach_margin_m", "rise_rate_m_per_h", "hampel_k", "hampel_min_deviation")}
-    for name in ("persist_n", "persist_m", "stuck_count"):
+        "approach_margin_m", "rise_rate_m_per_h", "hampel_k", "hampel_min_deviation",
+        "implausible_min", "implausible_max", "implausible_rate_per_h",
+        "rain_implausible_mm_10min", "rain_implausible_mm_1h", "corroborate_within_m",
+        "quality_hold_s")}
+    for name in ("persist_n", "persist_m", "stuck_count", "onset_confirm_samples",
+                 "suspicious_max_level"):
         p_arrays[name] = arr(name, np.int64)
     p_arrays["rain_ring_k"] = np.array([max(rain_k, default=16)], np.int64)
+    p_arrays["interval_s"] = np.array([c.reporting_interval_s for c in channels], np.float64)
+    device = np.array([dindex[c.device_id] for c in channels], np.int64)
     return Setup(tuple(channels), tuple(params), np.array(family, np.int64),
                  np.array([tindex[c.target] for c in channels], np.int64), tuple(tkeys), k,
-                 np.array([dindex[c.device_id] for c in channels], np.int64), tuple(devs),
-                 group_rows, row, p_arrays)
+                 device, tuple(devs), group_rows, row, p_arrays, at_least,
+                 neighbours(channels, methods, device, p_arrays["corroborate_within_m"]))
+
+
+def neighbours(channels: list[ChannelInfo], methods: np.ndarray, device: IntArray,
+               within_m: FloatArray) -> tuple[IntArray, IntArray]:
+    """For each channel, the channels of the same method on other devices within its
+    corroborate_within_m (devices without a position have none), as CSR arrays."""
+    n = len(channels)
+    pos = np.array([(c.lon, c.lat) if c.lon is not None and c.lat is not None
+                    else (np.nan, np.nan) for c in channels], np.float64).reshape(n, 2)
+    placed = np.flatnonzero(np.isfinite(pos[:, 0]) & (within_m > 0))
+    pairs: list[tuple[int, int]] = []
+    if placed.size > 1:
+        from scipy.spatial import cKDTree
+
+        # Local metres (equirectangular): exact enough at gauge-network distances.
+        lat0 = np.radians(np.nanmean(pos[placed, 1]))
+        xy = np.c_[pos[placed, 0] * 111_320.0 * np.cos(lat0), pos[placed, 1] * 110_540.0]
+        tree = cKDTree(xy)
+        for a, b in tree.query_pairs(float(within_m[placed].max()), output_type="ndarray"):
+            i, j = int(placed[a]), int(placed[b])
+            if methods[i] != methods[j] or device[i] == device[j]:
+                continue
+            d = float(np.hypot(*(xy[a] - xy[b])))
+            if d <= within_m[i]:
+                pairs.append((i, j))
+            if d <= within_m[j]:
+                pairs.append((j, i))
+    pairs.sort()
+    src = np.array([p[0] for p in pairs], np.int64)
+    dst = np.array([p[1] for p in pairs], np.int64)
+    offsets = np.searchsorted(src, np.arange(n + 1)).astype(np.int64)
+    return offsets, dst
 
 
 _SAVED = ("level", "lower_since", "changed_at", "watermark", "first_watch", "clean_raise",
           "clean_hold", "baseline", "ref_t0", "ref_n", "ref_st", "ref_sd", "ref_stt",
-          "ref_std")
+          "ref_std", "suspicious", "finding_t", "finding_code", "finding_value",
+          "finding_limit")
+DEVICE_ARRAYS = ("maintenance", "quality")
 
 
 @dataclass
@@ -175,6 +224,16 @@ class EngineState:
     ref_std: FloatArray
     emitted: LevelArray  # (T, 6)
     maintenance: LevelArray  # (D,)
+    # data quality: the screen's memory, whether the newest sample is a suspicious pattern,
+    # and the newest finding per channel (code 1 implausible, 2 repeating; time, value,
+    # the limit crossed) behind the device's data-quality level
+    screen: ScreenState
+    suspicious: np.ndarray
+    finding_t: FloatArray
+    finding_code: FloatArray
+    finding_value: FloatArray
+    finding_limit: FloatArray
+    quality: LevelArray  # (D,)
     rings: dict[str, Ring] = field(default_factory=dict)
     rain: RainWindows | None = None
     evidence: dict[str, FloatArray] = field(default_factory=dict)
@@ -193,9 +252,19 @@ class EngineState:
                  setup.p["baseline"].copy(), nan(), np.zeros(n), np.zeros(n), np.zeros(n),
                  np.zeros(n), np.zeros(n),
                  np.zeros((len(setup.targets), len(KINDS)), LEVEL_DTYPE),
+                 np.zeros(len(setup.devices), LEVEL_DTYPE), ScreenState.initial(n),
+                 np.zeros(n, bool), nan(), np.zeros(n), nan(), nan(),
                  np.zeros(len(setup.devices), LEVEL_DTYPE))
         st.reset_memory(setup)
         return st
+
+    def array(self, name: str) -> np.ndarray:
+        """A saved array by its saved name (the screen's arrays are "screen_<field>")."""
+        if name.startswith("screen_"):
+            out: np.ndarray = getattr(self.screen, name.removeprefix("screen_"))
+            return out
+        mine: np.ndarray = getattr(self, name)
+        return mine
 
     def reset_memory(self, setup: Setup) -> None:
         """Fresh rings (after a restart they are refilled from the readings store)."""
@@ -207,7 +276,9 @@ class EngineState:
         self.evidence = {}
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in (*_SAVED, "emitted", "maintenance")}
+        return {**{name: getattr(self, name) for name in (*_SAVED, "emitted",
+                                                          *DEVICE_ARRAYS)},
+                **self.screen.arrays()}
 
 
 @dataclass(frozen=True)
@@ -216,35 +287,3 @@ class TickResult:
     updated: IntArray  # channel indices evaluated this tick
     raise_level: LevelArray  # (len(updated),) before hysteresis
     silent_devices: list[str]
-
-
-def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
-    """Put already-evaluated samples back into the rings (after a restart); no evaluation
-    beyond recomputing which of them the ticks had judged spikes (from the values alone, so
-    the refilled rings equal the ones the previous engine held)."""
-    for g in GROUPS:
-        sel = setup.row_in_group[s.ch] >= 0
-        sel &= np.isin(s.ch, setup.group_rows[g])
-        if not sel.any():
-            continue
-        rows = setup.row_in_group[s.ch[sel]]
-        if g == "rainfall":
-            assert state.rain is not None
-            state.rain.update(state.rings[g], rows, s.t[sel], s.v[sel], s.q[sel])
-        else:
-            q = _spike_verdicts(setup, s.ch[sel], s.v[sel], s.q[sel], state.rings[g].k)
-            state.rings[g].append(rows, s.t[sel], s.v[sel], q)
-
-
-def _spike_verdicts(setup: Setup, ch: IntArray, v: FloatArray, q: np.ndarray, keep: int
-                    ) -> np.ndarray:
-    """Stored qualities with SPIKE_Q where the trailing Hampel check flags the sample."""
-    uniq, start, cnt = np.unique(ch, return_index=True, return_counts=True)
-    width = int(cnt.max())
-    row = np.repeat(np.arange(uniq.size), cnt)
-    col = width - np.repeat(cnt, cnt) + (np.arange(ch.size) - np.repeat(start, cnt))
-    dense = np.full((uniq.size, width), np.nan)
-    dense[row, col] = v
-    spikes = tm.hampel_all(dense, setup.p["hampel_k"][uniq],
-                           setup.p["hampel_min_deviation"][uniq], last=keep)
-    return np.where(spikes[row, col], SPIKE_Q, q).astype(np.int8)

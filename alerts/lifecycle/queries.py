@@ -23,7 +23,7 @@ from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput, NotFound
 
 HazardKind = Literal["rainfall", "deformation", "water_level", "water_quality", "air_quality",
-                     "combined", "maintenance"]
+                     "combined", "maintenance", "data_quality"]
 TargetType = Literal["hazard", "site", "device"]  # hazard point (隐患点), monitoring site, device
 AlertStatus = Literal["open", "acknowledged", "resolved"]
 EventKind = Literal["opened", "raised", "lowered", "cleared", "resolved"]

@@ -274,8 +274,9 @@ def _record(conn: psycopg.Connection, alert_id: int, change: LevelChange, kind: 
 
 def auto_resolve(conn: psycopg.Connection, *, data_time: datetime,
                  quiet: timedelta) -> list[AlertEvent]:
-    """Resolve (as "system", at `data_time`) every open alert cleared at least `quiet` before
-    `data_time`; the "resolved" events written."""
+    """Resolve (as "system") every open alert cleared at least `quiet` before `data_time`,
+    each stamped at the data time it became due (its clearing + `quiet`), so when the check
+    runs does not change the history; the "resolved" events written."""
     if not isinstance(data_time, datetime) or data_time.tzinfo is None:
         raise InvalidInput(f"auto_resolve: data_time must be timezone-aware, got {data_time!r}")
     if quiet <= timedelta(0):
@@ -292,7 +293,7 @@ def auto_resolve(conn: psycopg.Connection, *, data_time: datetime,
             reason = (f"quiet for {format_duration(quiet)} since the clearing at "
                       f"{alert['last_data_time'].astimezone(UTC).isoformat()}")
             events.append(_resolve_locked(conn, alert, "system", reason,
-                                          data_time.astimezone(UTC)))
+                                          (alert["last_data_time"] + quiet).astimezone(UTC)))
     return events
 
 

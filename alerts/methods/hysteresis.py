@@ -73,10 +73,13 @@ class HysteresisState:
 
 
 def step_levels(state: HysteresisState, raise_level: LevelArray, hold_level: LevelArray,
-                now: float, min_dwell_s: float) -> tuple[HysteresisState, np.ndarray]:
+                now: float | FloatArray, min_dwell_s: float | FloatArray
+                ) -> tuple[HysteresisState, np.ndarray]:
     """One tick from precomputed levels: `raise_level` is what the value reaches against the
     raise thresholds, `hold_level` what it still holds against the clear thresholds
-    (hold ≥ raise). Returns the new state and a bool array of channels that changed."""
+    (hold ≥ raise). `now` and `min_dwell_s` are scalars or per channel (the engine judges
+    each channel in its own data time). Returns the new state and a bool array of channels
+    that changed."""
     cur = state.level
     up = raise_level > cur
     wants_down = hold_level < cur

@@ -1,29 +1,50 @@
-"""Data-quality checks before any rule sees a value: per-sample flag bits, their mapping to
-Delft-FEWS-style reliability, the rule that a flagged sample never raises a warning alone,
-and the offline → maintenance signal.
+"""Data quality: the checks every sample passes before a rule may warn on it, in the one
+implementation the engine runs (vectorised over channels, one newest sample each), plus the
+same checks over a block of samples for analysis and benchmarks.
 
-Checks (see warning-science.md, "Data quality"): hard and soft limits, rate-of-change
-limits, stuck sensors (the same value repeated), gaps, and spikes by a Hampel filter
-(centred rolling median ± k·1.4826·MAD; k = 3 is the textbook choice). Window lengths,
-counts and limits are per-sensor settings; the defaults here are ours.
-
-Input is a regular or irregular dense block: values (channels, samples) with NaN for no
-reading, and times (samples,) or (channels, samples) in seconds. Flags are computed for all
-channels at once.
+What a sample can be (docs/quality.md gives the defaults and their sources):
+- implausible: physically beyond what the kind can measure in its interval (a rain increment
+  far beyond the records for its interval; a value outside a configured range or changing
+  faster than a configured rate). Left out of every computation (a rain total never counts
+  it), reported as a data-quality finding, and never raises a level.
+- an outlier of the trailing Hampel window (|x − median| > k·1.4826·MAD and more than the
+  minimum deviation, a few resolution steps of the sensor): *pending*. It cannot raise a
+  level while pending. If the next `confirm` samples stay off the old median on the same
+  side, it was an onset (a river after a data gap, a pollutant arriving): the pending samples
+  are reinstated and the onset counts from the confirming sample on, so a real rise is late
+  by at most `confirm` sampling intervals and never thrown away. If not, it was a spike and
+  stays out.
+- suspicious: the same value `stuck_count` times in a row (for rain: the same non-zero
+  increment, since dry spells repeat zeros). Counted, but the level it drives is held at
+  `suspicious_max_level` (yellow) until something corroborates it: the pattern ends (the next
+  samples vary), a neighbouring channel of the same method within `corroborate_within_m`
+  warns on clean data, or a valid regional warning covers the target. The tick applies that
+  cap (alerts/engine) because corroboration needs the other channels.
+Samples stored as doubtful or unreliable never raise alone either (the tick's gate).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import warnings
+from dataclasses import dataclass, fields
 from enum import IntFlag
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from alerts.methods.levels import LevelArray
-from alerts.methods.ragged import BoolArray, FloatArray
+from alerts.methods.ragged import BoolArray, FloatArray, IntArray
 from devices.messages import Quality
 from geowarn.errors import InvalidInput
+
+HAMPEL_HALF = 3  # trailing window of 2·3 + 1 = 7 samples
+SPIKE_Q = 2  # ring quality of a sample the engine left out (as stored "unreliable")
+MAX_CONFIRM = 8
+GROWTH = 4.0  # an onset's deviation grows at most this much per sample (ours)
+# China's 1-hour record, 201.9 mm (Zhengzhou, 20 July 2021), and ~50 mm in 10 minutes, beyond
+# almost every record (warning-science.md, "Rain gauge plausibility").
+RAIN_RECORD_10MIN_MM = 50.0
+RAIN_RECORD_1H_MM = 201.9
 
 
 class Flag(IntFlag):
@@ -34,11 +55,150 @@ class Flag(IntFlag):
     SPIKE = 16
     STUCK = 32
     GAP_BEFORE = 64
+    IMPLAUSIBLE = 128
 
 
-UNRELIABLE = Flag.MISSING | Flag.HARD_LIMIT | Flag.SPIKE | Flag.STUCK
-DOUBTFUL = Flag.SOFT_LIMIT | Flag.RATE | Flag.GAP_BEFORE
+UNRELIABLE = Flag.MISSING | Flag.HARD_LIMIT | Flag.SPIKE | Flag.IMPLAUSIBLE
+DOUBTFUL = Flag.SOFT_LIMIT | Flag.RATE | Flag.GAP_BEFORE | Flag.STUCK
 FLAG_DTYPE = np.uint16
+
+
+def rain_envelope_mm(dt_s: FloatArray, mm_10min: FloatArray, mm_1h: FloatArray) -> FloatArray:
+    """Largest plausible rain increment over dt_s: the power law through the 10-minute and
+    1-hour record values (depth grows like duration^b, b = ln(P60/P10)/ln 6 ≈ 0.78)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b = np.log(mm_1h / mm_10min) / math.log(6.0)
+        return np.asarray(mm_10min * (np.maximum(dt_s, 1.0) / 600.0) ** b)
+
+
+def hampel_newest(window: FloatArray, k: FloatArray, min_dev: FloatArray,
+                  half: int = HAMPEL_HALF) -> tuple[BoolArray, FloatArray, FloatArray]:
+    """Is the last column of each row an outlier of its row (the trailing window, NaN = left
+    out)? Returns (outlier, signed deviation from the median, median)."""
+    # A row without finite samples has no median; it is never an outlier (count below), so
+    # numpy's "All-NaN slice" warning says nothing useful.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(window, axis=1) if window.size else np.zeros(window.shape[0])
+        mad = (np.nanmedian(np.abs(window - med[:, None]), axis=1) if window.size
+               else np.zeros(window.shape[0]))
+    dev = window[:, -1] - med if window.size else np.zeros(0)
+    enough = np.isfinite(window).sum(axis=1) > half + 1
+    with np.errstate(invalid="ignore"):
+        out = (np.abs(dev) > k * 1.4826 * mad) & (np.abs(dev) > min_dev) & enough
+    return np.asarray(out), np.asarray(dev), np.asarray(med)
+
+
+@dataclass(frozen=True)
+class ScreenParams:
+    """Per-row settings (arrays aligned with the rows screened)."""
+
+    hampel: BoolArray  # run the outlier check (not for rain increments)
+    hampel_k: FloatArray
+    min_dev: FloatArray
+    confirm: IntArray
+    stuck_count: IntArray  # 0: off
+    exempt_zero: BoolArray  # rain: repeated zeros are a dry spell
+    low: FloatArray  # implausible below / above (NaN: none)
+    high: FloatArray
+    rate_per_s: FloatArray  # implausible |Δ|/Δt (NaN: none)
+    rain_10min: FloatArray  # rain envelope (NaN: not rain)
+    rain_1h: FloatArray
+
+
+@dataclass
+class ScreenState:
+    """What the screen remembers per channel between samples (saved with the engine)."""
+
+    run_len: FloatArray  # identical values in a row so far
+    run_val: FloatArray
+    pend_n: FloatArray  # outliers pending confirmation (same side, in a row)
+    pend_t0: FloatArray  # time of the first pending one
+    pend_sign: FloatArray
+    pend_dev: FloatArray  # |deviation| of the first pending one
+    pend_q: FloatArray  # highest stored quality among the pending ones
+    onset_sign: FloatArray  # side of an accepted onset still running (0: none)
+    ok_t: FloatArray  # newest sample not judged implausible
+    ok_v: FloatArray
+    prev_dev: FloatArray  # |deviation from its window's median| of the previous sample
+
+    @classmethod
+    def initial(cls, n: int) -> ScreenState:
+        nan, zero = np.full(n, np.nan), np.zeros(n)
+        return cls(zero.copy(), nan.copy(), zero.copy(), nan.copy(), zero.copy(),
+                   zero.copy(), zero.copy(), zero.copy(), nan.copy(), nan.copy(), nan.copy())
+
+    def arrays(self) -> dict[str, FloatArray]:
+        return {f"screen_{f.name}": getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The newest sample of each screened row."""
+
+    implausible: BoolArray
+    pending: BoolArray  # an outlier awaiting confirmation: may not raise yet
+    suspicious: BoolArray  # repeating / flat: held at the cap until corroborated
+    reinstate_from: FloatArray  # confirmed onset: pending samples from this time are back
+    reinstate_q: FloatArray  # ... with this stored quality (NaN: nothing to reinstate)
+    limit: FloatArray  # the plausibility limit that was crossed (NaN: none)
+
+
+def screen(st: ScreenState, ch: IntArray, p: ScreenParams, t: FloatArray, x: FloatArray,
+           q: np.ndarray, prev: FloatArray, prev_t: FloatArray) -> Verdict:
+    """Judge the newest sample (t, x, stored quality q) of channels `ch`; `prev` (rows, 2·half)
+    holds each row's preceding samples, oldest first, NaN where left out or absent, and
+    `prev_t` the time of the preceding sample (NaN: none). Updates `st` at `ch`."""
+    dt = np.where(np.isfinite(prev_t), t - prev_t, np.nan)
+    ok_dt = t - st.ok_t[ch]
+    with np.errstate(invalid="ignore"):
+        env = rain_envelope_mm(np.where(np.isfinite(dt), dt, 600.0), p.rain_10min, p.rain_1h)
+        rate = np.abs(x - st.ok_v[ch]) / np.where(ok_dt > 0, ok_dt, np.nan)
+        implausible = ((x > env) | (x < p.low) | (x > p.high) | (rate > p.rate_per_s))
+    limit = np.where(x > env, env, np.where(x < p.low, p.low, np.where(
+        x > p.high, p.high, np.where(rate > p.rate_per_s, p.rate_per_s * 3600.0, np.nan))))
+    good = ~implausible
+    st.ok_t[ch] = np.where(good, t, st.ok_t[ch])
+    st.ok_v[ch] = np.where(good, x, st.ok_v[ch])
+
+    # Repeating values: counted on plausible samples only.
+    same = good & (x == st.run_val[ch])
+    st.run_len[ch] = np.where(good, np.where(same, st.run_len[ch] + 1, 1), st.run_len[ch])
+    st.run_val[ch] = np.where(good, x, st.run_val[ch])
+    suspicious = (good & (p.stuck_count > 0) & (st.run_len[ch] >= p.stuck_count)
+                  & ~(p.exempt_zero & (x == 0)))
+
+    out, dev, _ = hampel_newest(np.concatenate([prev, x[:, None]], axis=1), p.hampel_k,
+                                p.min_dev)
+    out &= good & p.hampel
+    side = np.sign(dev)
+    # An onset grows step by step: a sample continuing or confirming one lies within
+    # GROWTH × the previous sample's deviation (a spike after a small onset does not).
+    with np.errstate(invalid="ignore"):
+        near = np.abs(dev) <= GROWTH * st.prev_dev[ch] + p.min_dev
+    cont = out & near & (st.onset_sign[ch] == side)
+    grow = out & near & ~cont & (st.pend_n[ch] > 0) & (st.pend_sign[ch] == side) & (
+        np.abs(dev) >= 0.5 * st.pend_dev[ch])
+    start = out & ~cont & ~grow
+    pend_n = np.where(grow, st.pend_n[ch] + 1, np.where(start, 1, 0))
+    pend_q = np.where(grow, np.maximum(st.pend_q[ch], q), np.where(start, q, 0))
+    confirmed = (out & ~cont) & (pend_n > p.confirm)
+    reinstate_from = np.where(confirmed & grow, st.pend_t0[ch], np.nan)
+    reinstate_q = np.where(confirmed & grow, st.pend_q[ch], np.nan)
+    pending = out & ~cont & ~confirmed
+    st.pend_t0[ch] = np.where(start, t, st.pend_t0[ch])
+    st.pend_dev[ch] = np.where(start, np.abs(dev), st.pend_dev[ch])
+    st.pend_sign[ch] = np.where(start, side, st.pend_sign[ch])
+    st.pend_n[ch] = np.where(confirmed, 0, pend_n)
+    st.pend_q[ch] = pend_q
+    # An accepted onset keeps counting while it stays an outlier on its side; a sample back
+    # inside the window ends it (and makes any pending outliers final spikes).
+    st.onset_sign[ch] = np.where(confirmed, side, np.where(cont, st.onset_sign[ch], 0.0))
+    st.prev_dev[ch] = np.where(good, np.abs(dev), st.prev_dev[ch])
+    return Verdict(implausible, pending, suspicious, reinstate_from, reinstate_q, limit)
+
+
+# --- the same checks over a block of samples (analysis, benchmarks) -------------------------
 
 
 @dataclass(frozen=True)
@@ -50,7 +210,7 @@ class QualityConfig:
     soft_min: FloatArray | float = -np.inf
     soft_max: FloatArray | float = np.inf
     max_rate: FloatArray | float = np.inf  # |Δvalue/Δt| per second
-    hampel_half_window: int = 3  # 7-sample window
+    hampel_half_window: int = HAMPEL_HALF  # trailing window of 2·half + 1 samples
     hampel_k: float = 3.0
     hampel_min_deviation: float = 0.0  # below the sensor's resolution nothing is a spike
     stuck_count: int = 6  # this many identical readings in a row
@@ -67,7 +227,6 @@ class QualityConfig:
 
 
 def _col(x: FloatArray | float, ndim: int) -> np.ndarray:
-    """Per-channel settings broadcast against (channels, samples)."""
     a = np.asarray(x, dtype=np.float64)
     return a[:, None] if a.ndim == 1 and ndim == 2 else a
 
@@ -82,29 +241,30 @@ def _ffill(v: FloatArray) -> FloatArray:
     return np.take_along_axis(v, idx, axis=-1)
 
 
-def hampel_spikes(values: FloatArray, half_window: int, k: float, min_deviation: float = 0.0
-                  ) -> BoolArray:
-    """Samples further than k·1.4826·MAD (and min_deviation) from the centred median."""
+def hampel_spikes(values: FloatArray, half_window: int = HAMPEL_HALF, k: float = 3.0,
+                  min_deviation: float = 0.0) -> BoolArray:
+    """Each sample judged as the engine judges a newest sample: an outlier of its trailing
+    2·half_window + 1 samples (`hampel_newest`; no onset confirmation here)."""
     v = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    filled = np.nan_to_num(_ffill(v))
-    size = (1, 2 * half_window + 1)
-    med = median_filter(filled, size=size, mode="nearest")
-    mad = median_filter(np.abs(filled - med), size=size, mode="nearest")
-    dev = np.abs(v - med)
-    with np.errstate(invalid="ignore"):
-        return (dev > k * 1.4826 * mad) & (dev > min_deviation)
+    rows, n = v.shape
+    w = 2 * half_window + 1
+    padded = np.concatenate([np.full((rows, w - 1), np.nan), v], axis=1)
+    win = np.lib.stride_tricks.sliding_window_view(padded, w, axis=1)  # (rows, n, w)
+    flat = win.reshape(rows * n, w)
+    out, _, _ = hampel_newest(flat, np.full(rows * n, k), np.full(rows * n, min_deviation),
+                              half_window)
+    return out.reshape(rows, n) & np.isfinite(v)
 
 
 def stuck_runs(values: FloatArray, count: int, exempt: float | None = None) -> BoolArray:
-    """True from the `count`-th identical reading in a row onwards (causal, so it can flag in
-    real time); NaN breaks a run."""
+    """True from the `count`-th identical reading in a row onwards (causal, as the engine's
+    run counter); NaN breaks a run."""
     v = np.atleast_2d(np.asarray(values, dtype=np.float64))
     same = np.zeros(v.shape, dtype=bool)
     same[..., 1:] = v[..., 1:] == v[..., :-1]
     idx = np.arange(v.shape[-1])
     run_start = np.maximum.accumulate(np.where(same, 0, idx), axis=-1)
-    run_len = idx - run_start + 1
-    stuck = run_len >= count
+    stuck = idx - run_start + 1 >= count
     if exempt is not None:
         stuck &= v != exempt
     return stuck
@@ -122,8 +282,7 @@ def flag_samples(times: FloatArray, values: FloatArray, cfg: QualityConfig) -> n
         hard = (v < _col(cfg.hard_min, nd)) | (v > _col(cfg.hard_max, nd))
         soft = (v < _col(cfg.soft_min, nd)) | (v > _col(cfg.soft_max, nd))
         rate = np.zeros(v.shape, dtype=bool)
-        # Rate against the previous finite reading, not the previous slot.
-        prev = _ffill(np.where(missing, np.nan, v))
+        prev = _ffill(np.where(missing, np.nan, v))  # rate against the previous reading
         prev_t = _ffill(np.where(missing, np.nan, t))
         rate[..., 1:] = (np.abs(v[..., 1:] - prev[..., :-1])
                          > _col(cfg.max_rate, nd) * (t[..., 1:] - prev_t[..., :-1]))
@@ -148,8 +307,7 @@ def reliability(flags: np.ndarray) -> np.ndarray:
 
 def gate_levels(levels: LevelArray, flags: np.ndarray) -> LevelArray:
     """A flagged sample never raises a warning alone: its level is capped at the higher of
-    the nearest unflagged samples before and after it in the same channel (0 if none), so
-    it can only confirm what a clean reading shows. Unflagged samples keep their level."""
+    the nearest unflagged samples before and after it in the same channel (0 if none)."""
     lv = np.atleast_2d(np.asarray(levels))
     clean = np.atleast_2d(np.asarray(flags)) == 0
     n = lv.shape[-1]
@@ -158,15 +316,14 @@ def gate_levels(levels: LevelArray, flags: np.ndarray) -> LevelArray:
     after = np.minimum.accumulate(np.where(clean, idx, n)[..., ::-1], axis=-1)[..., ::-1]
     padded = np.concatenate([lv, np.zeros(lv.shape[:-1] + (1,), dtype=lv.dtype)], axis=-1)
     lv_before = np.where(before >= 0, np.take_along_axis(padded, np.maximum(before, 0), -1), 0)
-    lv_after = np.take_along_axis(padded, after, -1)  # index n is the padded 0
+    lv_after = np.take_along_axis(padded, after, -1)
     cap = np.maximum(lv_before, lv_after)
     return np.where(clean, lv, np.minimum(lv, cap)).astype(lv.dtype)
 
 
 def maintenance_due(last_seen: FloatArray, now: float, offline_after_s: FloatArray | float
                     ) -> BoolArray:
-    """Channels silent for longer than offline_after_s (or never seen: NaN) need a visit;
-    this is a maintenance signal, never a hazard warning."""
+    """Channels silent for longer than offline_after_s (or never seen: NaN) need a visit."""
     ls = np.asarray(last_seen, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return ~(now - ls <= np.asarray(offline_after_s, dtype=np.float64))

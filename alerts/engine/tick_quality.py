@@ -1,0 +1,192 @@
+"""The data-quality step of an engine tick: alerts/methods/quality.py's `screen` run on each
+method group's newest samples, its verdicts written into the sample rings, the hold of
+suspicious patterns until corroborated, and the devices' data-quality levels.
+
+Ring marks (the stored quality column of the engine's working memory): an implausible sample
+gets IMPLAUSIBLE_Q and an outlier pending confirmation SPIKE_Q, both ≥ 2, so every method
+leaves them out (rain totals count them as no rain); a confirmed onset gets its pending
+samples back. `fill_memory` recomputes the marks when the rings are refilled after a restart
+by running the same screen over the refilled samples.
+
+Data-quality alerts (hazard kind "data_quality", on the device): blue while any channel of
+the device had an implausible value or a suspicious pattern within its `quality_hold_s`
+(data time); the evidence names each finding. A maintainer's alert, never a hazard level.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from alerts.engine.ring import Ring
+from alerts.engine.tick_setup import GROUPS, Change, EngineState, Samples, Setup
+from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
+from alerts.methods.quality import (
+    HAMPEL_HALF,
+    MAX_CONFIRM,
+    SPIKE_Q,
+    ScreenParams,
+    ScreenState,
+    Verdict,
+    screen,
+)
+from alerts.methods.ragged import FloatArray, IntArray
+
+IMPLAUSIBLE_Q = 3
+IMPLAUSIBLE, REPEATING = 1, 2
+
+
+def _params(setup: Setup, ch: IntArray) -> ScreenParams:
+    p = setup.p
+    rain = np.isin(ch, setup.group_rows["rainfall"])
+    nan = np.full(ch.size, np.nan)
+    return ScreenParams(
+        hampel=~rain, hampel_k=p["hampel_k"][ch], min_dev=p["hampel_min_deviation"][ch],
+        confirm=p["onset_confirm_samples"][ch], stuck_count=p["stuck_count"][ch],
+        exempt_zero=rain, low=p["implausible_min"][ch], high=p["implausible_max"][ch],
+        rate_per_s=np.where(rain, nan, p["implausible_rate_per_h"][ch] / 3600.0),
+        rain_10min=np.where(rain, p["rain_implausible_mm_10min"][ch], nan),
+        rain_1h=np.where(rain, p["rain_implausible_mm_1h"][ch], nan))
+
+
+def screen_rain(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: IntArray,
+                t: FloatArray, v: FloatArray, q: np.ndarray) -> tuple[np.ndarray, Verdict]:
+    """Judge new rain increments before they enter the running sums; returns the qualities
+    to store (implausible ones count as no rain)."""
+    prev_t = ring.newest_time(rows)
+    # A gauge's first increment covers (about) one reporting interval.
+    prev_t = np.where(np.isfinite(prev_t), prev_t, t - setup.p["interval_s"][ch])
+    prev = np.full((ch.size, 2 * HAMPEL_HALF), np.nan)
+    verdict = screen(st, ch, _params(setup, ch), t, v, q, prev, prev_t)
+    return np.where(verdict.implausible, IMPLAUSIBLE_Q, q).astype(np.int8), verdict
+
+
+def screen_series(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: IntArray
+                  ) -> Verdict:
+    """Judge the newest sample of each row just appended to `ring`, and mark the ring."""
+    tt, vv, qq = ring.last(rows, 2 * HAMPEL_HALF + 1)
+    prev = np.where(qq[:, :-1] >= SPIKE_Q, np.nan, vv[:, :-1])
+    verdict = screen(st, ch, _params(setup, ch), tt[:, -1], vv[:, -1], qq[:, -1], prev,
+                     tt[:, -2])
+    ring.mark_last(rows[verdict.pending], SPIKE_Q)
+    ring.mark_last(rows[verdict.implausible], IMPLAUSIBLE_Q)
+    back = np.isfinite(verdict.reinstate_from)
+    if back.any():
+        ring.reinstate(rows[back], verdict.reinstate_from[back], verdict.reinstate_q[back],
+                       SPIKE_Q, MAX_CONFIRM + 1)
+    return verdict
+
+
+def record(state: EngineState, ch: IntArray, t: FloatArray, v: FloatArray, verdict: Verdict
+           ) -> None:
+    """Remember each channel's newest finding and whether it is suspicious now."""
+    code = np.where(verdict.implausible, IMPLAUSIBLE, np.where(verdict.suspicious,
+                                                               REPEATING, 0))
+    has = code > 0
+    c = ch[has]
+    state.finding_t[c], state.finding_code[c] = t[has], code[has]
+    state.finding_value[c], state.finding_limit[c] = v[has], verdict.limit[has]
+    state.suspicious[ch] = verdict.suspicious
+
+
+def corroborated(setup: Setup, state: EngineState, u: IntArray,
+                 regional: LevelArray | None) -> np.ndarray:
+    """A neighbour of the same method warns on clean data, or a regional warning covers the
+    channel's target."""
+    off, nb = setup.neighbours
+    good = (state.level[nb] >= Level.BLUE) & ~state.suspicious[nb]
+    c = np.r_[0, np.cumsum(good)]
+    out = (c[off[u + 1]] - c[off[u]]) > 0
+    if regional is not None:
+        out |= np.asarray(regional)[setup.target[u]] >= Level.BLUE
+    return np.asarray(out)
+
+
+def hold_suspicious(setup: Setup, state: EngineState, u: IntArray, r: LevelArray,
+                    h: LevelArray, regional: LevelArray | None
+                    ) -> tuple[LevelArray, LevelArray]:
+    """Cap the raise and hold levels of suspicious, uncorroborated channels at
+    suspicious_max_level (or the level their last clean sample held, if higher)."""
+    held = state.suspicious[u] & ~corroborated(setup, state, u, regional)
+    cap_r = np.maximum(setup.p["suspicious_max_level"][u], state.clean_raise[u])
+    cap_h = np.maximum(setup.p["suspicious_max_level"][u], state.clean_hold[u])
+    return (np.where(held, np.minimum(r, cap_r), r).astype(LEVEL_DTYPE),
+            np.where(held, np.minimum(h, cap_h), h).astype(LEVEL_DTYPE))
+
+
+def quality_changes(setup: Setup, state: EngineState, touched: IntArray) -> list[Change]:
+    """Data-quality level changes of the devices of channels `touched` this round."""
+    if touched.size == 0:
+        return []
+    with np.errstate(invalid="ignore"):
+        active = np.isfinite(state.finding_t) & (
+            state.watermark - state.finding_t <= setup.p["quality_hold_s"])
+    per_dev = np.bincount(setup.device, weights=active.astype(np.float64),
+                          minlength=len(setup.devices)) > 0
+    new = np.where(per_dev, int(Level.BLUE), 0).astype(LEVEL_DTYPE)
+    devs = np.unique(setup.device[touched])
+    out = []
+    for d in devs[new[devs] != state.quality[devs]]:
+        members = np.flatnonzero(setup.device == d)
+        when = float(np.nanmax(state.watermark[members]))
+        findings = [_finding(setup, state, int(c)) for c in members[active[members]]]
+        out.append(Change("device", setup.devices[d], "data_quality", Level(int(new[d])),
+                          datetime.fromtimestamp(when, UTC),
+                          {"reason": "data-quality finding" if new[d] else "data clean again",
+                           "channels": findings}))
+        state.quality[d] = new[d]
+    return out
+
+
+def _finding(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:
+    info = setup.channels[c]
+    code = int(state.finding_code[c])
+    name = "implausible" if code == IMPLAUSIBLE else (
+        "repeating" if setup.params[c].method == "rainfall" else "flat")
+    ev: dict[str, Any] = {"channel_id": info.channel_id, "device_id": info.device_id,
+                          "sensor": f"{info.kind}.{info.spec}", "finding": name,
+                          "value": float(state.finding_value[c]),
+                          "data_time": datetime.fromtimestamp(float(state.finding_t[c]),
+                                                              UTC).isoformat()}
+    if code == IMPLAUSIBLE and np.isfinite(state.finding_limit[c]):
+        ev["limit"] = round(float(state.finding_limit[c]), 3)
+    if code == REPEATING:
+        ev["repeated"] = int(state.screen.run_len[c])
+        ev["held_at_most"] = Level(int(setup.p["suspicious_max_level"][c])).name.lower()
+    return ev
+
+
+def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
+    """Put already-evaluated samples back into the rings (after a restart), with the marks
+    the screen gives them (run afresh over the refilled samples; the saved screen state is
+    left as it was)."""
+    scratch = ScreenState.initial(setup.n)
+    for part in split_by_rank(s):
+        for g in GROUPS:
+            sel = np.isin(part.ch, setup.group_rows[g])
+            if not sel.any():
+                continue
+            ch, rows = part.ch[sel], setup.row_in_group[part.ch[sel]]
+            ring = state.rings[g]
+            if g == "rainfall":
+                assert state.rain is not None
+                q, _ = screen_rain(setup, scratch, ring, rows, ch, part.t[sel], part.v[sel],
+                                   part.q[sel])
+                state.rain.update(ring, rows, part.t[sel], part.v[sel], q)
+            else:
+                ring.append(rows, part.t[sel], part.v[sel], part.q[sel])
+                screen_series(setup, scratch, ring, rows, ch)
+
+
+def split_by_rank(s: Samples) -> list[Samples]:
+    """Samples (sorted by channel, then time) split by their rank within their channel."""
+    if s.ch.size == 0:
+        return []
+    start = np.flatnonzero(np.r_[True, s.ch[1:] != s.ch[:-1]])
+    cnt = np.diff(np.r_[start, s.ch.size])
+    rank = np.arange(s.ch.size) - np.repeat(start, cnt)
+    order = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[order], np.arange(1, rank.max() + 1))
+    return [Samples(s.ch[i], s.t[i], s.v[i], s.q[i]) for i in np.split(order, bounds)]
