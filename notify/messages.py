@@ -27,11 +27,11 @@ TAG_RESERVE = 12  # " #GW" + up to 8 base-36 digits
 SHRINKABLE = ("hazard", "shelter", "place", "reason")
 KIND_ZH = {"rainfall": "降雨", "deformation": "变形", "water_level": "水位",
            "water_quality": "水质", "air_quality": "空气质量", "combined": "综合研判",
-           "maintenance": "设备运维"}
+           "maintenance": "设备运维", "data_quality": "数据质量"}
 KIND_EN = {"rainfall": "rainfall", "deformation": "ground movement",
            "water_level": "water level", "water_quality": "water quality",
            "air_quality": "air quality", "combined": "combined assessment",
-           "maintenance": "maintenance"}
+           "maintenance": "maintenance", "data_quality": "data quality"}
 
 
 def level_words(level: int, language: str) -> str:

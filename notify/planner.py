@@ -140,11 +140,12 @@ def _duty_room(planned: list[PlannedDelivery]) -> list[PlannedDelivery]:
 
 
 def _warning(ctx: EventContext, routing: RoutingTable, tpl: messages.Templates) -> Plan:
-    if ctx.floor_only or ctx.hazard_kind == "maintenance":
-        template = "maintenance" if ctx.hazard_kind == "maintenance" else "floor_officer"
+    # Device alerts (silent: maintenance; bad data: data_quality) are for the maintainer.
+    device_alert = ctx.hazard_kind in ("maintenance", "data_quality")
+    if ctx.floor_only or device_alert:
+        template = "maintenance" if device_alert else "floor_officer"
         route = routing.officers_only(ctx.county_code, ctx.level)
-        audiences = (*route.audiences, "maintainer") if ctx.hazard_kind == "maintenance" \
-            else route.audiences
+        audiences = (*route.audiences, "maintainer") if device_alert else route.audiences
         return Plan(tuple(_to_people(ctx, audiences, template, "warning", routing, tpl)))
     route = routing.warning(ctx.county_code, ctx.level)
     out: list[PlannedDelivery] = []
