@@ -192,3 +192,25 @@ def test_duty_room_webhook_gets_what_officers_are_told(conn: psycopg.Connection,
         ("webhook:duty-room", "warning", "delivered")]
     assert "橙色预警" in posts[0].body
     assert len(sent_lines(tmp_path / "room.jsonl")) == 1
+
+
+def test_maintenance_goes_to_officers_and_the_maintainer_only(
+        conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+    from alerts.lifecycle.writes import LevelChange, apply_changes
+
+    world.build(conn, households=3)
+    conn.execute("INSERT INTO devices (device_id, kind, hazard_id) VALUES "
+                 "('DEV-1', 'crack_meter', 'HP-1')")
+    people.import_people(conn, [people.Contact("fixer", "运维员", "+8613300000001", "zh",
+                                               ("maintainer",), "331122", ("DEV-1",)),
+                                people.Contact("other-fixer", "运维员乙", "+8613300000002",
+                                               "zh", ("maintainer",), "331122", ("DEV-9",))])
+    apply_changes(conn, [LevelChange("device", "DEV-1", "maintenance", Level.BLUE,
+                                     world.T0, {"reason": "silent"})], engine="test")
+    n = notifier(db_url, tmp_path / "o.jsonl")
+    drain(n)
+    n.close()
+    rows = deliveries.list_deliveries(conn)
+    assert {(d.recipient_id, d.audience) for d in rows} == {
+        ("person:county-1", "county_officer"), ("person:fixer", "maintainer")}
+    assert all("DEV-1" in d.body and "无数据上报" in d.body for d in rows)

@@ -170,3 +170,17 @@ def test_token_bucket_paces_to_the_rate() -> None:
         bucket.acquire()
     assert waits == pytest.approx([0.5, 0.5, 0.5, 0.5])  # 2 at once, then 2 per second
     assert t[0] == pytest.approx(2.0)
+
+
+def test_log_filter_masks_numbers_in_foreign_records() -> None:
+    import logging
+
+    from notify.logmask import PhoneMaskFilter, mask_numbers
+
+    assert mask_numbers("GET /Messages.json?To=%2B8613900000001&From=%2B8610690000001") == \
+        "GET /Messages.json?To=+86139****0001&From=+86106****0001"
+    assert mask_numbers("call 13800000005 now, order 20261201123456") == \
+        "call 138****0005 now, order 20261201123456"
+    record = logging.LogRecord("urllib3", logging.DEBUG, "x", 1, "GET %s",
+                               ("?To=%2B8613900000001",), None)
+    assert PhoneMaskFilter().filter(record) and "13900000001" not in record.getMessage()

@@ -4,6 +4,7 @@ signatures, inbound replies."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -106,7 +107,9 @@ def test_5xx_retries_with_backoff(conn: psycopg.Connection, db_url: str,
 
 
 def test_timeout_is_reconciled_with_the_provider_not_resent(
-        conn: psycopg.Connection, db_url: str, fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+        conn: psycopg.Connection, db_url: str, fake_twilio: FakeTwilio, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     world.build(conn, households=0)
     fake_twilio.script(MONITOR, ("slow", 1.5))
     world.change(conn, Level.BLUE)
@@ -122,6 +125,9 @@ def test_timeout_is_reconciled_with_the_provider_not_resent(
     (msg,) = fake_twilio.messages()  # the timed-out request had been taken: no second SMS
     assert row.state == "queued" and row.provider_id == msg.sid
     assert n.stats.reconciled_found == 1
+    # Create and the Messages list (filtered by To) were logged without the number.
+    assert "twilio GET" in caplog.text and "twilio POST" in caplog.text
+    assert "13900000001" not in caplog.text
 
 
 @pytest.mark.parametrize(("code", "tell"), [(30003, False), (30005, True), (30006, True)])

@@ -20,6 +20,7 @@ the ErrorCode of a status callback):
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -31,8 +32,10 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from notify import logmask
 from notify.outcomes import Outcome
 
+log = logging.getLogger(__name__)
 NEVER_RETRY = {21211: "invalid phone number", 21614: "not a mobile number",
                21610: "recipient replied STOP (unsubscribed)",
                21408: "sending to this region is not enabled"}
@@ -61,6 +64,14 @@ class RedirectingHttpClient(TwilioHttpClient):
         self._local.headers = dict(response.headers or {})
         return response
 
+    # The library logs query strings and bodies at INFO (To=+86...): personal data. Only the
+    # method and path are logged here, at DEBUG.
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        log.debug("twilio %s %s", kwargs.get("method"), urlsplit(str(kwargs.get("url"))).path)
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        log.debug("twilio answered %s", status_code)
+
     @property
     def last_headers(self) -> Mapping[str, str]:
         return getattr(self._local, "headers", {})
@@ -68,6 +79,7 @@ class RedirectingHttpClient(TwilioHttpClient):
 
 def make_client(account_sid: str, auth_token: str, *, api_base: str | None = None,
                 timeout: float = 10.0) -> tuple[Client, RedirectingHttpClient]:
+    logmask.install("urllib3.connectionpool", "twilio.http_client")
     http = RedirectingHttpClient(api_base, timeout)
     return Client(account_sid, auth_token, http_client=http), http
 
