@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.routers import alerts, auth, hazards, health
+from api.routers import alerts, auth, hazards, health, metrics, stream
 from geowarn.settings import get_settings
 
 
@@ -24,6 +24,7 @@ def create_app() -> FastAPI:
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
-    for module in (health, auth, alerts, hazards):
+    # The stream's fixed path is registered before /api/alerts/{alert_id}.
+    for module in (health, metrics, auth, stream, alerts, hazards):
         app.include_router(module.router)
     return app

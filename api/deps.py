@@ -36,6 +36,18 @@ def bearer_token(request: Request) -> str | None:
 
 def current_user(request: Request, conn: Conn,
                  x_api_key: Annotated[str | None, Header()] = None) -> User:
+    return authenticate(conn, request, x_api_key)
+
+
+def current_user_brief(request: Request,
+                       x_api_key: Annotated[str | None, Header()] = None) -> User:
+    """The user, from a connection held only while checking: for long responses (event
+    streams) that must not keep a pooled connection for hours."""
+    with transaction() as conn:
+        return authenticate(conn, request, x_api_key)
+
+
+def authenticate(conn: psycopg.Connection, request: Request, x_api_key: str | None) -> User:
     try:
         if x_api_key:
             return user_for_api_key(conn, x_api_key)
@@ -49,6 +61,7 @@ def current_user(request: Request, conn: Conn,
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+StreamingUser = Annotated[User, Depends(current_user_brief)]
 
 
 def require(user: User, action: str, county: str | None = None, *,

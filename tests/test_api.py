@@ -4,6 +4,7 @@ matrix (every role x endpoint x own/other county), masking of personal data, cle
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -273,3 +274,19 @@ def test_healthz_and_users_cli(db_url: str, client: TestClient,
     with psycopg.connect(db_url) as c:
         stored = c.execute("SELECT password_hash FROM api_users").fetchone()
     assert stored is not None and stored[0].startswith("$argon2id$")
+
+
+def test_metrics_for_admins_only(seeded: dict[str, int], conn: psycopg.Connection,
+                                 client: TestClient) -> None:
+    conn.execute("INSERT INTO dead_letters (received_at, topic, reason, detail, payload, "
+                 "payload_size) VALUES (now(), 't', 'bad_json', 'x', '', 0)")
+    conn.commit()
+    assert client.get("/metrics", headers=_login(client, "duty.city")).status_code == 403
+    r = client.get("/metrics", headers=_login(client, "admin"))
+    assert r.status_code == 200
+    text = r.text
+    assert 'geowarn_open_alerts{hazard_kind="deformation",level="red"} 1.0' in text
+    assert 'geowarn_open_alerts{hazard_kind="water_level",level="blue"} 1.0' in text
+    assert 'geowarn_dead_letters{reason="bad_json"} 1.0' in text
+    depth = re.search(r"^geowarn_outbox_depth (\S+)$", text, re.M)
+    assert depth is not None and float(depth.group(1)) == 4.0, text  # the four openings

@@ -1,0 +1,101 @@
+"""/api/alerts/stream: server-sent events of alert changes, for the console's live queue.
+
+Each event is one audit row of an alert (opened, raised, lowered, cleared, resolved by the
+engine; acknowledged, resolved, commented by people), its SSE id the audit row's id, so a
+client that reconnects with Last-Event-ID (EventSource does so by itself) receives exactly
+what it missed. A trigger NOTIFYs each new row (migration 0121): the stream wakes on it, with
+no polling; a comment line every 15 s keeps proxies from closing an idle stream. Only alerts
+in the user's counties are sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from api.deps import StreamingUser, require
+from api.scope import sql_prefixes, whole_province
+from api.users import User
+from geowarn.db import database_url
+
+router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+CHANNEL = "geowarn_alert_changes"
+KEEPALIVE_S = 15.0
+BATCH = 500
+
+_SELECT = """SELECT l.id, l.at, l.actor, l.action, l.detail, a.alert_id, a.target_type,
+    a.target_id, h.name, h.county_code, a.hazard_kind, a.status, a.level
+    FROM audit_log l JOIN alerts a ON l.object_type = 'alert' AND a.alert_id::text = l.object_id
+    LEFT JOIN hazard_points h ON a.target_type = 'hazard' AND h.hazard_id = a.target_id
+    WHERE l.object_type = 'alert' AND l.id > %s AND (h.county_code LIKE ANY(%s) {extra})
+    ORDER BY l.id LIMIT %s"""
+LEVELS = ("none", "blue", "yellow", "orange", "red")
+
+
+def _event(row: tuple[Any, ...]) -> str:
+    (audit_id, at, actor, action, detail, alert_id, ttype, tid, name, county, kind, status,
+     level) = row
+    data = {"alert_id": alert_id, "action": action, "actor": actor, "at": at.isoformat(),
+            "target": {"type": ttype, "id": tid, "name": name, "county_code": county},
+            "hazard_kind": kind, "status": status, "level": LEVELS[level],
+            "detail": detail}
+    return f"id: {audit_id}\nevent: alert\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _changes(user: User, after: int) -> AsyncIterator[str]:
+    extra = "OR h.county_code IS NULL" if whole_province(user.counties) else ""
+    query = _SELECT.format(extra=extra)
+    prefixes = sql_prefixes(user.counties)
+    async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as conn:
+        await conn.execute(f"LISTEN {CHANNEL}")
+        yield "retry: 3000\n\n"
+        while True:
+            # Send what is there (everything after `after`), then wait for the next NOTIFY.
+            while True:
+                cur = await conn.execute(query, (after, prefixes, BATCH))
+                rows = await cur.fetchall()
+                for row in rows:
+                    after = int(row[0])
+                    yield _event(row)
+                if len(rows) < BATCH:
+                    break
+            woke = False
+            async for _ in conn.notifies(timeout=KEEPALIVE_S, stop_after=1):
+                woke = True
+            if not woke:
+                yield ": keepalive\n\n"
+
+
+def _start_after(conn_after: int | None, last_event_id: str | None) -> int:
+    for value in (last_event_id, conn_after):
+        if value is not None and str(value).strip().isdigit():
+            return int(value)
+    return -1
+
+
+@router.get("/stream", summary="alert changes as server-sent events (resumable)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def stream(user: StreamingUser,
+                 last_event_id: Annotated[str | None, Header()] = None,
+                 after: Annotated[int | None, Query(ge=0, description=(
+                     "start after this event id (default: only new changes)"))] = None,
+                 ) -> StreamingResponse:
+    require(user, "read", check_county=False)
+    start = _start_after(after, last_event_id)
+    if start < 0:
+        start = await _latest_id()
+    return StreamingResponse(_changes(user, start), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _latest_id() -> int:
+    async with await psycopg.AsyncConnection.connect(database_url(), autocommit=True) as conn:
+        cur = await conn.execute("SELECT coalesce(max(id), 0) FROM audit_log")
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0

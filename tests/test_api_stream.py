@@ -1,0 +1,110 @@
+"""Live alert changes as server-sent events through a real uvicorn server: new changes arrive
+at once (NOTIFY), Last-Event-ID resumes exactly after what was seen, scope is respected."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+
+from alerts.lifecycle.writes import LevelChange, acknowledge, apply_changes
+from alerts.methods.levels import Level
+from api import users
+from api.app import create_app
+from geowarn.embedded import free_port
+from tests.test_api import PASSWORD, _seed
+
+
+@pytest.fixture
+def server(db_url: str) -> Iterator[str]:
+    previous = users.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if srv.started:
+                break
+            threading.Event().wait(0.05)  # uvicorn offers no started event to wait on
+        assert srv.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        users.use_hasher(previous)
+
+
+def _token(base: str, username: str) -> dict[str, str]:
+    r = httpx.post(f"{base}/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def _read_events(base: str, headers: dict[str, str], want: int, *, after: int | None = None,
+                 during: object = None) -> list[tuple[int, dict[str, object]]]:
+    """Read `want` events from the stream; `during()` runs once the stream is open."""
+    events: list[tuple[int, dict[str, object]]] = []
+    params = {"after": after} if after is not None else {}
+    with httpx.stream("GET", f"{base}/api/alerts/stream", headers=headers, params=params,
+                      timeout=httpx.Timeout(20.0)) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, str] = {}
+        started = False
+        for line in r.iter_lines():
+            if line.startswith("retry:") and not started:
+                started = True
+                if callable(during):
+                    during()
+            if line.startswith("id: "):
+                current["id"] = line[4:]
+            elif line.startswith("data: "):
+                current["data"] = line[6:]
+            elif line == "" and "data" in current:
+                events.append((int(current["id"]), json.loads(current["data"])))
+                current = {}
+                if len(events) >= want:
+                    break
+    return events
+
+
+def test_stream_sends_new_changes_and_resumes(conn: psycopg.Connection, db_url: str,
+                                              server: str) -> None:
+    ids = _seed(conn)
+    conn.commit()
+    city = _token(server, "duty.city")  # 330100: Xihu and Shangcheng, not Jiaojiang
+    history = _read_events(server, city, 2, after=0)
+    assert {e["target"]["id"] for _, e in history} <= {"HP-XIHU", "HP-SHANG"}  # type: ignore[index]
+    assert all(e["action"] == "opened" for _, e in history)
+
+    def act() -> None:
+        with psycopg.connect(db_url) as c:
+            acknowledge(c, ids["HP-XIHU"], user="duty.xihu", note="on my way")
+            # Outside the city's scope: must not reach this stream.
+            apply_changes(c, [LevelChange("hazard", "HP-JIAO", "deformation", Level.RED,
+                                          datetime(2026, 7, 1, 3, tzinfo=UTC))], engine="t")
+            apply_changes(c, [LevelChange("hazard", "HP-SHANG", "deformation", Level.RED,
+                                          datetime(2026, 7, 1, 3, tzinfo=UTC))], engine="t")
+            c.commit()
+
+    live = _read_events(server, city, 2, during=act)  # only changes after connecting
+    assert [(e["target"]["id"], e["action"]) for _, e in live] == [  # type: ignore[index]
+        ("HP-XIHU", "acknowledged"), ("HP-SHANG", "raised")]
+    assert live[1][1]["level"] == "red"
+    # Reconnecting with the id of the first live event gives exactly the one after it.
+    resumed = _read_events(server, {**city, "Last-Event-ID": str(live[0][0])}, 1)
+    assert resumed == [live[1]]
+
+
+def test_stream_needs_a_login(db_url: str, server: str) -> None:
+    r = httpx.get(f"{server}/api/alerts/stream", timeout=5)
+    assert r.status_code == 401
