@@ -16,6 +16,7 @@ from geowarn.settings import get_settings
 from geowarn.shutdown import stop_on_signals
 from geowarn.timeargs import parse_time
 from ingest.deadletters import list_dead_letters, payload_excerpt
+from ingest.stats import summary_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -148,11 +149,19 @@ def _print_stats(as_json: bool) -> int:
                           for g, u, s, c in rows], indent=1))
         return 0
     if not rows:
-        print("no gateway has reported yet")
+        print("no gateway has reported yet (a running `geowarn ingest` saves its counters "
+              "every 10 s)")
+    now = datetime.now(UTC)
     for gateway, updated, _started, counters in rows:
-        print(f"{gateway} (updated {updated:%Y-%m-%d %H:%M:%S%z})")
+        age = (now - updated).total_seconds()
+        print(f"{gateway}: saved {updated.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z ({age:.0f} s "
+              f"ago{'; not running?' if age > 60 else ''}), up {counters.get('uptime_s', 0):.0f} s")
+        print(f"  since start: {summary_line(None, counters)}")
         for key in sorted(counters):
-            print(f"  {key}: {counters[key]}")
+            value = counters[key]
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+            print(f"  {key}: {value}")
     return 0
 
 

@@ -473,16 +473,22 @@ class Gateway:
         self.stats.add("commands_timed_out", len(expired))
 
     def _maybe_flush_stats(self) -> None:
-        if time.monotonic() - self._last_stats < self.config.stats_interval_s:
+        """Save the counters every stats interval; log the summary line every log interval."""
+        now = time.monotonic()
+        save = now - self._last_stats >= self.config.stats_interval_s
+        say = now - self._last_log >= self.config.log_interval_s
+        if not (save or say):
             return
-        self._last_stats = time.monotonic()
         self.stats.queue_depth = self.inbox.qsize()
         snapshot = {**self.stats.snapshot(), **self.progress.report(self.inbox.qsize())}
-        log.debug("ingest stats %s", json.dumps(snapshot, sort_keys=True))
-        if time.monotonic() - self._last_log >= self.config.log_interval_s:
-            self._last_log = time.monotonic()
+        if say:
+            self._last_log = now
             log.info("%s: %s", self.config.name, summary_line(self._logged, snapshot))
             self._logged = snapshot
+        if not save:
+            return
+        self._last_stats = now
+        log.debug("ingest stats %s", json.dumps(snapshot, sort_keys=True))
         try:
             conn = self._db()
             with conn.transaction():

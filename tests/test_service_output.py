@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from devices.registry import DeviceSpec, add_device
+from geowarn.cli import main
 from ingest.stats import IngestStats, summary_line
 from simulators.publisher import Publisher
 from tests.fixtures.broker import Broker
@@ -54,7 +56,7 @@ def test_summary_line_gives_rates_lag_queue_and_dead_letters() -> None:
 
 def test_ingest_logs_a_summary_line_and_says_what_sigterm_stops(
         conn: psycopg.Connection, db_url: str, broker: Broker,
-        gateway_process: Callable[..., ServiceProcess]) -> None:
+        gateway_process: Callable[..., ServiceProcess], capsys: pytest.CaptureFixture) -> None:
     add_device(conn, DeviceSpec(device_id="CM-OUT", kind="crack_meter"), actor="test")
     conn.commit()
     gateway = gateway_process(broker, db_url, name="out-gw")
@@ -75,6 +77,8 @@ def test_ingest_logs_a_summary_line_and_says_what_sigterm_stops(
     log = wait_for_log(gateway, "dead letters +1")
     assert "readings/s stored" in log and "lag p99" in log
     assert "ingest stats {" not in log  # the counters' JSON only at debug level
+    assert wait_for_count(db_url, "SELECT count(*) FROM ingest_stats WHERE "
+                          "(counters->>'readings_stored')::int = 5", 1) == 1
     assert gateway.proc is not None
     gateway.proc.send_signal(signal.SIGTERM)
     assert gateway.proc.wait(timeout=30) == 0
@@ -82,6 +86,11 @@ def test_ingest_logs_a_summary_line_and_says_what_sigterm_stops(
     assert "geowarn ingest: SIGTERM received, stopping the ingest gateway out-gw" in log
     assert "gateway out-gw stopped after" in log
     assert "6 messages received, 5 readings stored, 1 dead letters" in log
+    # The counters it saved (every 10 s), read as a person would.
+    assert main(["ingest", "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("out-gw: saved ") and "  since start: " in out
+    assert "  rejections: malformed_json 1" in out and "  readings_stored: 5" in out
 
 
 def test_engine_says_what_sigint_stops(db_url: str, tmp_path: Path) -> None:
