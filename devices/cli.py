@@ -137,6 +137,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_command)
 
 
+# What makes the broker accept a new or rotated secret, or forget a retired device.
+BROKER_HINT = ("geowarn devices broker-config DIR (the folder of the broker's passwd and acl), "
+               "then reload mosquitto (kill -HUP its pid)")
+
+
 def _print_secret(device_id: str, secret: str) -> None:
     print(f"secret for {device_id} (shown once, store it now): {secret}")
 
@@ -153,6 +158,7 @@ def _add(args: argparse.Namespace) -> int:
     print(f"added {device.device_id} ({device.profile}, {device.kind or 'no kind'}, "
           f"channels: {', '.join(c.channel for c in device.channels) or 'learnt later'})")
     _print_secret(device.device_id, secret)
+    print(f"next, so the broker accepts it: {BROKER_HINT}")
     return 0
 
 
@@ -207,7 +213,7 @@ def _import(args: argparse.Namespace) -> int:
     if report.secrets:
         print(f"{len(report.secrets)} secrets written to {args.secrets_out} ({fmt}, mode "
               "0600); they are not stored anywhere else")
-        print("next: geowarn devices broker-config DIR, so the broker accepts them")
+        print(f"next, so the broker accepts them: {BROKER_HINT}")
     elif not report.dry_run:
         kept = (f"; {args.secrets_out} left as it was" if args.secrets_out.exists() else "")
         print(f"no new devices, no secrets written{kept}")
@@ -310,7 +316,9 @@ def _show(args: argparse.Namespace) -> int:
     for c in doc["channels"]:
         print(f"  {c['channel']:<24} {c['kind']:<18} {c['unit']:<8} "
               f"scale {c['scale']:g} offset {c['offset']:g}{'  (learnt)' if c['learnt'] else ''}")
-    print(f"health: {assessed.describe() if assessed else 'unknown (no reporting interval)'}")
+    problems = health.device_problems(row)
+    print(f"health: {assessed.describe() if assessed else 'unknown (no reporting interval)'}"
+          + "".join(f"; {p}" for p in problems))
     for key in ("online", "last_seen", "battery_pct", "battery_v", "signal_dbm", "firmware"):
         if row.get(key) is not None:
             print(f"  {key:<19} {row[key]}")
@@ -330,7 +338,7 @@ def _set_status(args: argparse.Namespace) -> int:
             device = registry.set_status(conn, args.device_id, status, actor=_actor())
     print(f"{device.device_id}: {device.status}")
     if args.action == "retire":
-        print("secret revoked; run `geowarn devices broker-config` to update the broker")
+        print(f"secret revoked; so the broker refuses it too: {BROKER_HINT}")
     return 0
 
 
@@ -347,7 +355,7 @@ def _rotate(args: argparse.Namespace) -> int:
     with connect(autocommit=True) as conn:
         secret = credentials.issue_secret(conn, args.device_id, actor=_actor())
     _print_secret(args.device_id, secret)
-    print("run `geowarn devices broker-config` so the broker accepts it")
+    print(f"next, so the broker accepts it (the old secret works until then): {BROKER_HINT}")
     return 0
 
 

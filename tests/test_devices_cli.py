@@ -150,6 +150,18 @@ def test_list_shows_last_seen_and_health(conn: psycopg.Connection, tmp_path: Pat
     assert doc["OK-1"]["state"] == "ok"
     assert doc["OK-1"]["problems"] == ["low battery 12%", "weak signal -111 dBm"]
     assert doc["NEVER-1"]["last_seen"] is None
+    assert main(["devices", "show", "OK-1"]) == 0
+    assert "; low battery 12%; weak signal -111 dBm" in capsys.readouterr().out
+
+
+def test_add_and_rotate_say_how_the_broker_learns_the_secret(
+        conn: psycopg.Connection, capsys: pytest.CaptureFixture) -> None:
+    assert main(["devices", "add", "RG-NEW", "--kind", "rain_gauge"]) == 0
+    out = capsys.readouterr().out
+    assert "secret for RG-NEW (shown once" in out
+    assert "next, so the broker accepts it: geowarn devices broker-config DIR" in out
+    assert main(["devices", "rotate-secret", "RG-NEW"]) == 0
+    assert "the old secret works until then" in capsys.readouterr().out
 
 
 def test_readme_documents_the_csv_format() -> None:
