@@ -102,7 +102,7 @@ def test_engine_says_what_sigint_stops(db_url: str, tmp_path: Path) -> None:
         wait_for_log(engine, "is the leader")
         assert engine.proc is not None
         engine.proc.send_signal(signal.SIGINT)
-        assert engine.proc.wait(timeout=30) == 0
+        assert engine.proc.wait(timeout=30) == 0, engine.log
     finally:
         engine.stop()
     log = engine.log

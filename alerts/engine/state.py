@@ -110,7 +110,9 @@ def packed_rows(state: EngineState, scope: str, rows: Sequence[int]) -> list[byt
 
 def _bits(a: np.ndarray) -> np.ndarray:
     """A view comparing bit patterns (so NaN equals NaN), one row per leading index."""
-    flat = np.ascontiguousarray(a).reshape(a.shape[0], -1)
+    # The row width spelled out: reshape(0, -1) is ambiguous, and an engine over an empty
+    # registry saves arrays of 0 rows.
+    flat = np.ascontiguousarray(a).reshape(a.shape[0], int(np.prod(a.shape[1:])))
     return flat.view(f"u{a.dtype.itemsize}") if a.dtype.itemsize in (1, 2, 4, 8) else \
         flat.view(np.uint8)
 
