@@ -138,8 +138,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # What makes the broker accept a new or rotated secret, or forget a retired device.
-BROKER_HINT = ("geowarn devices broker-config DIR (the folder of the broker's passwd and acl), "
-               "then reload mosquitto (kill -HUP its pid)")
+BROKER_HINT = ("geowarn devices broker-config DIR --listen ADDRESS:PORT (the broker's folder "
+               "and listener, as first written), then reload mosquitto (kill -HUP its pid)")
 
 
 def _print_secret(device_id: str, secret: str) -> None:

@@ -159,7 +159,7 @@ def test_add_and_rotate_say_how_the_broker_learns_the_secret(
     assert main(["devices", "add", "RG-NEW", "--kind", "rain_gauge"]) == 0
     out = capsys.readouterr().out
     assert "secret for RG-NEW (shown once" in out
-    assert "next, so the broker accepts it: geowarn devices broker-config DIR" in out
+    assert "next, so the broker accepts it: geowarn devices broker-config DIR --listen" in out
     assert main(["devices", "rotate-secret", "RG-NEW"]) == 0
     assert "the old secret works until then" in capsys.readouterr().out
 
