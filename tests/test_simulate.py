@@ -114,10 +114,11 @@ def test_nothing_is_sent_before_its_data_time() -> None:
 # ---- through a real broker, gateway and database ----------------------------------------------
 
 def _import_fleet(tmp_path: Path, ids: list[str], kinds: list[str], fmt: str,
-                  hazard: str = "") -> Path:
+                  hazard: str = "", profiles: list[str] | None = None) -> Path:
     src = tmp_path / "fleet.csv"
-    src.write_text("device_id,kind,hazard_id\n"
-                   + "".join(f"{i},{k},{hazard}\n" for i, k in zip(ids, kinds, strict=True)))
+    profiles = profiles or ["native"] * len(ids)
+    src.write_text("device_id,kind,profile,hazard_id\n" + "".join(
+        f"{i},{k},{p},{hazard}\n" for i, k, p in zip(ids, kinds, profiles, strict=True)))
     out = tmp_path / f"secrets.{fmt}"
     assert main(["devices", "import", str(src), "--secrets-out", str(out),
                  "--secrets-format", fmt]) == 0
@@ -143,17 +144,20 @@ def secured(conn: psycopg.Connection, tmp_path: Path, start_broker: Callable[...
     return _start
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json", "env"])
+@pytest.mark.parametrize(("fmt", "profile"), [("csv", "native"), ("json", "mixed"),
+                                              ("env", "native")])
 def test_live_fleet_with_secrets_is_stored_now_and_reports_on_time(
-        fmt: str, conn: psycopg.Connection, db_url: str, tmp_path: Path,
+        fmt: str, profile: str, conn: psycopg.Connection, db_url: str, tmp_path: Path,
         secured: Callable[[], Broker], capsys: pytest.CaptureFixture) -> None:
     pairs = device_ids(list(KINDS), 4)
-    secrets = _import_fleet(tmp_path, [i for i, _ in pairs], [k for _, k in pairs], fmt)
+    sims = make_devices(pairs, profile, 1)
+    secrets = _import_fleet(tmp_path, [i for i, _ in pairs], [k for _, k in pairs], fmt,
+                            profiles=[d.profile for d in sims])
     broker = secured()
     before = datetime.now(UTC) - timedelta(milliseconds=1)
     capsys.readouterr()
     assert main(["simulate", "--url", broker.url, "--devices", "4", "--messages", "3",
-                 "--step", "0.2", "--secrets", str(secrets)]) == 0
+                 "--step", "0.2", "--profile", profile, "--secrets", str(secrets)]) == 0
     err = capsys.readouterr().err
     assert "published 12 messages" in err and "refused" not in err
     n = sum(len(load_catalogue().kind(k).channels) for _, k in pairs) * 3
