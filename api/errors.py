@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.users import AuthError, Throttled
@@ -13,7 +16,20 @@ from geowarn.errors import DatabaseUnavailable, GeoWarnError, InvalidInput, NotF
 log = logging.getLogger(__name__)
 
 
+def _field(loc: Sequence[Any]) -> str:
+    # ("body", "note") -> "note"; ("query", "limit") -> "limit"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "body"
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", ""))}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
     @app.exception_handler(GeoWarnError)
     async def _geowarn_error(request: Request, exc: GeoWarnError) -> JSONResponse:
         status, headers = 400, {}

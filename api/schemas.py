@@ -105,3 +105,25 @@ class ResolveIn(BaseModel):
 class CommentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=2000)
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: a message naming what is wrong (for a bad field, the field)."""
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+# The refusals any authenticated route may give; routers declare them so the OpenAPI schema
+# documents every status code the API sends.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("not logged in, or the session ended"),
+    403: _error("your role or counties do not allow it"),
+    404: _error("no such object"),
+    422: _error("a parameter or the body is invalid; the message names the field"),
+    429: _error("too many failed logins"),
+    503: _error("the database is unreachable; retry"),
+}

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.proxy",
     "tests.fixtures.gateway",
+    "tests.fixtures.api",
     "tests.fixtures.fake_twilio",
 ]
 

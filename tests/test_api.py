@@ -5,86 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from alerts.lifecycle.writes import LevelChange, apply_changes
-from alerts.methods.levels import Level
 from api import users
-from api.app import create_app
 from api.scope import covers, prefix
 from geowarn.cli import main
-
-PASSWORD = "correct horse battery"
-T0 = datetime(2026, 7, 1, 2, tzinfo=UTC)
-SQUARE = {"type": "Polygon", "coordinates": [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01],
-                                              [120.0, 30.01], [120.0, 30.0]]]}
-# (hazard id, county, level of its open alert)
-HAZARDS = (("HP-XIHU", "330110", Level.RED), ("HP-SHANG", "330106", Level.ORANGE),
-           ("HP-JIAO", "331002", Level.YELLOW))
-USERS = {  # username: (role, counties)
-    "admin": ("admin", ["330000"]),
-    "duty.xihu": ("duty_officer", ["330110"]),
-    "duty.city": ("duty_officer", ["330100"]),
-    "monitor.xihu": ("monitor", ["330110"]),
-    "viewer.jiao": ("viewer", ["331002"]),
-}
-
-
-def _seed(conn: psycopg.Connection) -> dict[str, int]:
-    for hid, county, _ in HAZARDS:
-        conn.execute(
-            "INSERT INTO hazard_points (hazard_id, name, hazard_type, scale, county_code, "
-            "geometry, min_lon, min_lat, max_lon, max_lat, households, people, monitors, "
-            "responsible_name, responsible_phone) VALUES (%s, %s, 'landslide', 'medium', %s, "
-            "%s, 120.0, 30.0, 120.01, 30.01, 2, 7, %s, '王建国', '13800001111')",
-            (hid, f"{hid} 滑坡", county, json.dumps(SQUARE),
-             json.dumps([{"name": "李四", "phone": "13912345678"}])))
-    conn.execute("INSERT INTO households (household_id, hazard_id, head, members, phone) "
-                 "VALUES ('HH-1', 'HP-XIHU', '张三丰', 4, '13700001234'), "
-                 "('HH-2', 'HP-XIHU', '赵六', 3, NULL)")
-    conn.execute("INSERT INTO shelters (shelter_id, name, lon, lat, capacity, contact_name, "
-                 "contact_phone) VALUES ('SH-1', '村文化礼堂', 120.02, 30.0, 50, '钱七', "
-                 "'13600009999')")
-    changes = [LevelChange("hazard", hid, "deformation", level, T0) for hid, _, level in HAZARDS]
-    changes.append(LevelChange("site", "RIVER-1", "water_level", Level.BLUE, T0))
-    apply_changes(conn, changes, engine="test")
-    ids: dict[str, int] = dict(conn.execute("SELECT target_id, alert_id FROM alerts").fetchall())
-    for name, (role, counties) in USERS.items():
-        users.add_user(conn, name, PASSWORD, role, counties)
-    return ids
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes() -> Iterator[None]:
-    """argon2id with test-sized costs: the same code path, a fraction of the time."""
-    previous = users.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    yield
-    users.use_hasher(previous)
-
-
-@pytest.fixture
-def seeded(conn: psycopg.Connection) -> dict[str, int]:
-    return _seed(conn)
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app()) as c:
-        yield c
-
-
-def _login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
-    r = client.post("/api/auth/login", json={"username": username, "password": password})
-    assert r.status_code == 200, r.text
-    client.cookies.clear()  # the matrix must hold for the bearer token alone
-    return {"Authorization": f"Bearer {r.json()['token']}"}
+from tests.fixtures.api import HAZARDS, PASSWORD, USERS, login
 
 
 def test_scope_codes() -> None:
@@ -98,7 +29,7 @@ def test_login_session_logout_and_errors(seeded: dict[str, int], client: TestCli
     unknown = client.post("/api/auth/login", json={"username": "ghost", "password": "nope"})
     assert bad.status_code == unknown.status_code == 401
     assert bad.json() == unknown.json()  # no telling which user names exist
-    headers = _login(client, "duty.xihu")
+    headers = login(client, "duty.xihu")
     me = client.get("/api/auth/me", headers=headers)
     assert me.status_code == 200 and me.json()["counties"] == ["330110"]
     assert client.post("/api/auth/logout", headers=headers).status_code == 204
@@ -115,15 +46,15 @@ def test_expired_and_revoked_sessions(seeded: dict[str, int], conn: psycopg.Conn
                             now=datetime.now(UTC) - timedelta(hours=2))
     r = client.get("/api/auth/me", headers={"Authorization": f"Bearer {old}"})
     assert r.status_code == 401
-    headers = _login(client, "duty.city")
-    other = _login(client, "duty.city")
+    headers = login(client, "duty.city")
+    other = login(client, "duty.city")
     r = client.post("/api/auth/password", headers=headers,
                     json={"current_password": PASSWORD, "new_password": "a new long secret"})
     assert r.status_code == 204
     # A password change ends every session of the user.
     assert client.get("/api/auth/me", headers=other).status_code == 401
     assert client.get("/api/auth/me", headers=headers).status_code == 401
-    fresh = _login(client, "duty.city", "a new long secret")
+    fresh = login(client, "duty.city", "a new long secret")
     assert main(["users", "disable", "duty.city"]) == 0
     assert client.get("/api/auth/me", headers=fresh).status_code == 401
     r = client.post("/api/auth/login", json={"username": "duty.city",
@@ -164,7 +95,7 @@ def test_authorization_matrix(seeded: dict[str, int], client: TestClient) -> Non
     county_of = {hid: county for hid, county, _ in HAZARDS}
     checked = 0
     for username, (role, counties) in USERS.items():
-        headers = _login(client, username)
+        headers = login(client, username)
         visible = {a["target"]["id"] for a in
                    client.get("/api/alerts", headers=headers).json()}
         assert visible == ({hid for hid, county, _ in HAZARDS if covers(counties, county)}
@@ -195,7 +126,7 @@ def test_authorization_matrix(seeded: dict[str, int], client: TestClient) -> Non
 
 def test_acknowledge_and_resolve_are_audited(seeded: dict[str, int],
                                              client: TestClient) -> None:
-    headers = _login(client, "duty.xihu")
+    headers = login(client, "duty.xihu")
     alert_id = seeded["HP-XIHU"]
     r = client.post(f"/api/alerts/{alert_id}/ack", headers=headers,
                     json={"note": "called monitor 李四"})
@@ -214,7 +145,7 @@ def test_acknowledge_and_resolve_are_audited(seeded: dict[str, int],
 
 
 def test_filters_and_clear_4xx(seeded: dict[str, int], client: TestClient) -> None:
-    headers = _login(client, "admin")
+    headers = login(client, "admin")
     r = client.get("/api/alerts", headers=headers, params={"level": "orange"})
     assert [a["level"] for a in r.json()] == ["red", "orange"]
     r = client.get("/api/alerts", headers=headers, params={"kind": "water_level"})
@@ -237,15 +168,15 @@ def test_filters_and_clear_4xx(seeded: dict[str, int], client: TestClient) -> No
 
 def test_personal_data_masked_for_roles_that_do_not_call_people(
         seeded: dict[str, int], client: TestClient) -> None:
-    officer = client.get("/api/hazards/HP-XIHU", headers=_login(client, "duty.xihu")).json()
-    monitor = client.get("/api/hazards/HP-XIHU", headers=_login(client, "monitor.xihu")).json()
+    officer = client.get("/api/hazards/HP-XIHU", headers=login(client, "duty.xihu")).json()
+    monitor = client.get("/api/hazards/HP-XIHU", headers=login(client, "monitor.xihu")).json()
     assert {h["phone"] for h in officer["resident_households"]} == {"13700001234", None}
     assert {h["name"] for h in officer["resident_households"]} == {"张三丰", "赵六"}
     assert {h["phone"] for h in monitor["resident_households"]} == {"137****1234", None}
     assert {h["name"] for h in monitor["resident_households"]} == {"张**", "赵*"}
     assert monitor["shelters"][0]["contact"]["phone"] == "136****9999"
     assert officer["level"] == "red" and officer["shelters"][0]["name"] == "村文化礼堂"
-    fc = client.get("/api/hazards", headers=_login(client, "monitor.xihu"))
+    fc = client.get("/api/hazards", headers=login(client, "monitor.xihu"))
     assert fc.headers["content-type"].startswith("application/geo+json")
     assert "13700001234" not in fc.text and "13912345678" not in fc.text
 
@@ -281,8 +212,8 @@ def test_metrics_for_admins_only(seeded: dict[str, int], conn: psycopg.Connectio
     conn.execute("INSERT INTO dead_letters (received_at, topic, reason, detail, payload, "
                  "payload_size) VALUES (now(), 't', 'bad_json', 'x', '', 0)")
     conn.commit()
-    assert client.get("/metrics", headers=_login(client, "duty.city")).status_code == 403
-    r = client.get("/metrics", headers=_login(client, "admin"))
+    assert client.get("/metrics", headers=login(client, "duty.city")).status_code == 403
+    r = client.get("/metrics", headers=login(client, "admin"))
     assert r.status_code == 200
     text = r.text
     assert 'geowarn_open_alerts{hazard_kind="deformation",level="red"} 1.0' in text

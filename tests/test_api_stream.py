@@ -19,7 +19,7 @@ from alerts.methods.levels import Level
 from api import users
 from api.app import create_app
 from geowarn.embedded import free_port
-from tests.test_api import PASSWORD, _seed
+from tests.fixtures.api import PASSWORD, seed
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def _read_events(base: str, headers: dict[str, str], want: int, *, after: int | 
 
 def test_stream_sends_new_changes_and_resumes(conn: psycopg.Connection, db_url: str,
                                               server: str) -> None:
-    ids = _seed(conn)
+    ids = seed(conn)
     conn.commit()
     city = _token(server, "duty.city")  # 330100: Xihu and Shangcheng, not Jiaojiang
     history = _read_events(server, city, 2, after=0)
@@ -105,6 +105,6 @@ def test_stream_sends_new_changes_and_resumes(conn: psycopg.Connection, db_url: 
     assert resumed == [live[1]]
 
 
-def test_stream_needs_a_login(db_url: str, server: str) -> None:
+def test_stream_needs_alogin(db_url: str, server: str) -> None:
     r = httpx.get(f"{server}/api/alerts/stream", timeout=5)
     assert r.status_code == 401

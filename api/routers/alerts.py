@@ -24,11 +24,11 @@ from alerts.lifecycle.queries import (
     parse_level,
 )
 from api.deps import Conn, CurrentUser, require
-from api.schemas import AckIn, AlertDetailOut, AlertOut, CommentIn, ResolveIn
+from api.schemas import ERRORS, AckIn, AlertDetailOut, AlertOut, CommentIn, ResolveIn
 from api.scope import sql_prefixes, whole_province
 from api.users import User
 
-router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=ERRORS)
 
 
 def _scope_condition(user: User) -> tuple[sql.Composable, list[Any]]:

@@ -7,10 +7,10 @@ from fastapi import APIRouter, Request, Response, status
 
 from api import users
 from api.deps import Conn, CurrentUser, bearer_token
-from api.schemas import LoginIn, LoginOut, PasswordIn, UserOut
+from api.schemas import ERRORS, LoginIn, LoginOut, PasswordIn, UserOut
 from geowarn.settings import get_settings
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=ERRORS)
 COOKIE = "geowarn_session"
 
 

@@ -14,11 +14,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import Conn, CurrentUser, require
+from api.schemas import ERRORS
 from api.scope import allowed, sql_prefixes
 from gis.model import mask_phone
 from gis.store import get_hazard, list_households, load_shelters, nearest_shelters
 
-router = APIRouter(prefix="/api/hazards", tags=["hazard points"])
+router = APIRouter(prefix="/api/hazards", tags=["hazard points"], responses=ERRORS)
 LEVEL_NAMES = ("none", "blue", "yellow", "orange", "red")
 
 

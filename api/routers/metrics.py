@@ -17,8 +17,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from api.deps import Conn, CurrentUser, require
+from api.schemas import ERRORS
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERRORS)
 LEVELS = ("none", "blue", "yellow", "orange", "red")
 
 

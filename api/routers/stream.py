@@ -19,11 +19,12 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import StreamingUser, require
+from api.schemas import ERRORS
 from api.scope import sql_prefixes, whole_province
 from api.users import User
 from geowarn.db import database_url
 
-router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=ERRORS)
 CHANNEL = "geowarn_alert_changes"
 KEEPALIVE_S = 15.0
 BATCH = 500
