@@ -25,7 +25,8 @@ def test_no_5xx_and_responses_match_the_schema(seeded: dict[str, int],
     conn.commit()
     headers = [login(client, "admin"), login(client, "duty.xihu")]
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
-    operations = [r.ok() for r in schema.get_all_operations()]
+    # An operation the schema cannot describe fails the test here (Err.ok() raises it).
+    operations = [r.ok() for r in schema.get_all_operations()]  # type: ignore[union-attr]
     operations = [op for op in operations if op.path not in NOT_GENERATED]
     assert len(operations) >= 15
     calls: dict[str, int] = {}
@@ -40,8 +41,8 @@ def test_no_5xx_and_responses_match_the_schema(seeded: dict[str, int],
                 assert response.status_code < 500, (case.method, case.formatted_path,
                                                      response.text)
                 case.validate_response(response)
-                calls[case.method + " " + operation.path] = \
-                    calls.get(case.method + " " + operation.path, 0) + 1
+                key = f"{case.method} {case.path}"
+                calls[key] = calls.get(key, 0) + 1
         exercise()
     assert len(calls) == len(operations)
     print(f"schemathesis: {sum(calls.values())} requests over {len(operations)} operations")
