@@ -35,7 +35,8 @@ def write_cap(conn: psycopg.Connection, item: OutboxItem, ctx: EventContext, *,
                 else f"{name}{level_words(level, 'zh')}")
     doc = build(CapEvent(
         identifier=identifier, sender=sender, sent=now, msg_type=kind, level=level,
-        hazard_kind=item.hazard_kind, headline=headline, area_desc=f"{name}（{ctx.place}）",
+        hazard_kind=item.hazard_kind, headline=headline,
+        area_desc=f"{name}（{ctx.place}）" if ctx.place else name,
         area=ctx.hazard.geometry if ctx.hazard else None, county_code=ctx.county_code,
         expires=now + VALIDITY, references=refs))
     conn.execute("INSERT INTO cap_feed (identifier, event_id, alert_id, msg_type, sent, xml) "

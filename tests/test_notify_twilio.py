@@ -66,6 +66,20 @@ def test_permanent_errors_are_never_retried_and_shown(
     assert translate(code=code).tell_officers
 
 
+def test_provider_error_text_never_keeps_the_number() -> None:
+    from twilio.base.exceptions import TwilioRestException
+
+    error = TwilioRestException(400, "/Messages.json",
+                                "The 'To' number +8613900000001 is not a valid phone number.",
+                                21211)
+    outcome = translate(error=error)
+    assert outcome.kind == "rejected" and "13900000001" not in outcome.message
+    other = translate(error=TwilioRestException(
+        400, "/Messages.json", "Number +8613900000001 cannot receive this", 21999))
+    assert other.kind == "failed" and other.tell_officers
+    assert "13900000001" not in other.message and "+86139****0001" in other.message
+
+
 def test_429_waits_for_retry_after_then_succeeds(conn: psycopg.Connection, db_url: str,
                                                 fake_twilio: FakeTwilio,
                                                 tmp_path: Path) -> None:

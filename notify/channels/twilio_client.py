@@ -100,10 +100,12 @@ def translate(*, error: BaseException | None = None, code: int | None = None,
     Outcome."""
     status = None
     message = ""
+    # Twilio's messages may quote the number ("The 'To' number +86... is not valid").
     if isinstance(error, TwilioRestException):
-        status, code, message = error.status, error.code, str(error.msg)
+        status, code, message = error.status, error.code, logmask.mask_numbers(str(error.msg))
     elif isinstance(error, TwilioServiceException):  # RFC 9457 error bodies
-        status, code, message = error.status, error.code, str(error.title)
+        status, code = error.status, error.code
+        message = logmask.mask_numbers(str(error.title))
     elif isinstance(error, requests.ConnectTimeout):
         return Outcome("retry", code="connect", message="provider unreachable")
     elif isinstance(error, requests.Timeout):
@@ -129,6 +131,7 @@ def translate(*, error: BaseException | None = None, code: int | None = None,
         return Outcome("retry", code=str(code or status), message=message[:200] or "server "
                        "error", retry_after_s=_retry_after(headers or {}))
     if error is not None and not isinstance(error, TwilioRestException | TwilioServiceException):
-        return Outcome("retry", code=type(error).__name__, message=str(error)[:200])
+        return Outcome("retry", code=type(error).__name__,
+                       message=logmask.mask_numbers(str(error))[:200])
     return Outcome("failed", code=str(code or status), message=message[:200] or "refused",
                    tell_officers=True)
