@@ -127,6 +127,11 @@ class RuleParams:
             finite = [x for x in row if not math.isnan(x)]
             if len(row) != 4 or finite != sorted(finite):
                 raise InvalidInput(f"{name}: need 4 thresholds rising from blue to red: {row}")
+        stages = [x for x in (self.warning_m, self.guaranteed_m, self.historical_max_m)
+                  if not math.isnan(x)]
+        if stages != sorted(stages) or not self.approach_margin_m >= 0:
+            raise InvalidInput("water-level stages must rise warning_m <= guaranteed_m <= "
+                               "historical_max_m, with approach_margin_m >= 0")
         if not 0 < self.clear_ratio <= 1:
             raise InvalidInput(f"clear_ratio must be in (0, 1], got {self.clear_ratio}")
         if not self.dwell_s >= 0:

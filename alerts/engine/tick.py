@@ -59,6 +59,7 @@ from alerts.methods.hysteresis import HysteresisState, step_levels
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
 from alerts.methods.quality import Verdict
 from alerts.methods.ragged import FloatArray, IntArray
+from alerts.methods.water_level import StationThresholds
 from geowarn.errors import InvalidInput
 
 __all__ = ["KINDS", "RING_K", "Change", "EngineState", "Samples", "Setup", "TickResult",
@@ -181,9 +182,9 @@ def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: 
             cum_thr=p["cumulative_mm"][ch], ratio=ratio), ch
     if g == "water_level":
         tt, vv, qq = ring.last(uniq, ring.k)
-        stages = np.stack([p["warning_m"][ch] - p["approach_margin_m"][ch], p["warning_m"][ch],
-                           p["guaranteed_m"][ch], p["historical_max_m"][ch]], axis=1)
-        return tm.water_level(tt, vv, qq, stages=stages, rate_thr=p["rise_rate_m_per_h"][ch],
+        th = StationThresholds.build(p["warning_m"][ch], p["guaranteed_m"][ch],
+                                     p["historical_max_m"][ch], p["approach_margin_m"][ch])
+        return tm.water_level(tt, vv, qq, th=th, rate_thr=p["rise_rate_m_per_h"][ch],
                               ratio=ratio), ch
     tt, vv, qq = ring.last(uniq, ring.k)
     if g in ("water_quality", "air_quality"):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alerts.methods import water_level as wl
 from alerts.methods.displacement import (
     AccelerationRule,
     tangent_angle,
@@ -31,7 +32,7 @@ from alerts.methods.displacement import (
 from alerts.methods.failure_time import ForecastConfig, forecast_failure
 from alerts.methods.fitting import masked_linear_fit
 from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
-from alerts.methods.pollution import AQI_BREAKPOINTS, GB3838_LIMITS, iaqi
+from alerts.methods.pollution import AQI_BREAKPOINTS, GB3838_LIMITS, iaqi, persistent
 from alerts.methods.ragged import FloatArray, IntArray
 
 DAY = 86400.0
@@ -160,22 +161,20 @@ def _ffill_rows(d: FloatArray) -> FloatArray:
     return np.where(lead, np.take_along_axis(d, first[:, None], axis=1), out)
 
 
-def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, stages: FloatArray,
+def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, th: wl.StationThresholds,
                 rate_thr: FloatArray, ratio: FloatArray) -> MethodResult:
-    """stages (rows, 4): warning − margin, warning, guaranteed, historical max (m)."""
+    """Stages, rate of rise and crossing times by alerts/methods/water_level.py; the stage
+    clears WATER_CLEAR_M below each stage."""
     flagged = q[:, -1] > 0
     h_now = h[:, -1]
-    h = np.where(q >= 2, np.nan, h)  # remembered spikes stay out of the rate of rise
-    stage_r, stage_h = levels_pair(h_now, stages, stages - WATER_CLEAR_M)
-    n = h.shape[1]
-    fit = masked_linear_fit(t, h, np.broadcast_to(np.arange(n) >= n - WATER_RATE_SAMPLES,
-                                                  h.shape))
+    h = np.where(q >= 2, np.nan, h)  # samples the screen left out stay out of the rate
+    stage_r = wl.stage_levels(h_now, th)
+    stage_h = np.maximum(classify(h_now, th.table() - WATER_CLEAR_M), stage_r)
+    fit = wl.rise_rate(t, h, WATER_RATE_SAMPLES)
     rate = fit.slope * 3600.0
     rate_r, rate_h = levels_pair(rate, rate_thr, clear_of(rate_thr, ratio))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cross = (stages[:, 1:] - h_now[:, None]) / fit.slope[:, None]
-        t_cross = np.where((fit.slope[:, None] > 0) & (h_now[:, None] < stages[:, 1:]),
-                           t[:, -1:] + cross, np.nan)
+    t_cross = np.stack([wl.time_to_crossing(t[:, -1], h_now, fit.slope, thr)
+                        for thr in (th.warning, th.guaranteed, th.historical_max)], axis=1)
     return MethodResult(np.maximum(stage_r, rate_r).astype(LEVEL_DTYPE),
                         np.maximum(stage_h, rate_h).astype(LEVEL_DTYPE), flagged,
                         {"value": h_now, "rise_rate_m_per_h": rate,
@@ -211,11 +210,10 @@ def pollution(v: FloatArray, q: np.ndarray, items: list[str], aqi: bool, *,
     flagged = q[:, -1] > 0
     lv = np.where((q > 0) | ~np.isfinite(v), 0, lv)
     lv[:, -1] = np.where(flagged, 0, lv[:, -1])
-    m = v.shape[1]
-    recent = np.arange(m)[None, :] >= m - persist_m[:, None]
-    ranked = -np.sort(-np.where(recent, lv, 0), axis=1)  # highest first
-    level = np.take_along_axis(ranked, (persist_n - 1)[:, None], axis=1)[:, 0]
-    level = level.astype(LEVEL_DTYPE)
+    level = np.zeros(v.shape[0], LEVEL_DTYPE)
+    for lv_min in range(1, 5):  # the highest level n of the last m samples reach
+        held = persistent(lv >= lv_min, persist_n, persist_m)[:, -1]
+        level = np.where(held, lv_min, level).astype(LEVEL_DTYPE)
     ev: dict[str, FloatArray] = {"value": v[:, -1]}
     if aqi:
         ev["iaqi"] = np.full(v.shape[0], np.nan)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.methods.ragged import BoolArray, FloatArray
+from alerts.methods.ragged import BoolArray, FloatArray, IntArray
 from alerts.methods.rainfall import rolling_sum
 from geowarn.errors import InvalidInput
 
@@ -132,16 +132,20 @@ def aqi_band(aqi_value: FloatArray) -> np.ndarray:
     return np.where(np.isnan(a), -1, np.searchsorted(_BAND_UPPER, a, side="left"))
 
 
-def persistent(exceeds: BoolArray, n: int, m: int) -> BoolArray:
+def persistent(exceeds: BoolArray, n: int | IntArray, m: int | IntArray) -> BoolArray:
     """True where at least n of the last m samples (this one included) exceed; a sample
-    with no data counts as not exceeding (pass NaN-aware masks in)."""
-    if not 1 <= n <= m:
+    with no data counts as not exceeding (pass NaN-aware masks in). n and m are scalars or
+    one per row of a 2-D `exceeds` (the engine's per-channel rules)."""
+    n_a, m_a = np.asarray(n), np.asarray(m)
+    if np.any(~((n_a >= 1) & (n_a <= m_a))):
         raise InvalidInput(f"persistence needs 1 <= n <= m, got n={n}, m={m}")
     e = np.asarray(exceeds, dtype=np.float64)
     c = np.concatenate([np.zeros(e.shape[:-1] + (1,)), np.cumsum(e, axis=-1)], axis=-1)
     idx = np.arange(1, e.shape[-1] + 1)
-    window = c[..., idx] - c[..., np.maximum(idx - m, 0)]
-    return window >= n
+    m_col = m_a[..., None] if m_a.ndim else m_a
+    lo = np.broadcast_to(np.maximum(idx - m_col, 0), e.shape)
+    window = c[..., idx] - np.take_along_axis(c, lo, axis=-1)
+    return np.asarray(window >= (n_a[..., None] if n_a.ndim else n_a))
 
 
 def sudden_jump(values: FloatArray, baseline_samples: int, min_rise: float,
