@@ -46,12 +46,11 @@ def returns(setup: Setup, state: EngineState, s: Samples) -> list[Change]:
     first = np.full(len(setup.devices), np.inf)
     np.minimum.at(first, dev, s.t)
     since = silent_from(setup, state)
+    devs = np.unique(dev)
+    was_all = state.maintenance[devs] > 0
     out: list[Change] = []
-    for d in np.unique(dev):
+    for d in devs[was_all | (first[devs] > since[devs])]:  # few: silences are rare
         was = state.maintenance[d] > 0
-        gap = first[d] > since[d]
-        if not (was or gap):
-            continue
         if not was:
             out.append(_change(setup, state, int(d), Level.BLUE, float(since[d])))
         out.append(_change(setup, state, int(d), Level.NONE, float(first[d])))

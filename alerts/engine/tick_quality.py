@@ -30,6 +30,7 @@ from alerts.methods.quality import (
     ScreenParams,
     ScreenState,
     Verdict,
+    rain_envelope_mm,
     screen,
 )
 from alerts.methods.ragged import FloatArray, IntArray
@@ -161,23 +162,45 @@ def _finding(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:
 def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
     """Put already-evaluated samples back into the rings (after a restart), with the marks
     the screen gives them (run afresh over the refilled samples; the saved screen state is
-    left as it was)."""
+    left as it was). Rain: every sample (the sums need them), screened at once; other
+    groups: only what their rings keep, plus a Hampel window to judge the first of those."""
     scratch = ScreenState.initial(setup.n)
-    for part in split_by_rank(s):
+    rain = np.isin(s.ch, setup.group_rows["rainfall"])
+    if rain.any():
+        assert state.rain is not None
+        ch, t, v, q = s.ch[rain], s.t[rain], s.v[rain], s.q[rain]
+        first = np.r_[True, ch[1:] != ch[:-1]]
+        prev_t = np.where(first, t - setup.p["interval_s"][ch], np.r_[np.nan, t[:-1]])
+        # The only rain marks are implausible increments, which need only the interval: one
+        # vector over all samples gives the marks the ticks gave.
+        p = setup.p
+        with np.errstate(invalid="ignore"):
+            bad = ((v > rain_envelope_mm(t - prev_t, p["rain_implausible_mm_10min"][ch],
+                                         p["rain_implausible_mm_1h"][ch]))
+                   | (v < p["implausible_min"][ch]) | (v > p["implausible_max"][ch]))
+        q = np.where(bad, IMPLAUSIBLE_Q, q).astype(np.int8)
+        state.rain.update(state.rings["rainfall"], setup.row_in_group[ch], t, v, q)
+    keep = _last_per_channel(s.ch, max(state.rings[g].k for g in GROUPS if g != "rainfall")
+                             + 2 * HAMPEL_HALF + 1) & ~rain
+    series = Samples(s.ch[keep], s.t[keep], s.v[keep], s.q[keep])
+    for part in split_by_rank(series):
         for g in GROUPS:
             sel = np.isin(part.ch, setup.group_rows[g])
-            if not sel.any():
+            if g == "rainfall" or not sel.any():
                 continue
             ch, rows = part.ch[sel], setup.row_in_group[part.ch[sel]]
             ring = state.rings[g]
-            if g == "rainfall":
-                assert state.rain is not None
-                q, _ = screen_rain(setup, scratch, ring, rows, ch, part.t[sel], part.v[sel],
-                                   part.q[sel])
-                state.rain.update(ring, rows, part.t[sel], part.v[sel], q)
-            else:
-                ring.append(rows, part.t[sel], part.v[sel], part.q[sel])
-                screen_series(setup, scratch, ring, rows, ch)
+            ring.append(rows, part.t[sel], part.v[sel], part.q[sel])
+            screen_series(setup, scratch, ring, rows, ch)
+
+
+def _last_per_channel(ch: IntArray, n: int) -> np.ndarray:
+    """Mask of each channel's last n samples (samples sorted by channel, then time)."""
+    if ch.size == 0:
+        return np.zeros(0, bool)
+    end = np.r_[np.flatnonzero(ch[1:] != ch[:-1]), ch.size - 1]
+    last_of = np.repeat(end, np.diff(np.r_[-1, end]))
+    return np.asarray(last_of - np.arange(ch.size) < n)
 
 
 def split_by_rank(s: Samples) -> list[Samples]:
