@@ -1,7 +1,8 @@
 """False alarms: 30 simulated days of noise, drift, spikes and dropouts on every sensor kind in
 the catalogue, stored in PostgreSQL and replayed through the engine hour by hour on the replay
-clock, raise no warning. The dropouts raise maintenance alerts, each at the first hourly tick
-after the device's offline limit and cleared when it reports again; nothing else is raised.
+clock, raise no warning. The dropouts raise maintenance alerts, stamped at the device's
+offline limit after its last reading whichever hourly tick notices, and cleared at the first
+reading after the dropout; nothing else is raised (no data-quality finding either).
 
 Rules are set the way a site would set them (water stages, crack-meter velocity and cumulative
 limits), so a spike or a drift that leaked through the quality gate would show."""
