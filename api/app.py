@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.routers import alerts, auth, devices, hazards, health, metrics, stream
+from api.routers import alerts, auth, devices, hazards, health, metrics, reports, stream
 from geowarn.settings import get_settings
 
 
@@ -25,6 +25,6 @@ def create_app() -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     # The stream's fixed path is registered before /api/alerts/{alert_id}.
-    for module in (health, metrics, auth, stream, alerts, hazards, devices):
+    for module in (health, metrics, auth, stream, alerts, hazards, reports, devices):
         app.include_router(module.router)
     return app

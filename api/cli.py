@@ -24,6 +24,8 @@ def register(sub: Any) -> None:
                      "330100 a city, 330000 the province")
     add.add_argument("--name", help="display name")
     add.add_argument("--person", help="the people directory's contact id")
+    add.add_argument("--hazard", action="append", default=[], metavar="HAZARD_ID",
+                     help="a hazard point this monitor patrols and reports on (repeatable)")
     add.add_argument("--password-env", metavar="VAR", help="read the password from this "
                      "environment variable instead of asking (for scripts)")
     add.set_defaults(func=_add)
@@ -69,7 +71,8 @@ def _add(args: argparse.Namespace) -> int:
     password = _password(args.password_env)
     with connect() as conn:
         user = add_user(conn, args.username, password, args.role, args.county,
-                        display_name=args.name, person_id=args.person)
+                        display_name=args.name, person_id=args.person,
+                        hazard_ids=args.hazard)
         conn.commit()
     print(f"added {user.username} ({user.role}, counties {', '.join(user.counties)})")
     return 0

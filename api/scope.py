@@ -17,16 +17,16 @@ from geowarn.errors import InvalidInput
 
 Role = Literal["admin", "duty_officer", "monitor", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)
-Action = Literal["read", "read_personal", "act_on_alerts", "report_field", "command_devices",
-                 "manage_users", "import_warnings"]
+Action = Literal["read", "read_personal", "act_on_alerts", "confirm_receipt", "report_field",
+                 "command_devices", "manage_users", "import_warnings"]
 
 # What each role may do within its counties. Residents' names and phones ("read_personal")
 # are for the officers who must call them and the admins who keep the lists.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(get_args(Action)),
-    "duty_officer": frozenset({"read", "read_personal", "act_on_alerts", "command_devices",
-                               "import_warnings"}),
-    "monitor": frozenset({"read", "report_field"}),
+    "duty_officer": frozenset({"read", "read_personal", "act_on_alerts", "confirm_receipt",
+                               "command_devices", "import_warnings"}),
+    "monitor": frozenset({"read", "confirm_receipt", "report_field"}),
     "viewer": frozenset({"read"}),
 }
 _CODE = re.compile(r"^[1-9][0-9]{5}$")

@@ -84,7 +84,7 @@ def _user(row: Sequence[Any]) -> User:
 
 def add_user(conn: psycopg.Connection, username: str, password: str, role: str,
              counties: list[str], *, display_name: str | None = None,
-             person_id: str | None = None) -> User:
+             person_id: str | None = None, hazard_ids: Sequence[str] = ()) -> User:
     check_role(role)
     if not counties:
         raise InvalidInput("a user needs at least one county (administrative code)")
@@ -94,8 +94,10 @@ def add_user(conn: psycopg.Connection, username: str, password: str, role: str,
     try:
         row = conn.execute(
             f"INSERT INTO api_users (username, display_name, role, counties, password_hash, "
-            f"person_id) VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_USER_COLUMNS}",
-            (username, display_name, role, counties, _hasher.hash(password), person_id)
+            f"person_id, hazard_ids) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            f"RETURNING {_USER_COLUMNS}",
+            (username, display_name, role, counties, _hasher.hash(password), person_id,
+             list(hazard_ids))
         ).fetchone()
     except psycopg.errors.UniqueViolation:
         raise InvalidInput(f"user {username!r} exists already") from None

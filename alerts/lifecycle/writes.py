@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
@@ -391,10 +391,12 @@ def _audit(conn: psycopg.Connection, actor: str, action: str, alert_id: int,
                  (actor, action, str(alert_id), Jsonb(_jsonable(detail, "audit"))))
 
 
-def comment(conn: psycopg.Connection, alert_id: int, *, user: str, text: str) -> None:
-    """A note on the alert's audit trail (what was done, who was called); any status."""
+def comment(conn: psycopg.Connection, alert_id: int, *, user: str, text: str,
+            action: Literal["commented", "received"] = "commented") -> None:
+    """A note on the alert's audit trail (what was done, who was called; "received": a
+    monitor confirms the warning reached them); any status."""
     user = _required_text(user, "user")
     text = _required_text(text, "comment")
     with conn.transaction():
         _lock(conn, alert_id)
-        _audit(conn, user, "commented", alert_id, {"text": text})
+        _audit(conn, user, action, alert_id, {"text": text})

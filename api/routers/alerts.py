@@ -122,3 +122,12 @@ def add_comment(alert_id: int, body: CommentIn, conn: Conn,
     _visible(conn, user, alert_id, "act_on_alerts")
     writes.comment(conn, alert_id, user=user.username, text=body.text)
     return detail_json(get_alert(conn, alert_id))
+
+
+@router.post("/{alert_id}/receipt", response_model=AlertDetailOut,
+             summary="confirm that you received the warning (monitors on their phones)")
+def confirm_receipt(alert_id: int, conn: Conn, user: CurrentUser) -> dict[str, Any]:
+    _visible(conn, user, alert_id, "confirm_receipt")
+    writes.comment(conn, alert_id, user=user.username, text="received the warning",
+                   action="received")
+    return detail_json(get_alert(conn, alert_id))
