@@ -269,6 +269,10 @@ class Gateway:
                       max_clock_skew_s=self.config.max_clock_skew_s,
                       max_backlog_days=self.config.max_backlog_days)
 
+    def _plan(self, batch: list[ReceivedMessage]) -> BatchPlan:
+        # A registry lookup that cannot reach the database is retried, not dead-lettered.
+        return plan_batch(batch, self._decode, reraise=(psycopg.Error,))
+
     def _next_batch(self) -> list[ReceivedMessage]:
         first = self.inbox.get(timeout=0.5)
         if first is None:
@@ -299,7 +303,7 @@ class Gateway:
                     continue
                 self.stats.add("messages_received", len(batch))
                 self.progress.taken(len(batch))
-                plan = self._retry(lambda b=batch: plan_batch(b, self._decode),  # type: ignore[misc]
+                plan = self._retry(lambda b=batch: self._plan(b),  # type: ignore[misc]
                                    "decoding a batch", drop=False)
                 self._plans.put((batch, plan))
         except GatewayStopping:
@@ -375,7 +379,7 @@ class Gateway:
     def _process_single(self, message: ReceivedMessage) -> None:
         """Commit one message on its own; if the database (or the writer) still refuses it,
         dead-letter it with the exception class and a bounded, redacted message."""
-        plan = plan_batch([message], self._decode)
+        plan = self._retry(lambda: self._plan([message]), "decoding a message", drop=False)
         try:
             result = self._retry(
                 lambda: self.writer.commit(self._db(), plan, datetime.now(UTC)),

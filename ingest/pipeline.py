@@ -101,15 +101,20 @@ def payload_digest(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=16).digest()
 
 
-def plan_batch(messages: Sequence[ReceivedMessage], decode: DecodeFn) -> BatchPlan:
+def plan_batch(messages: Sequence[ReceivedMessage], decode: DecodeFn,
+               reraise: tuple[type[Exception], ...] = ()) -> BatchPlan:
     plan = BatchPlan()
     for msg in messages:
-        plan.extend(plan_message(msg, decode))
+        plan.extend(plan_message(msg, decode, reraise))
     return plan
 
 
-def plan_message(msg: ReceivedMessage, decode: DecodeFn) -> BatchPlan:
-    """What one message contributes to a batch; never raises for anything the message holds."""
+def plan_message(msg: ReceivedMessage, decode: DecodeFn,
+                 reraise: tuple[type[Exception], ...] = ()) -> BatchPlan:
+    """What one message contributes to a batch; never raises for anything the message holds.
+
+    `reraise`: errors that are not the message's fault (the registry lookup's database being
+    away) and must reach the caller, which retries, rather than dead-letter a good message."""
     plan = BatchPlan()
     try:
         decoded = decode(msg.topic, msg.payload, msg.received_at)
@@ -126,6 +131,8 @@ def plan_message(msg: ReceivedMessage, decode: DecodeFn) -> BatchPlan:
             topic=msg.topic, reason=exc.reason, detail=exc.detail, payload=msg.payload,
             received_at=msg.received_at, device_id=exc.device_id)])
     except Exception as exc:  # noqa: BLE001 - the message is the unit of failure (see above)
+        if isinstance(exc, reraise):
+            raise
         return BatchPlan(dead_letters=[internal_error(msg, exc, "decoding")])
     return plan
 

@@ -161,6 +161,18 @@ def test_one_message_never_becomes_a_thousand_dead_letters() -> None:
     assert "480 more rejected readings" in summary.detail and "nope20" in summary.detail
 
 
+def test_a_database_outage_during_lookup_is_not_the_message_fault() -> None:
+    class Unreachable(Exception):
+        pass
+
+    def lookup_fails(topic: str, payload: bytes, now: datetime) -> Decoded:
+        raise Unreachable("registry database unreachable")
+
+    with pytest.raises(Unreachable):
+        plan_batch([ReceivedMessage("gw/v1/CM-1/telemetry", b"{}", NOW)], lookup_fails,
+                   reraise=(Unreachable,))
+
+
 # ---- fuzzing --------------------------------------------------------------------------------
 
 TOPICS = ["gw/v1/CM-1/telemetry", "gw/v1/RG-1/status", "gw/v1/RG-1/presence",
