@@ -15,12 +15,23 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 
 from geowarn.errors import InvalidInput
 from simulators.publisher import Publisher
 from simulators.streams import SimMessage
+
+
+class Sink(Protocol):
+    """What a run publishes through (simulators.publisher.Publisher)."""
+
+    who: str
+    refused: Counter[str]
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -41,14 +52,16 @@ class Connections:
 
     def __init__(self, host: str, port: int, *, secrets: Mapping[str, str] | None = None,
                  username: str | None = None, password: str | None = None,
-                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> None:
+                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5,
+                 connect: Callable[..., Sink] = Publisher) -> None:
         self.host, self.port, self.protocol = host, port, protocol
         self.secrets = secrets
-        self._by_device: dict[str, Publisher] = {}
-        self._shared: Publisher | None = None
+        self._connect = connect
+        self._by_device: dict[str, Sink] = {}
+        self._shared: Sink | None = None
         if secrets is None:
-            self._shared = Publisher(host, port, username=username, password=password,
-                                     protocol=protocol)
+            self._shared = connect(host, port, username=username, password=password,
+                                   protocol=protocol)
 
     def check(self, device_ids: Iterable[str]) -> None:
         """Refuse before sending anything if a device has no secret in the file."""
@@ -62,7 +75,7 @@ class Connections:
                                f"{len(self.secrets)}); import those devices with "
                                "--secrets-out, or rotate their secret")
 
-    def for_device(self, device_id: str | None) -> Publisher:
+    def for_device(self, device_id: str | None) -> Sink:
         if self._shared is not None:
             return self._shared
         if device_id is None or self.secrets is None:
@@ -70,8 +83,8 @@ class Connections:
                                "per-device secrets")
         pub = self._by_device.get(device_id)
         if pub is None:
-            pub = Publisher(self.host, self.port, username=device_id,
-                            password=self.secrets[device_id], protocol=self.protocol)
+            pub = self._connect(self.host, self.port, username=device_id,
+                                password=self.secrets[device_id], protocol=self.protocol)
             self._by_device[device_id] = pub
         return pub
 

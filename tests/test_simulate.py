@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,11 +88,11 @@ def test_nothing_is_sent_before_its_data_time() -> None:
                        device_id="X") for h in (-2, -1, 0, 1, 2)]
 
     class Recorder:
-        refused: dict[str, int] = {}
         who = "X"
 
         def __init__(self) -> None:
             self.sent: list[str] = []
+            self.refused: Counter[str] = Counter()
 
         def publish(self, topic: str, payload: bytes) -> None:
             self.sent.append(topic)
@@ -102,9 +103,7 @@ def test_nothing_is_sent_before_its_data_time() -> None:
             pass
 
     recorder = Recorder()
-    connections = Connections.__new__(Connections)
-    connections._shared = recorder  # type: ignore[assignment]
-    connections._by_device = {}
+    connections = Connections("127.0.0.1", 1, connect=lambda *a, **k: recorder)
     stop = threading.Event()
     report = send(msgs, connections, stop, clock=lambda: now)
     assert report.stopped and report.published == 3 and len(recorder.sent) == 3
@@ -163,8 +162,8 @@ def test_live_fleet_with_secrets_is_stored_now_and_reports_on_time(
     n = sum(len(load_catalogue().kind(k).channels) for _, k in pairs) * 3
     assert wait_for_count(db_url, "SELECT count(*) FROM readings", n) == n
     # Started now: nothing from the past, and the default window of `geowarn readings` has it.
-    oldest = conn.execute("SELECT min(ts) FROM readings").fetchone()[0]
-    assert oldest >= before
+    row = conn.execute("SELECT min(ts) FROM readings").fetchone()
+    assert row is not None and row[0] >= before
     rain = pairs[0][0]
     assert main(["readings", rain]) == 0
     out = capsys.readouterr().out
