@@ -58,6 +58,10 @@ def _show(args: argparse.Namespace) -> int:
     with connect(autocommit=True) as conn:
         rows = readings.device_readings(conn, args.device_id, start, end,
                                         channel=args.channel, limit=args.limit)
+        calibrated = conn.execute(
+            "SELECT channel, cal_scale, cal_offset FROM channels WHERE device_id = %s "
+            "AND (cal_scale <> 1 OR cal_offset <> 0) ORDER BY channel",
+            (args.device_id,)).fetchall()
     if args.json:
         json.dump([{"channel": r.channel, "ts": r.ts.astimezone(UTC).isoformat(),
                     "value": r.value, "unit": r.unit, "quality": r.quality,
@@ -79,8 +83,12 @@ def _show(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     for row in (header, *table):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(f"{len(rows)} reading(s); values as stored, after the channel's calibration. "
-          f"QUALITY: {QUALITY_LEGEND}")
+    print(f"{len(rows)} reading(s). QUALITY: {QUALITY_LEGEND}")
+    shown = {r.channel for r in rows}
+    for channel, scale, offset in calibrated:
+        if channel in shown:
+            print(f"{channel}: corrected by its calibration (value = {scale:g} x sent "
+                  f"{offset:+g}) since that was set; otherwise values are as the device sent them")
     return 0
 
 

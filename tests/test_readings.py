@@ -165,7 +165,13 @@ def test_cli_shows_readings(conn: psycopg.Connection, capsys: pytest.CaptureFixt
         f"{now - timedelta(hours=1):{z}}  rain1    2.5    mm    doubtful",
         f"{now - timedelta(minutes=30):{z}}  rain1    -0.25  mm    unreliable"]
     assert lines[5].startswith("3 reading(s)") and "doubtful = sent while" in lines[5]
-    assert "q=" not in "\n".join(lines)
+    assert "q=" not in "\n".join(lines) and len(lines) == 6  # no channel is calibrated
+    conn.execute("UPDATE channels SET cal_scale = 1.02, cal_offset = -0.3 WHERE channel_id = %s",
+                 (ids[1],))
+    assert main(["readings", "RG-0007"]) == 0
+    assert capsys.readouterr().out.splitlines()[6] == (
+        "rain1: corrected by its calibration (value = 1.02 x sent -0.3) since that was set; "
+        "otherwise values are as the device sent them")
     assert main(["readings", "RG-0007", "--channel", "rain", "--since", "2d", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [(d["value"], d["channel"]) for d in data] == [(9.0, "rain"), (1.5, "rain")]
