@@ -1,0 +1,159 @@
+"""Benchmark of the duty officers' API under concurrent users.
+
+    .venv/bin/python -m bench.api [--users 20] [--requests 40] [--hazards 5000]
+
+In one run, on a fresh migrated database: `--hazards` hazard points with polygons in one
+province (an open alert on every tenth), a crack meter with 30 days of 10-minute readings, and
+an admin user; the API served by uvicorn on a free local port. `--users` threads, each with
+its own HTTP connection, call each endpoint `--requests` times:
+- baseline: `GET /api/auth/me` (the same app, session check and one query: what every
+  request pays);
+- the alert queue: `GET /api/alerts`;
+- the map: `GET /api/hazards` (the FeatureCollection of every polygon);
+- a chart: `GET /api/devices/CM-1/readings?from=-30d&bucket=1h&agg=avg`.
+Prints p50/p99 per endpoint and its ratio to the baseline's p50 (a ratio measured in the same
+run; absolute figures depend on the machine and its load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import psycopg
+import uvicorn
+
+from api import users
+from api.app import create_app
+from bench.store import LOCAL_ADMIN, fresh_database
+from geowarn.db import close_pool
+from geowarn.embedded import free_port
+from geowarn.settings import override_settings
+
+PASSWORD = "benchmark password"
+
+
+def populate(url: str, hazards: int) -> None:
+    with psycopg.connect(url) as conn:
+        # A grid of small squares over Zhejiang, counties cycling through 330102..330199.
+        conn.execute(
+            "INSERT INTO hazard_points (hazard_id, name, hazard_type, scale, county_code, "
+            "geometry, min_lon, min_lat, max_lon, max_lat, households, people) "
+            "SELECT 'HP-' || i, '隐患点 ' || i, 'landslide', 'small', "
+            "(330102 + i %% 98)::text, json_build_object('type', 'Polygon', 'coordinates', "
+            "json_build_array(json_build_array("
+            "  json_build_array(x, y), json_build_array(x + 0.004, y), "
+            "  json_build_array(x + 0.004, y + 0.004), json_build_array(x, y + 0.004), "
+            "  json_build_array(x, y)))), x, y, x + 0.004, y + 0.004, 10, 30 "
+            "FROM (SELECT i, 118.0 + (i %% 100) * 0.04 AS x, 27.0 + (i / 100) * 0.04 AS y "
+            "      FROM generate_series(1, %s) i) g", (hazards,))
+        conn.execute(
+            "INSERT INTO alerts (target_type, target_id, hazard_kind, level, peak_level, "
+            "opened_at, last_data_time, engine) SELECT 'hazard', 'HP-' || i, 'rainfall', "
+            "1 + i %% 4, 1 + i %% 4, now() - interval '1 hour', now(), 'bench' "
+            "FROM generate_series(10, %s, 10) i", (hazards,))
+        conn.execute("INSERT INTO devices (device_id, kind, hazard_id, reporting_interval_s) "
+                     "VALUES ('CM-1', 'crack_meter', 'HP-1', 600)")
+        conn.execute("INSERT INTO channels (device_id, channel, kind, spec, unit) VALUES "
+                     "('CM-1', 'opening', 'crack_meter', 'opening', 'mm')")
+        conn.execute(
+            "INSERT INTO readings (channel_id, ts, value, quality) "
+            "SELECT (SELECT channel_id FROM channels WHERE device_id = 'CM-1'), "
+            "now() - interval '30 days' + i * interval '10 minutes', 10 + i * 0.001, 0 "
+            "FROM generate_series(0, 30 * 144) i")
+        users.add_user(conn, "bench.admin", PASSWORD, "admin", ["330000"])
+        conn.commit()
+
+
+def serve(url: str) -> tuple[uvicorn.Server, threading.Thread, str]:
+    override_settings(database_url=url, db_pool_max=24)
+    close_pool()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)  # uvicorn offers no started event
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def load(base: str, path: str, token: str, users_n: int, requests: int) -> np.ndarray:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def user() -> None:
+        mine = []
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                          timeout=120) as client:
+            for _ in range(requests):
+                t0 = time.perf_counter()
+                r = client.get(path)
+                mine.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    failures.append(f"{path}: {r.status_code} {r.text[:200]}")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=user) for _ in range(users_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(failures[0])
+    return np.asarray(latencies) * 1000.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=40, help="per user and endpoint")
+    parser.add_argument("--hazards", type=int, default=5000)
+    parser.add_argument("--admin-url", default=LOCAL_ADMIN)
+    args = parser.parse_args()
+    # Production argon2 costs: a login is not what is measured, but it is what runs.
+    with fresh_database(args.admin_url, "geowarn_bench_api") as url:
+        populate(url, args.hazards)
+        server, thread, base = serve(url)
+        try:
+            token = httpx.post(f"{base}/api/auth/login", json={
+                "username": "bench.admin", "password": PASSWORD}).json()["token"]
+            since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+            fc = httpx.get(f"{base}/api/hazards",
+                           headers={"Authorization": f"Bearer {token}"}).content
+            endpoints = {
+                "baseline GET /api/auth/me": "/api/auth/me",
+                "alert queue GET /api/alerts": "/api/alerts?limit=200",
+                f"map GET /api/hazards ({args.hazards} polygons, {len(fc) // 1024} KiB)":
+                    "/api/hazards",
+                "30-day chart GET /api/devices/CM-1/readings?bucket=1h":
+                    "/api/devices/CM-1/readings?" + httpx.QueryParams(
+                        {"from": since, "bucket": "1h", "agg": "avg"}).__str__(),
+            }
+            results = {}
+            for name, path in endpoints.items():
+                load(base, path, token, 2, 3)  # warm-up: pool connections, plans
+                ms = load(base, path, token, args.users, args.requests)
+                results[name] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            close_pool()
+    base_p50 = results["baseline GET /api/auth/me"][0]
+    print(f"{args.users} concurrent users, {args.requests} requests each per endpoint")
+    print(f"{'endpoint':<62} {'p50 ms':>8} {'p99 ms':>8} {'p50/baseline':>12}")
+    for name, (p50, p99) in results.items():
+        print(f"{name:<62} {p50:8.1f} {p99:8.1f} {p50 / base_p50:12.1f}")
+    print(json.dumps({k: {"p50_ms": round(v[0], 1), "p99_ms": round(v[1], 1)}
+                      for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
