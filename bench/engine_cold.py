@@ -23,12 +23,14 @@ server at --admin-url gives):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 
 from alerts.engine import data as engine_data
@@ -38,6 +40,7 @@ from alerts.engine.service import Engine, EngineConfig
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory
 from bench.store import LOCAL_ADMIN, fresh_database
 
+GROUP_OF_FIELD = {"rain": "rainfall"}  # state fields kept for one method group only
 T_END = datetime(2026, 7, 10, tzinfo=UTC).timestamp()
 
 
@@ -119,23 +122,40 @@ def plain_select(url: str, setup: Setup, state: EngineState) -> tuple[float, int
         return time.perf_counter() - started, len(rows)
 
 
+def nbytes(obj: Any) -> int:
+    """numpy bytes held by an object: arrays, and arrays inside dataclasses, dicts, lists."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(nbytes(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    if isinstance(obj, dict):
+        return sum(nbytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(nbytes(v) for v in obj)
+    return 0
+
+
 def memory_per_channel(setup: Setup, state: EngineState) -> dict[str, float]:
-    """numpy bytes per channel of each method group (setup parameters + saved state + rings)."""
+    """numpy bytes per channel: setup parameters and every field of the state, each divided
+    by the channels it is kept for (a method group's rows, or all channels)."""
     n = setup.n
-    per_channel = sum(a.nbytes for a in setup.p.values() if a.shape[:1] == (n,)) / n
-    saved = state.saved_arrays()
-    per_channel += sum(a.nbytes for name, a in saved.items()
-                       if name not in ("emitted", "maintenance")) / n
-    out = {"common (parameters + saved state)": per_channel}
-    for g, ring in state.rings.items():
-        rows = ring.total.size
-        if not rows:
+    out = {"setup parameters": sum(a.nbytes for a in setup.p.values()) / n}
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if isinstance(value, dict) and value and all(g in setup.group_rows for g in value):
+            for g, per_group in value.items():  # per method group (rings, histories)
+                rows = setup.group_rows[g].size
+                if rows:
+                    out[f"{f.name}[{g}] per {g} channel"] = nbytes(per_group) / rows
             continue
-        ring_bytes = ring.t.nbytes + ring.v.nbytes + ring.q.nbytes + ring.total.nbytes
-        if g == "rainfall" and state.rain is not None:
-            ring_bytes += (state.rain.acc.nbytes + state.rain.tail.nbytes
-                           + state.rain.dropped_t.nbytes)
-        out[f"{g} ring ({ring.k} samples)"] = ring_bytes / rows
+        b = nbytes(value)
+        group = GROUP_OF_FIELD.get(f.name)
+        if b and group:
+            out[f"{f.name} per {group} channel"] = b / max(setup.group_rows[group].size, 1)
+        elif b:
+            out[f.name] = b / n
+    out["total per channel (all of the above / channels)"] = (
+        sum(a.nbytes for a in setup.p.values()) + nbytes(state)) / n
     return out
 
 

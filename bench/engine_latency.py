@@ -48,6 +48,7 @@ from simulators.publisher import Publisher
 
 PERIOD_S = 5.0
 WARMUP = 5
+STAMP_STEP_S = 0.01
 
 
 def register(conn: psycopg.Connection, registry: int) -> None:
@@ -82,8 +83,9 @@ def _whole_state(step: Callable[..., Any]) -> Callable[..., Any]:
     return whole_state_step
 
 
-def trials(url: str, port: int, n: int, variant: str) -> list[float]:
-    """Latencies (s) of n probe level changes through the running gateway."""
+def trials(url: str, port: int, n: int, variant: str, sent_before: int) -> list[float]:
+    """Latencies (s) of n probe level changes through the running gateway; the probe
+    alternates 25/5 (level 2/0) continuing from the `sent_before` messages already sent."""
     committed: dict[int, float] = {}
     seen = threading.Condition()
     original = Engine.step
@@ -95,7 +97,7 @@ def trials(url: str, port: int, n: int, variant: str) -> list[float]:
         with seen:
             for e in events:
                 if e.target_id == "PROBE-SITE" and e.hazard_kind == "water_level":
-                    committed.setdefault(int(e.data_time.timestamp() * 1000), now)
+                    committed.setdefault(round(e.data_time.timestamp() * 1000), now)
             seen.notify_all()
         return events
 
@@ -109,13 +111,13 @@ def trials(url: str, port: int, n: int, variant: str) -> list[float]:
         if not service.leading.wait(600):
             raise RuntimeError("engine did not start")
         pub = Publisher("127.0.0.1", port, client_id=f"bench-engine-{variant}")
-        # Distinct data times one second apart, in the past (the wall-clock engine judges
-        # readings up to now) and after those of the previous variant.
-        base = int((time.time() - n - WARMUP - 5) * 1000)
+        # Distinct data times 10 ms apart, in the past (the wall-clock engine judges readings
+        # up to now) and after those of the previous variant (older ones would be replays).
+        base = int((time.time() - (n + WARMUP) * STAMP_STEP_S - 1.0) * 1000)
         for i in range(n + WARMUP):
-            stamp = base + i * 1000
-            value = 25.0 if i % 2 == 0 else 5.0
-            payload = json.dumps({"seq": i + 1, "readings": [
+            stamp = base + i * round(STAMP_STEP_S * 1000)
+            value = 25.0 if (sent_before + i) % 2 == 0 else 5.0
+            payload = json.dumps({"seq": sent_before + i + 1, "readings": [
                 {"ts": stamp, "channel": "level", "value": value}]}).encode()
             sent = time.perf_counter()
             pub.publish("gw/v1/PROBE/telemetry", payload)
@@ -156,11 +158,12 @@ def run(admin: str, registry: int, n: int) -> dict[str, Any]:
         broker = start_mosquitto(gateway_broker_config(), port, Path(tmp) / "mq")
         gateway = start_gateway(url, port, Path(tmp) / "gw.log")
         try:
-            for variant in ("incremental", "whole-state"):
-                ms = np.array(trials(url, port, n, variant)) * 1000.0
+            for k, variant in enumerate(("incremental", "whole-state")):
+                ms = np.array(trials(url, port, n, variant, k * (n + WARMUP))) * 1000.0
                 out[variant] = {"p50": float(np.percentile(ms, 50)),
                                 "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
                                 "trials": int(ms.size)}
+                print(f"  {registry:,} devices, {variant}: {out[variant]}", flush=True)
         finally:
             gateway.terminate()
             gateway.wait(30)
