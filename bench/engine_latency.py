@@ -12,9 +12,10 @@ the probe's alert event minus the publish; p50 / p99 / max over `--trials` level
 
 Two engines in the same run, on the same database, broker and gateway, one after the other:
 - "incremental": the engine as shipped (a step saves only the state rows that changed);
-- "whole-state" (the baseline): the same engine made to save every row of its state on every
-  step and to search the whole registry for readings on every periodic tick, which is what
-  each step cost before the state was saved incrementally.
+- "whole-state" (the baseline): the same engine saving what a step saved before the state
+  was saved incrementally (the whole state as one numpy .npz blob with every channel id,
+  target and device, rewritten on every step), and searching the whole registry for
+  readings on every periodic tick (before, every periodic tick loaded every channel).
 Also timed: one search of the whole registry for un-notified readings (the shipped service
 runs it every `search_period_s`, 300 s).
 """
@@ -22,6 +23,7 @@ runs it every `search_period_s`, 300 s).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import operator
 import os
@@ -39,7 +41,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerts.engine import data as engine_data
+from alerts.engine import state as engine_state
 from alerts.engine.service import Engine, EngineConfig, Service
+from alerts.engine.tick import EngineState, Setup
 from bench.ingest import start_gateway
 from bench.store import LOCAL_ADMIN, fresh_database
 from geowarn.embedded import free_port, start_mosquitto
@@ -74,11 +78,26 @@ def register(conn: psycopg.Connection, registry: int) -> None:
     write_readings(conn, rows)
 
 
+def whole_state_save(conn: psycopg.Connection, engine: str, setup: Setup,
+                     state: EngineState, clock: float, previous: Any = None) -> Any:
+    """The baseline's save: what a step saved before (the whole state as one numpy .npz blob
+    with every channel id, target and device, one row rewritten per step)."""
+    buf = io.BytesIO()
+    np.savez(buf, **state.saved_arrays())  # type: ignore[arg-type]
+    conn.execute(
+        "INSERT INTO bench_whole_state (engine, clock, channel_ids, targets, devices, arrays) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (engine) DO UPDATE SET "
+        "clock = excluded.clock, channel_ids = excluded.channel_ids, "
+        "targets = excluded.targets, devices = excluded.devices, arrays = excluded.arrays",
+        (engine, clock, [c.channel_id for c in setup.channels],
+         [f"{t}:{i}" for t, i in setup.targets], list(setup.devices), buf.getvalue()))
+    return previous
+
+
 def _whole_state(step: Callable[..., Any]) -> Callable[..., Any]:
     def whole_state_step(self: Engine, *args: Any, **kwargs: Any) -> Any:
-        self.saved.rewrite = True  # the next save writes every row of the state
         if kwargs.get("channel_ids") == set():
-            kwargs["channel_ids"] = None  # and every periodic tick searches the registry
+            kwargs["channel_ids"] = None  # every periodic tick searches the registry
         return step(self, *args, **kwargs)
     return whole_state_step
 
@@ -102,6 +121,9 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int) -> list[
         return events
 
     Engine.step = timed_step  # type: ignore[method-assign]
+    real_save = engine_state.save
+    if variant == "whole-state":
+        engine_state.save = whole_state_save
     stop = threading.Event()
     service = Service(url, EngineConfig(clock="wall", period_s=PERIOD_S))
     runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
@@ -131,6 +153,7 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int) -> list[
         stop.set()
         runner.join(60)
         Engine.step = original  # type: ignore[method-assign]
+        engine_state.save = real_save
     return lat
 
 
@@ -153,6 +176,8 @@ def run(admin: str, registry: int, n: int) -> dict[str, Any]:
             fresh_database(admin, f"bench_engine_latency_{os.getpid()}") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             register(conn, registry)
+            conn.execute("CREATE TABLE bench_whole_state (engine text PRIMARY KEY, clock float8, "
+                         "channel_ids int4[], targets text[], devices text[], arrays bytea)")
             out["channels"] = conn.execute("SELECT count(*) FROM channels").fetchone()[0]  # type: ignore[index]
         port = free_port()
         broker = start_mosquitto(gateway_broker_config(), port, Path(tmp) / "mq")
