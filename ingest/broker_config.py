@@ -55,6 +55,11 @@ class BrokerLimits:
       every registered device (at least 64 MiB, at most 4 GiB); the count is unlimited so a
       large fleet's small messages are not dropped by count. Past it, Mosquitto drops QoS 1
       messages for that client: size it for the longest gateway outage you must absorb.
+    - device rate (the plugin; Mosquitto 2.0 has no rate limit of its own): each device may
+      publish a burst of 3000 messages (two days of one message a minute: a backlog upload
+      after an outage goes through at once) refilled at 10 a second (600 times a device
+      reporting every minute); past it, a publish is refused and the broker closes the
+      connection. Service accounts are not limited.
     """
 
     message_size_limit: int
@@ -62,6 +67,8 @@ class BrokerLimits:
     max_queued_bytes: int
     max_queued_messages: int = 0
     max_inflight_messages: int = 1000
+    device_messages_per_s: float = 10.0
+    device_burst: int = 3000
 
     @classmethod
     def for_fleet(cls, *, max_payload_bytes: int, devices: int,
@@ -112,6 +119,9 @@ def gateway_broker_config(*, password_file: Path | None = None, acl_file: Path |
                 raise ConfigurationError("the plugin's service accounts need a password file "
                                          "and an ACL file")
             text += f"plugin_opt_service_users {','.join(service_users)}\n"
+            if limits is not None:
+                text += (f"plugin_opt_device_rate {limits.device_messages_per_s:g},"
+                         f"{limits.device_burst}\n")
     return text
 
 

@@ -85,6 +85,9 @@ class BrokerSetup:
         lines.append(
             f"wrote {self.conf}: listener {self.listen}, persistence in {self.data_dir}/, "
             + ", ".join(f"{k} {v}" for k, v in self.limits.lines().items()))
+        if self.plugin is not None:
+            lines.append(f"device publish rate (plugin): {self.limits.device_messages_per_s:g}"
+                         f"/s, burst {self.limits.device_burst}")
         who = f" (as root it drops to user {self.run_as})" if self.run_as else ""
         lines.append(f"run: mosquitto -c {self.conf}{who}; SIGHUP rereads passwd and acl")
         return lines + [f"warning: {w}" for w in self.warnings]

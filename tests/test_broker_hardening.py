@@ -153,3 +153,39 @@ def test_no_one_takes_another_client_id(
     assert victim.disconnects.empty()  # so its last will ("offline") never fired
     assert 'refused client id "gw:test-gw" for user "DEV-X"' in site.broker.log
     assert site.client("DEV-X", "DEV-X").connack_code() == 0  # its own id works
+
+
+def test_a_flooding_device_is_cut_off_and_others_are_not(
+        conn: psycopg.Connection, db_url: str, tmp_path: Path,
+        start_broker: Callable[..., Broker], start_gateway: Callable[..., Gateway]) -> None:
+    """The plugin's per-device token bucket (here 20 messages, refilled at 1/s; generated
+    defaults: 3000 and 10/s) refuses a flood, then the broker closes that connection."""
+    for spec in (DeviceSpec("DEV-A", kind="crack_meter"), DeviceSpec("DEV-X", kind="crack_meter")):
+        add_device(conn, spec)
+    secrets = {d: credentials.issue_secret(conn, d) for d in ("DEV-A", "DEV-X")}
+    broker, setup = start_secured_broker(conn, tmp_path / "broker", start_broker,
+                                         gateway_password=GATEWAY_PASSWORD)
+    conf = setup.conf.read_text()
+    assert "\nplugin_opt_device_rate 10,3000\n" in conf
+    broker.stop()
+    broker.config_text = broker.config_text.replace("plugin_opt_device_rate 10,3000",
+                                                    "plugin_opt_device_rate 1,20")
+    broker.start()
+    start_gateway(broker, username="gw", password=GATEWAY_PASSWORD)
+    flooder = Client(broker.port, "DEV-X", "DEV-X", secrets["DEV-X"])
+    honest = Client(broker.port, "DEV-A", "DEV-A", secrets["DEV-A"])
+    assert flooder.connack_code() == 0 and honest.connack_code() == 0
+    for seq in range(200):
+        flooder.client.publish("gw/v1/DEV-X/telemetry", _telemetry(seq), qos=1)
+    flooder.disconnects.get(timeout=10)  # refused past its burst, then disconnected
+    flooder.client.loop_stop()  # and it does not come back during the test
+    for seq in range(15):  # within its own burst: another device's flood costs it nothing
+        honest.publish("gw/v1/DEV-A/telemetry", _telemetry(seq))
+    count = ("SELECT count(*) FROM readings JOIN channels USING (channel_id) "
+             "WHERE device_id = %s")
+    assert wait_for_count(db_url, count, 15, params=("DEV-A",)) == 15
+    flooded = wait_for_count(db_url, count, 0, params=("DEV-X",))
+    assert 20 <= flooded < 200, flooded
+    assert 'refused a publish of device "DEV-X" over its rate (1/s, burst 20)' in broker.log
+    assert honest.disconnects.empty()
+    honest.close()

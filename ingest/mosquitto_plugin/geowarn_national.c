@@ -28,6 +28,10 @@
  *      $creq/{u}/+ or /{id}); anything else, $share/... included, is refused in the SUBACK.
  *      (Mosquitto's ACL file grants every subscription and filters only at delivery, so a
  *      device in a gateways' share group took a share that was then dropped.)
+ *    - with `plugin_opt_device_rate PER_SECOND,BURST`, each device username has a token
+ *      bucket of BURST messages refilled at PER_SECOND; a publish beyond it is refused
+ *      (PUBACK "not authorized"; Mosquitto then closes the connection), so one device cannot
+ *      flood the broker and the gateways. Mosquitto 2.0 itself has no per-client rate limit.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -46,6 +50,18 @@ static char *service_users[MAX_SERVICE_USERS];
 static int service_user_count = 0;
 static bool hardening = false;
 
+/* Per-device token buckets: open addressing on the username, a fixed table. */
+#define BUCKETS 65536
+#define MAX_NAME 64
+struct bucket {
+	char name[MAX_NAME + 1];
+	double tokens;
+	double updated;
+};
+static struct bucket *buckets = NULL;
+static double rate_per_s = 0.0;
+static double burst = 0.0;
+
 static bool is_service_user(const char *username)
 {
 	int i;
@@ -56,6 +72,55 @@ static bool is_service_user(const char *username)
 		}
 	}
 	return false;
+}
+
+/* --- 2. publish rate per device ------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* True when `username` may publish one more message now. */
+static bool take_token(const char *username)
+{
+	unsigned long h = 5381;
+	const char *c;
+	size_t i;
+	double now;
+	struct bucket *b;
+
+	if(buckets == NULL || strlen(username) > MAX_NAME){
+		return true;
+	}
+	for(c = username; *c; c++){
+		h = h * 33 + (unsigned char)*c;
+	}
+	now = now_s();
+	for(i = 0; i < BUCKETS; i++){
+		b = &buckets[(h + i) % BUCKETS];
+		if(b->name[0] == '\0'){
+			strcpy(b->name, username);
+			b->tokens = burst;
+			b->updated = now;
+		}else if(strcmp(b->name, username) != 0){
+			continue;
+		}
+		b->tokens += (now - b->updated) * rate_per_s;
+		if(b->tokens > burst){
+			b->tokens = burst;
+		}
+		b->updated = now;
+		if(b->tokens < 1.0){
+			return false;
+		}
+		b->tokens -= 1.0;
+		return true;
+	}
+	return true; /* table full: more devices than buckets; not limited */
 }
 
 /* --- 1. national identity and receive time ------------------------------------------- */
@@ -99,11 +164,13 @@ static int on_message(int event, void *event_data, void *user_data)
 
 	(void)event;
 	(void)user_data;
-	if(ed->topic == NULL || ed->topic[0] != '$'){
-		return MOSQ_ERR_SUCCESS;
-	}
 	username = mosquitto_client_username(ed->client);
-	if(username == NULL){
+	if(username != NULL && hardening && !is_service_user(username) && !take_token(username)){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "geowarn: refused a publish of device \"%s\" "
+				"over its rate (%g/s, burst %g)", username, rate_per_s, burst);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if(ed->topic == NULL || ed->topic[0] != '$' || username == NULL){
 		return MOSQ_ERR_SUCCESS;
 	}
 	/* A username that could not be one topic level is refused rather than rewritten. */
@@ -256,6 +323,17 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data,
 				return rc;
 			}
 			hardening = true;
+		}else if(strcmp(opts[i].key, "device_rate") == 0){
+			if(sscanf(opts[i].value, "%lf,%lf", &rate_per_s, &burst) != 2
+					|| rate_per_s <= 0.0 || burst < 1.0){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "geowarn: device_rate must be "
+						"PER_SECOND,BURST (positive), got \"%s\"", opts[i].value);
+				return MOSQ_ERR_INVAL;
+			}
+			buckets = calloc(BUCKETS, sizeof(struct bucket));
+			if(buckets == NULL){
+				return MOSQ_ERR_NOMEM;
+			}
 		}
 	}
 	rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
@@ -288,6 +366,8 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	for(i = 0; i < service_user_count; i++){
 		free(service_users[i]);
 	}
+	free(buckets);
+	buckets = NULL;
 	service_user_count = 0;
 	hardening = false;
 	return mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
