@@ -136,6 +136,9 @@ def write_broker_setup(conn: psycopg.Connection, directory: Path, *, listen: Lis
                                            gateway_password=gateway_password,
                                            allow_bare_dp=allow_bare_dp, owner=owner)
     warnings: list[str] = []
+    if owner is None and owner_name != broker_user:
+        warnings.append(f"not run as root, so the files belong to {owner_name}: run mosquitto "
+                        f"as {owner_name}, or rerun this as root to give them to {broker_user}")
     data_dir = directory / "data"
     data_dir.mkdir(mode=0o700, exist_ok=True)
     if owner is not None:
