@@ -61,8 +61,10 @@ def test_list_json_shape_and_filters(alerts: dict[str, int],
     data = json.loads(out)
     assert [a["id"] for a in data] == [alerts["HP001"], alerts["RG-7"]]
     hp = data[0]
+    # A hazard point's alert says who is threatened (hazard_points households / people).
     assert hp["target"] == {"type": "hazard", "id": "HP001", "name": "西山村滑坡",
-                            "county_code": "330106"}
+                            "county_code": "330106",
+                            "threatened": {"households": 0, "people": 0}}
     assert (hp["hazard_kind"], hp["status"], hp["level"], hp["peak_level"]) == (
         "deformation", "open", "red", "red")
     assert hp["opened_at"] == "2026-06-01T00:00:00+00:00"
@@ -104,11 +106,12 @@ def test_show_text_has_history_evidence_and_audit(
     assert "I red 红色 (peak I red 红色)" in out
     assert "2026-06-01T00:00:00+00:00  opened   none -> III yellow 黄色" in out
     assert "2026-06-01T01:00:00+00:00  raised   III yellow 黄色 -> I red 红色" in out
-    assert "forecast.failure_time: 2026-06-01T09:00:00+00:00" in out
-    assert ('forecast.band: ["2026-06-01T07:30:00+00:00", "2026-06-01T11:00:00+00:00"]'
-            in out)
-    assert "velocity_mm_per_day: 48.0" in out
-    assert "channels[0].channel_id: 7" in out
+    # Evidence one fact per line, each channel its own block, nothing flattened into paths.
+    line = next(x for x in out.splitlines() if x.strip().startswith("forecast:"))
+    assert "failure_time 2026-06-01T09:00:00+00:00" in line
+    assert 'band ["2026-06-01T07:30:00+00:00", "2026-06-01T11:00:00+00:00"]' in line
+    assert "velocity_mm_per_day: 48" in out
+    assert "channel_id: 7" in out and "channels[0]" not in out and "null" not in out
     assert "Audit trail:" in out and "eng-1  raised" in out
 
 

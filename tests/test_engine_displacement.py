@@ -5,7 +5,6 @@ failure time, and the Lamosano p5 creep series (Nava et al. 2023) as a negative 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,9 +30,10 @@ from alerts.methods.failure_time import (
 from alerts.methods.levels import Level
 from alerts.methods.ragged import Ragged
 from geowarn.errors import InvalidInput
+from tests.fixtures.shared import shared_file
 
 H = 3600.0
-LAMOSANO = Path("/work/shared/data/lamosano_p5_displacement_11day.csv")
+LAMOSANO = "data/lamosano_p5_displacement_11day.csv"
 
 
 def creep(hours: np.ndarray, t_fail: float = 400.0, t_acc: float = 200.0, v0: float = 0.5
@@ -165,9 +165,7 @@ def test_no_forecast_on_steady_creep() -> None:
 
 
 def test_lamosano_creep_raises_no_failure_forecast() -> None:
-    if not LAMOSANO.exists():
-        pytest.skip(f"{LAMOSANO} absent")
-    with LAMOSANO.open(newline="") as fh:
+    with shared_file(LAMOSANO).open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     # p5 grows negative as the slope moves: flip it so movement is positive.
     p5 = -np.array([float(r["p5"]) for r in rows])

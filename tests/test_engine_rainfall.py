@@ -4,7 +4,6 @@ and the published Sitka multi-day totals (Patton et al. 2023) recomputed from da
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,9 +25,10 @@ from alerts.methods.rainfall import (
     window_accumulations,
 )
 from geowarn.errors import InvalidInput
+from tests.fixtures.shared import shared_file
 
 H = 3600.0
-SITKA = Path("/work/shared/data/sitka_daily_precip_landslide_days.csv")
+SITKA = "data/sitka_daily_precip_landslide_days.csv"
 
 
 def two_channels() -> Ragged:
@@ -133,9 +133,7 @@ def test_county_table_levels() -> None:
 
 
 def _read_sitka() -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
-    if not SITKA.exists():
-        pytest.skip(f"{SITKA} absent")
-    with SITKA.open(newline="") as f:
+    with shared_file(SITKA).open(newline="") as f:
         rows = list(csv.DictReader(f))
     cols = {k: np.array([np.nan if r[k] == "NA" else float(r[k]) for r in rows])
             for k in rows[0] if k.startswith("precip_mm")}

@@ -83,6 +83,10 @@ def test_sigkill_mid_scenario_and_restart_give_the_same_alerts(
     register(conn, tracks[2], site_id="RIVER-R")
     assert geowarn_main(["engine", "rules-set", "site", "RIVER-R", json.dumps(
         {"warning_m": 15.0, "guaranteed_m": 16.5, "historical_max_m": 18.2})]) == 0
+    # Two days of record are too short for a baseline and a weekly scale: the engineer sets
+    # the slope's reference creep rate and lets two scales (6 h and 1 d) establish acceleration.
+    assert geowarn_main(["engine", "rules-set", "hazard", LANDSLIDE, json.dumps(
+        {"reference_rate_mm_per_day": 2.0, "accel_min_pairs": 1})]) == 0
     msgs = list(messages(tracks))
     total = sum(len(m.expected) for m in msgs)
     # First part: the engine keeps up. Second: it is killed while the storm peaks and

@@ -156,20 +156,3 @@ def test_rain_and_deformation_raise_the_combined_level_and_batches_agree() -> No
     # into rounds along data time.
     assert runs[0] == runs[1]
 
-
-def test_fast_acceleration_check_equals_the_full_detector() -> None:
-    from alerts.engine.tick_methods import established_at_end
-    from alerts.methods.displacement import AccelerationRule, detect_acceleration
-
-    rng = np.random.default_rng(11)
-    t = np.arange(64.0)
-    tf = rng.uniform(64, 200, (3000, 1))
-    creep = -np.log(tf - t) * rng.uniform(1, 20, (3000, 1))
-    steady = rng.uniform(0, 1, (3000, 1)) * t
-    d = np.concatenate([creep, steady]) + rng.normal(0, 0.05, (6000, 64))
-    d[::97, 50] = np.nan
-    rule = AccelerationRule()
-    full = detect_acceleration(d, rule).established[:, -1]
-    assert 500 < full.sum() < 5500  # both outcomes are well represented
-    np.testing.assert_array_equal(established_at_end(d, rule), full)
-    assert not established_at_end(d[:, :40], rule).any()  # shorter than 2 × 24 samples

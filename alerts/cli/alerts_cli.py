@@ -131,31 +131,79 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flatten(evidence: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Nested evidence as "forecast.failure_time: ..." / "channels[0].value: ..." lines; lists
-    of plain values stay JSON."""
-    lines: list[tuple[str, str]] = []
-    for key, value in evidence.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            lines += _flatten(value, name + ".")
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            # e.g. the engine's per-channel evidence: one block per channel
-            for i, item in enumerate(value):
-                lines += _flatten(item, f"{name}[{i}].")
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _empty(value: Any) -> bool:
+    """Nothing worth a line: None, {}, [] or a list of Nones."""
+    if value is None:
+        return True
+    if isinstance(value, Mapping | list):
+        return all(_empty(v) for v in (value.values() if isinstance(value, Mapping) else value))
+    return False
+
+
+def _inline(value: Mapping[str, Any]) -> str | None:
+    """A mapping of scalars (or of {mm_per_day, se} pairs) on one line, else None."""
+    parts = []
+    for k, v in value.items():
+        if _empty(v):
+            continue
+        if isinstance(v, Mapping) and set(v) == {"mm_per_day", "se"}:
+            parts.append(f"{k} {_scalar(v['mm_per_day'])} ± {_scalar(v['se'])}")
+        elif isinstance(v, Mapping | list) and not (
+                isinstance(v, list) and all(not isinstance(x, Mapping | list) for x in v)):
+            return None
         else:
-            lines.append((name, value if isinstance(value, str)
-                          else json.dumps(value, ensure_ascii=False)))
-    return lines
+            parts.append(f"{k} {_scalar(v)}")
+    return ", ".join(parts)
+
+
+def render_evidence(evidence: Mapping[str, Any], indent: str = "      ") -> list[str]:
+    """Evidence as a person reads it: the sentences first, then one line per fact; nothing
+    for empty values; each channel its own block."""
+    out = [f"{indent}{evidence[k]}" for k in ("summary_en", "summary_zh") if k in evidence]
+    for key, value in evidence.items():
+        if key in ("summary_en", "summary_zh") or _empty(value):
+            continue
+        if key == "channels" and isinstance(value, list) and all(
+                isinstance(ch, Mapping) for ch in value):
+            for ch in value:
+                head = " ".join(str(ch[k]) for k in ("device_id", "sensor") if k in ch)
+                level = ch.get("level")
+                lv = f": {level_label(Level(level))}" if isinstance(level, int) else ""
+                out.append(f"{indent}channel {head}{lv}")
+                rest = {k: v for k, v in ch.items() if k not in ("device_id", "sensor", "level")}
+                out += render_evidence(rest, indent + "  ")
+        elif isinstance(value, Mapping):
+            line = _inline(value)
+            if line is not None:
+                out.append(f"{indent}{key}: {line}")
+            else:
+                out.append(f"{indent}{key}:")
+                out += render_evidence(value, indent + "  ")
+        elif isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
+            for item in value:
+                line = _inline(item)
+                out.append(f"{indent}{key}: {line}")
+        else:
+            out.append(f"{indent}{key}: {_scalar(value)}")
+    return out
 
 
 def render_detail(detail: AlertDetail) -> str:
     a = detail.alert
-    out = [f"Alert {a.alert_id}: {a.hazard_kind} at {target_label(a)}",
-           f"  status:      {a.status}",
-           f"  level:       {level_label(a.level)} (peak {level_label(a.peak_level)})",
-           f"  opened:      {_time(a.opened_at)} (data time), by {a.engine}",
-           f"  last change: {_time(a.last_data_time)} (data time)"]
+    out = [f"Alert {a.alert_id}: {a.hazard_kind} at {target_label(a)}"]
+    if a.threatened_people is not None:
+        out.append(f"  threatened:  {a.threatened_households} households, "
+                   f"{a.threatened_people} people")
+    out += [f"  status:      {a.status}",
+            f"  level:       {level_label(a.level)} (peak {level_label(a.peak_level)})",
+            f"  opened:      {_time(a.opened_at)} (data time), by {a.engine}",
+            f"  last change: {_time(a.last_data_time)} (data time)"]
     if a.acknowledged_by:
         note = f": {a.ack_note}" if a.ack_note else ""
         out.append(f"  acknowledged by {a.acknowledged_by} at {_time(a.acknowledged_at)}{note}")
@@ -166,7 +214,7 @@ def render_detail(detail: AlertDetail) -> str:
     for e in detail.events:
         out.append(f"  {_time(e.data_time)}  {e.kind:<8} {level_label(e.previous_level)} -> "
                    f"{level_label(e.level)}  (by {e.actor}, recorded {_time(e.recorded_at)})")
-        out += [f"      {k}: {v}" for k, v in _flatten(e.evidence)]
+        out += render_evidence(e.evidence)
     out.append("Audit trail:")
     for entry in detail.audit:
         extra = json.dumps(dict(entry.detail), ensure_ascii=False, default=str)

@@ -28,6 +28,7 @@ import psycopg
 
 from alerts.engine.rules import RAIN_WINDOWS_H, ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
+from alerts.engine.tick_setup import DISP_MEMORY_S
 from devices.catalogue import load_catalogue
 from geowarn import readings_bulk
 from geowarn.errors import InvalidInput
@@ -116,6 +117,8 @@ def memory_ranges(setup: Setup, state: EngineState
         method = setup.params[i].method
         if method == "rainfall":
             back = max(RAIN_WINDOWS_H) * 3600.0
+        elif method == "displacement":
+            back = DISP_MEMORY_S
         elif method in RING_K:
             back = RING_K[method] * c.reporting_interval_s * 1.5
         else:

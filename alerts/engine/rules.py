@@ -1,9 +1,9 @@
 """Per-channel rule configuration for the engine: which method judges a channel, with which
 numbers, and how they are overridden per sensor kind, hazard point, site or channel.
 
-Defaults come from the warning-science reference (cited in docs/quality.md and the methods
-doc); where the reference gives no number (water-level stages, displacement velocities and
-cumulative limits are per site) the default is NaN, meaning "that criterion is off until
+Defaults and their sources are in docs/methods.md (and docs/quality.md for the data-quality
+settings); where the reference gives no number (water-level stages, displacement velocities
+and cumulative limits are per site) the default is NaN, meaning "that criterion is off until
 someone configures it". Overrides live in the `engine_rules` table (migration 0045) as flat
 JSON objects whose keys are the fields of `RuleParams`; later scopes win: kind → hazard
 point → site → channel.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from geowarn.errors import InvalidInput
@@ -34,6 +35,8 @@ Method = Literal["rainfall", "displacement", "water_level", "water_quality", "ai
 Family = Literal["rainfall", "deformation", "water_level", "water_quality", "air_quality",
                  "other"]
 NAN4 = (math.nan, math.nan, math.nan, math.nan)
+DEFAULT_SCALES_H = (6.0, 24.0, 72.0, 168.0)
+MAX_SCALE_H = 336.0
 RAIN_WINDOWS_H = (1.0, 3.0, 6.0, 12.0, 24.0, 72.0)
 # The county example table (blue, yellow, orange, red mm) for 1/3/6/24 h; 12 h and 72 h are
 # computed and shown as evidence but carry no thresholds until a site sets them.
@@ -77,9 +80,30 @@ class RuleParams:
     velocity_mm_per_day: tuple[float, float, float, float] = NAN4
     cumulative_mm: tuple[float, float, float, float] = NAN4
     baseline: float = math.nan  # NaN: the first value the engine sees
-    reference_rate_mm_per_day: float = math.nan  # v̄; NaN: learnt from the first hours
-    reference_hours: float = 24.0
     sign: float = 1.0  # −1 for a sensor whose readings fall as the slope moves
+    # Displacement: every window a duration (docs/methods.md gives the sources and why).
+    velocity_scales_h: tuple[float, float, float, float] = DEFAULT_SCALES_H
+    accel_z: float = 2.0  # standard errors by which a shorter scale must be faster
+    accel_min_pairs: int = 2  # adjacent scale pairs that must agree
+    accel_persist_h: float = 12.0  # acceleration seen this long before it is established
+    reference_rate_mm_per_day: float = math.nan  # v̄ set by the engineer; NaN: baseline
+    reference_days: float = 30.0  # baseline window for v̄, ending reference_gap_h before
+    reference_gap_h: float = 48.0  # ... the time acceleration was first seen
+    reference_min_days: float = 2.0  # shorter baselines give no v̄ (and no tangent angle)
+    reference_floor_mm_per_day: float = 0.05  # v̄ below this (a stable point) counts as this
+    tangent_angle_deg: tuple[float, float, float, float] = (40.0, 50.0, 80.0, 85.0)
+    step_confirm_h: float = 6.0  # plateau needed after a jump before it is an offset
+    step_z: float = 4.0
+    step_min_mm: float = 1.0
+    forecast_pre_h: float = 24.0  # tertiary fit starts this long before acceleration seen
+    forecast_max_h: float = 168.0  # ... but at most this far back
+    forecast_refresh_s: float = 3600.0  # a new forecast replaces the shown one at most this
+    forecast_confidence: float = 0.95
+    # Levels from the issued forecast: (blue, yellow, orange, red) when the forecast failure
+    # is at most this many hours away (NaN: that level not from the forecast).
+    forecast_lead_h: tuple[float, float, float, float] = (math.nan, math.nan, 72.0, 24.0)
+    maintenance_from: str = ""  # ISO 8601 window in which readings raise nothing and
+    maintenance_until: str = ""  # offsets are expected (device work)
     # water level (m) and rate of rise (m/h)
     warning_m: float = math.nan
     guaranteed_m: float = math.nan
@@ -144,8 +168,8 @@ class RuleParams:
         if self.fusion_mode not in ("max", "k_of_n") or self.fusion_k < 1:
             raise InvalidInput(f"fusion must be max or k_of_n with k >= 1, got "
                                f"{self.fusion_mode}/{self.fusion_k}")
-        if not self.hampel_k > 0 or not self.reference_hours > 0:
-            raise InvalidInput("need hampel_k > 0 and reference_hours > 0")
+        if not self.hampel_k > 0:
+            raise InvalidInput("need hampel_k > 0")
         if self.stuck_count not in (-1, 0) and self.stuck_count < 2:
             raise InvalidInput(f"stuck_count must be >= 2, 0 (off) or -1 (the kind's "
                                f"default), got {self.stuck_count}")
@@ -168,6 +192,66 @@ class RuleParams:
                 self.fusion_deformation_at_least <= 4:
             raise InvalidInput("fusion_rain_at_least and fusion_deformation_at_least must be "
                                "1..4 (blue..red)")
+        self._check_displacement()
+
+    def _check_displacement(self) -> None:
+        sc = self.velocity_scales_h
+        if (len(sc) != 4 or list(sc) != sorted(set(sc)) or sc[0] < 4 or sc[-1] > MAX_SCALE_H
+                or 24.0 not in sc or any(x != int(x) for x in sc)):
+            raise InvalidInput(f"velocity_scales_h: need 4 rising whole hours in [4, "
+                               f"{MAX_SCALE_H:g}] including 24 (the tangent angle is daily): "
+                               f"{sc}")
+        ta = self.tangent_angle_deg
+        if len(ta) != 4 or list(ta) != sorted(ta) or not all(0 <= a < 90 for a in ta):
+            raise InvalidInput(f"tangent_angle_deg: need 4 rising angles in [0, 90): {ta}")
+        if not (self.accel_z > 0 and self.step_z > 0 and 1 <= self.accel_min_pairs <= 3):
+            raise InvalidInput("need accel_z > 0, step_z > 0 and accel_min_pairs in 1..3")
+        if not (2 <= self.step_confirm_h <= 48 and self.step_min_mm >= 0):
+            raise InvalidInput("need step_confirm_h in [2, 48] and step_min_mm >= 0")
+        if not (0 <= self.accel_persist_h <= 240 and self.reference_floor_mm_per_day > 0):
+            raise InvalidInput("need accel_persist_h in [0, 240] and "
+                               "reference_floor_mm_per_day > 0")
+        if not (0 < self.reference_min_days <= self.reference_days
+                and self.reference_days + self.reference_gap_h / 24.0 <= 40.0
+                and self.reference_gap_h >= 0):
+            raise InvalidInput("need 0 < reference_min_days <= reference_days and "
+                               "reference_days + reference_gap_h/24 <= 40 (the engine keeps "
+                               "45 days)")
+        if not (self.reference_rate_mm_per_day > 0 or math.isnan(
+                self.reference_rate_mm_per_day)):
+            raise InvalidInput("reference_rate_mm_per_day must be > 0 (or null: baseline)")
+        if not (0 < self.forecast_pre_h <= self.forecast_max_h <= 720
+                and self.forecast_refresh_s >= 0 and 0.5 <= self.forecast_confidence < 1):
+            raise InvalidInput("need 0 < forecast_pre_h <= forecast_max_h <= 720, "
+                               "forecast_refresh_s >= 0, forecast_confidence in [0.5, 1)")
+        lead = [x for x in self.forecast_lead_h if not math.isnan(x)]
+        if len(self.forecast_lead_h) != 4 or lead != sorted(lead, reverse=True) or any(
+                x <= 0 for x in lead):
+            raise InvalidInput(f"forecast_lead_h: need 4 positive hours falling from blue to "
+                               f"red (null: off): {self.forecast_lead_h}")
+        window = maintenance_window(self.maintenance_from, self.maintenance_until)
+        if (self.maintenance_from or self.maintenance_until) and window[1] < window[0]:
+            raise InvalidInput("maintenance_until is before maintenance_from")
+
+
+def maintenance_window(start: str, until: str) -> tuple[float, float]:
+    """(from, until) in seconds; an empty bound is open (−inf / +inf); both empty: none."""
+    if not start and not until:
+        return (math.inf, -math.inf)
+    out = []
+    for name, text, open_end in (("maintenance_from", start, -math.inf),
+                                 ("maintenance_until", until, math.inf)):
+        if not text:
+            out.append(open_end)
+            continue
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"{name}: {text!r} is not an ISO 8601 time") from None
+        if dt.tzinfo is None:
+            raise InvalidInput(f"{name}: {text!r} needs a time zone (e.g. +08:00 or Z)")
+        out.append(dt.timestamp())
+    return (out[0], out[1])
 
 
 _FIELDS = {f.name: f for f in fields(RuleParams)}
@@ -243,7 +327,11 @@ APPLIES_TO: dict[str, frozenset[str]] = {
     "dwell_s": _JUDGED,
     **{f: frozenset({"displacement"}) for f in (
         "velocity_mm_per_day", "cumulative_mm", "baseline", "reference_rate_mm_per_day",
-        "reference_hours", "sign")},
+        "sign", "velocity_scales_h", "accel_z", "accel_min_pairs", "accel_persist_h",
+        "reference_days", "reference_gap_h", "reference_min_days",
+        "reference_floor_mm_per_day", "tangent_angle_deg", "step_confirm_h", "step_z",
+        "step_min_mm", "forecast_pre_h", "forecast_max_h", "forecast_refresh_s",
+        "forecast_confidence", "forecast_lead_h", "maintenance_from", "maintenance_until")},
     **{f: frozenset({"water_level"}) for f in (
         "warning_m", "guaranteed_m", "historical_max_m", "approach_margin_m",
         "rise_rate_m_per_h")},

@@ -39,6 +39,8 @@ import numpy as np
 from alerts.engine import silence
 from alerts.engine import tick_methods as tm
 from alerts.engine import tick_quality as tq
+from alerts.engine.disp_evidence import describe
+from alerts.engine.displacement import add_readings
 from alerts.engine.rules import AQI_TABLE, GB3838_ITEM, RAIN_WINDOWS_H
 from alerts.engine.tick_quality import fill_memory
 from alerts.engine.tick_setup import (
@@ -168,18 +170,18 @@ def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: 
         acc = state.rain.totals_mm(ring, uniq)
         _, _, q_last = ring.last(uniq, 1)
         return tm.rainfall(acc, p["rain_table_mm"][ch], p["clear_ratio"][ch], q_last[:, 0]), ch
-    if g == "displacement":
-        _learn_reference(setup, state, idx, t, v)
     uniq, _, _ = ring.append(rows_in, t, v, q)
     ch = setup.group_rows[g][uniq]
     tq.record(state, ch, t, v, tq.screen_series(setup, state.screen, ring, uniq, ch))
     ratio = p["clear_ratio"][ch]
     if g == "displacement":
-        tt, vv, qq = ring.last(uniq, tm.DISP_LOOKBACK)
-        return tm.displacement(
-            tt, vv, qq, sign=p["sign"][ch], baseline=state.baseline[ch],
-            v_ref=_v_ref(setup, state, ch), vel_thr=p["velocity_mm_per_day"][ch],
-            cum_thr=p["cumulative_mm"][ch], ratio=ratio), ch
+        # Each newest sample; the history leaves out what the device marked bad and what the
+        # screen found implausible, but keeps outliers pending confirmation: its hourly
+        # medians absorb a spike, and the fast rise before a failure is no spike.
+        tt, vv, qq = ring.last(uniq, 1)
+        stored = q[np.argsort(rows_in, kind="stable")]  # one sample per channel per round
+        q_hist = np.where(qq[:, 0] == tq.IMPLAUSIBLE_Q, qq[:, 0], stored)
+        return _evaluate_displacement(setup, state, ch, tt[:, 0], vv[:, 0], q_hist)
     if g == "water_level":
         tt, vv, qq = ring.last(uniq, ring.k)
         th = StationThresholds.build(p["warning_m"][ch], p["guaranteed_m"][ch],
@@ -195,32 +197,21 @@ def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: 
     return tm.threshold(vv, qq, thr=p["thresholds"][ch], ratio=ratio), ch
 
 
-def _learn_reference(setup: Setup, state: EngineState, idx: IntArray, t: FloatArray,
-                     v: FloatArray) -> None:
-    """Baseline = first value; v̄ = least-squares rate over the first reference_hours."""
-    first = np.isnan(state.ref_t0[idx])
-    np.fmin.at(state.ref_t0, idx[first], t[first])
-    base_nan = np.isnan(state.baseline[idx])
-    if base_nan.any():
-        order = np.flatnonzero(base_nan)
-        uniq, pos = np.unique(idx[order], return_index=True)
-        state.baseline[uniq] = v[order[pos]]
-    rel = t - state.ref_t0[idx]
-    use = rel < setup.p["reference_hours"][idx] * 3600.0
-    x, y, i = rel[use] / 3600.0, v[use] * setup.p["sign"][idx[use]], idx[use]
-    for arr, val in ((state.ref_n, np.ones_like(x)), (state.ref_st, x), (state.ref_sd, y),
-                     (state.ref_stt, x * x), (state.ref_std, x * y)):
-        np.add.at(arr, i, val)
-
-
-def _v_ref(setup: Setup, state: EngineState, ch: IntArray) -> FloatArray:
-    conf = setup.p["reference_rate_mm_per_day"][ch] / 86400.0
-    n, st, sd = state.ref_n[ch], state.ref_st[ch], state.ref_sd[ch]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope_h = (n * state.ref_std[ch] - st * sd) / (n * state.ref_stt[ch] - st * st)
-    done = state.watermark[ch] >= state.ref_t0[ch] + setup.p["reference_hours"][ch] * 3600.0
-    learnt = np.where(done & (n >= 3), slope_h / 3600.0, np.nan)
-    return np.where(np.isnan(conf), learnt, conf)
+def _evaluate_displacement(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray,
+                          v: FloatArray, q: np.ndarray) -> tuple[tm.MethodResult, IntArray]:
+    """Displacement is judged per closed hour (alerts/engine/displacement.py); channels whose
+    hour is still open are not evaluated. A step found outside a maintenance window is a
+    data-quality finding of its channel (tick_quality's device alert names it)."""
+    assert state.disp is not None
+    res = add_readings(state.disp, setup.p, ch, setup.row_in_group[ch], t, v, q)
+    for e in res.steps:
+        if not e.expected:
+            c = int(setup.group_rows["displacement"][e.row])
+            found_at = float(t[np.flatnonzero(ch == c)[0]])  # the reading that confirmed it
+            tq.record_step(state, c, found_at, e.time, e.jump_mm, e.kind)
+    out = setup.group_rows["displacement"][res.rows]
+    nothing = np.zeros(out.size, bool)
+    return tm.MethodResult(res.raise_level, res.hold_level, nothing, {}), out
 
 
 def _target_changes(setup: Setup, state: EngineState, now: float, changed_ch: IntArray,
@@ -283,8 +274,10 @@ def _channel_evidence(setup: Setup, state: EngineState, c: int) -> dict[str, Any
         ev["stages_m"] = {"warning": _num(p.warning_m), "guaranteed": _num(p.guaranteed_m),
                           "historical_max": _num(p.historical_max_m)}
     elif p.method == "displacement":
-        ev["reference_rate_mm_per_day"] = _num(float(_v_ref(setup, state, np.array([c]))[0])
-                                               * 86400.0)
+        assert state.disp is not None
+        ev.pop("value", None)
+        ev.update(describe(state.disp, setup.p, int(setup.row_in_group[c]), c,
+                           f"{info.device_id} {info.spec}"))
     elif p.method == "threshold":
         ev["thresholds"] = [_num(v) for v in p.thresholds]
     return ev

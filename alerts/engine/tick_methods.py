@@ -12,9 +12,9 @@ already keeps a single sample from flapping, so they clear at the raise threshol
 
 Data quality is judged before any of these run (alerts/engine/tick_quality.py): samples the
 screen left out carry quality ≥ 2 in the rings, so fits and persistence counts skip them, and
-a newest sample with any quality mark is `flagged` (it cannot raise alone).
-Velocity needs VELOCITY_MIN_SAMPLES of its VELOCITY_SAMPLES window: a rate from a handful of
-noisy fixes is noise.
+a newest sample with any quality mark is `flagged` (it cannot raise alone). Displacement is
+not here: it is judged per closed hour on each channel's hourly history
+(alerts/engine/displacement.py).
 """
 
 from __future__ import annotations
@@ -24,25 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from alerts.methods import water_level as wl
-from alerts.methods.displacement import (
-    AccelerationRule,
-    tangent_angle,
-    tangent_levels,
-)
-from alerts.methods.failure_time import ForecastConfig, forecast_failure
-from alerts.methods.fitting import masked_linear_fit
 from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
 from alerts.methods.pollution import AQI_BREAKPOINTS, GB3838_LIMITS, iaqi, persistent
 from alerts.methods.ragged import FloatArray, IntArray
 
-DAY = 86400.0
-DISP_LOOKBACK = 64  # samples: 2 × the longest acceleration window + persistence + margin
-VELOCITY_SAMPLES = 12
-VELOCITY_MIN_SAMPLES = 8
 WATER_RATE_SAMPLES = 6
 WATER_CLEAR_M = 0.1
-ACCELERATION = AccelerationRule()
-FORECAST = ForecastConfig(fit_samples=48)
 
 
 @dataclass(frozen=True)
@@ -71,94 +58,6 @@ def rainfall(acc_mm: FloatArray, table: FloatArray, ratio: FloatArray, q_last: n
     clear = table - (1.0 - ratio[:, None, None]) * np.abs(table)
     hold = np.maximum(classify(acc_mm, clear).max(axis=1), raise_lv).astype(LEVEL_DTYPE)
     return MethodResult(raise_lv, hold, q_last >= 2, {"accumulations_mm": acc_mm})
-
-
-def displacement(t: FloatArray, v: FloatArray, q: np.ndarray, *, sign: FloatArray,
-                 baseline: FloatArray, v_ref: FloatArray, vel_thr: FloatArray,
-                 cum_thr: FloatArray, ratio: FloatArray) -> MethodResult:
-    """Rows of the last DISP_LOOKBACK samples (oldest first). v_ref and baseline per row."""
-    d = v * sign[:, None]
-    flagged = q[:, -1] > 0
-    d = np.where(q >= 2, np.nan, d)
-    n = d.shape[1]
-    recent = np.arange(n) >= n - VELOCITY_SAMPLES
-    fit = masked_linear_fit(t, d, np.broadcast_to(recent, d.shape))
-    # A rate from a handful of noisy samples is noise (4 hourly GNSS fixes at ±1.5 mm give
-    # ±16 mm/day): velocity counts only over most of its window.
-    vel_day = np.where(fit.n >= VELOCITY_MIN_SAMPLES, fit.slope * DAY, np.nan)
-    cum = d[:, -1] - baseline * sign
-    filled = _ffill_rows(d)
-    accelerating = established_at_end(filled, ACCELERATION)
-    angle = tangent_angle(fit.slope, v_ref)
-    angle_all = tangent_levels(angle)
-    angle_lv = np.where(accelerating, angle_all, 0).astype(LEVEL_DTYPE)
-    # Raising needs established acceleration; holding does not: near failure the detector
-    # flickers (its windows straddle ever steeper curve), and a slope still moving well
-    # above its reference rate (α > yellow_above) must not clear because of that flicker.
-    angle_hold = np.where(accelerating | (angle_all >= 2), angle_all, 0).astype(LEVEL_DTYPE)
-    vel_r, vel_h = levels_pair(vel_day, vel_thr, clear_of(vel_thr, ratio))
-    cum_r, cum_h = levels_pair(cum, cum_thr, clear_of(cum_thr, ratio))
-    raise_lv = np.maximum.reduce([vel_r, cum_r, angle_lv]).astype(LEVEL_DTYPE)
-    hold = np.maximum.reduce([vel_h, cum_h, angle_hold]).astype(LEVEL_DTYPE)
-    t_fail = np.full((d.shape[0], 3), np.nan)
-    rows = np.flatnonzero(accelerating & np.all(np.isfinite(filled), axis=1))
-    if rows.size:
-        # Forecast on the sample-index grid, then back to seconds with each row's step: the
-        # rows report at different intervals, and forecast_failure wants one grid.
-        step = np.nanmedian(np.diff(t[rows], axis=1), axis=1)
-        fc = forecast_failure(np.arange(n, dtype=np.float64), filled[rows], FORECAST)
-        t_last = t[rows, -1]
-        for j, x in enumerate((fc.t_failure, fc.t_lower, fc.t_upper)):
-            t_fail[rows, j] = t_last + (x - (n - 1)) * step
-    return MethodResult(raise_lv, hold, flagged, {
-        "value": v[:, -1], "cumulative_mm": cum, "velocity_mm_per_day": vel_day,
-        "tangent_angle_deg": angle, "accelerating": accelerating.astype(np.float64),
-        "failure_time": t_fail})
-
-
-def _segment_fit(y: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Least-squares slope (per sample) and its standard error along the last axis; NaN
-    where a segment holds a NaN (as alerts.methods.displacement.rolling_regression)."""
-    w = y.shape[-1]
-    x = np.arange(w) - (w - 1) / 2.0
-    sxx = w * (w * w - 1.0) / 12.0
-    yc = y - y.mean(axis=-1, keepdims=True)
-    b = (yc * x).sum(axis=-1) / sxx
-    rss = np.maximum((yc * yc).sum(axis=-1) - b * b * sxx, 0.0)
-    return b, np.sqrt(rss / (w - 2.0) / sxx)
-
-
-def established_at_end(d: FloatArray, rule: AccelerationRule) -> np.ndarray:
-    """`detect_acceleration(d, rule).established[:, -1]`, computed only where it looks: the
-    regressions ending at the last `persist` samples and the windows just before them.
-
-    The full detector regresses at every sample of the lookback; a tick needs one answer per
-    row, and this costs 2·persist short fits per window instead of ~64.
-    """
-    rows, n = d.shape
-    out = np.ones(rows, bool)
-    ends = n - 1 - np.arange(rule.persist)  # the last `persist` positions
-    for w in rule.windows:
-        if ends[-1] - 2 * w + 1 < 0:
-            return np.zeros(rows, bool)  # too short for the previous window: nothing seen
-        starts = np.concatenate([ends - w + 1, ends - 2 * w + 1])  # current, then previous
-        seg = d[:, starts[:, None] + np.arange(w)]  # (rows, 2·persist, w)
-        b, se = _segment_fit(seg)
-        cur, prev = b[:, : rule.persist], b[:, rule.persist:]
-        with np.errstate(invalid="ignore"):
-            sees = (cur > 0) & (cur - prev > rule.z * np.hypot(se[:, : rule.persist],
-                                                                se[:, rule.persist:]))
-        out &= sees.all(axis=1)
-    return out
-
-
-def _ffill_rows(d: FloatArray) -> FloatArray:
-    ok = np.isfinite(d)
-    idx = np.maximum.accumulate(np.where(ok, np.arange(d.shape[1]), 0), axis=1)
-    out = np.take_along_axis(d, idx, axis=1)
-    first = np.where(ok.any(1), ok.argmax(1), 0)
-    lead = np.arange(d.shape[1])[None, :] < first[:, None]
-    return np.where(lead, np.take_along_axis(d, first[:, None], axis=1), out)
 
 
 def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, th: wl.StationThresholds,

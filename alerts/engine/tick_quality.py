@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from alerts.engine.ring import Ring
-from alerts.engine.tick_setup import GROUPS, Change, EngineState, Samples, Setup
+from alerts.engine.tick_setup import (
+    GROUPS,
+    Change,
+    EngineState,
+    Samples,
+    Setup,
+    refill_displacement,
+)
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
 from alerts.methods.quality import (
     HAMPEL_HALF,
@@ -37,6 +44,7 @@ from alerts.methods.ragged import FloatArray, IntArray
 
 IMPLAUSIBLE_Q = 3
 IMPLAUSIBLE, REPEATING = 1, 2
+STEP, SLIP = 3, 4  # displacement steps (alerts/engine/displacement.py)
 
 
 def _params(setup: Setup, ch: IntArray) -> ScreenParams:
@@ -92,6 +100,16 @@ def record(state: EngineState, ch: IntArray, t: FloatArray, v: FloatArray, verdi
     state.suspicious[ch] = verdict.suspicious
 
 
+def record_step(state: EngineState, c: int, found_at: float, step_t: float, jump_mm: float,
+                kind: str) -> None:
+    """A displacement step of channel c, found at data time `found_at` (its plateau confirmed):
+    an offset removed from the velocity series, or a slip kept as movement."""
+    state.finding_t[c] = found_at
+    state.finding_code[c] = STEP if kind == "offset" else SLIP
+    state.finding_value[c] = jump_mm
+    state.finding_limit[c] = step_t  # for a step: when it happened
+
+
 def corroborated(setup: Setup, state: EngineState, u: IntArray,
                  regional: LevelArray | None) -> np.ndarray:
     """A neighbour of the same method warns on clean data, or a regional warning covers the
@@ -144,6 +162,14 @@ def quality_changes(setup: Setup, state: EngineState, touched: IntArray) -> list
 def _finding(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:
     info = setup.channels[c]
     code = int(state.finding_code[c])
+    if code in (STEP, SLIP):
+        return {"channel_id": info.channel_id, "device_id": info.device_id,
+                "sensor": f"{info.kind}.{info.spec}",
+                "finding": ("step: offset removed from velocity" if code == STEP
+                            else "slip: a step that keeps moving, judged as movement"),
+                "offset_mm": round(float(state.finding_value[c]), 1),
+                "step_time": datetime.fromtimestamp(float(state.finding_limit[c]),
+                                                    UTC).isoformat()}
     name = "implausible" if code == IMPLAUSIBLE else (
         "repeating" if setup.params[c].method == "rainfall" else "flat")
     ev: dict[str, Any] = {"channel_id": info.channel_id, "device_id": info.device_id,
@@ -189,6 +215,8 @@ def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
             if g == "rainfall" or not sel.any():
                 continue
             ch, rows = part.ch[sel], setup.row_in_group[part.ch[sel]]
+            if g == "displacement":  # and its hourly history, through the tick's own code
+                refill_displacement(setup, state, ch, part.t[sel], part.v[sel], part.q[sel])
             ring = state.rings[g]
             ring.append(rows, part.t[sel], part.v[sel], part.q[sel])
             screen_series(setup, scratch, ring, rows, ch)

@@ -16,9 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from alerts.engine import tick_methods as tm
+from alerts.engine.disp_history import HISTORY_DAYS
+from alerts.engine.displacement import DispState, StepEvent, add_readings
 from alerts.engine.ring import RainWindows, Ring
-from alerts.engine.rules import FAMILY_OF_METHOD, RAIN_WINDOWS_H, ChannelInfo, RuleParams
+from alerts.engine.rules import (
+    FAMILY_OF_METHOD,
+    RAIN_WINDOWS_H,
+    ChannelInfo,
+    RuleParams,
+    maintenance_window,
+)
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
 from alerts.methods.quality import ScreenState
 from alerts.methods.ragged import FloatArray, IntArray
@@ -30,9 +37,17 @@ N_FAM = 5
 COMBINED = 5
 GROUPS = ("rainfall", "displacement", "water_level", "water_quality", "air_quality",
           "threshold")
-RING_K = {"displacement": tm.DISP_LOOKBACK, "water_level": 16, "water_quality": 16,
-          "air_quality": 16, "threshold": 16}
+# Displacement keeps a short raw ring for the data-quality screen; its judgement runs on the
+# hourly history (DispState).
+RING_K = {"displacement": 16, "water_level": 16, "water_quality": 16, "air_quality": 16,
+          "threshold": 16}
 _KIND_FAMILY = {"water_level": 2, "water_quality": 3, "air_quality": 4}
+DISP_FLOAT_PARAMS = ("velocity_scales_h", "accel_z", "accel_persist_h", "reference_days",
+                     "reference_gap_h", "reference_min_days", "reference_floor_mm_per_day",
+                     "tangent_angle_deg", "step_confirm_h", "step_z", "step_min_mm",
+                     "forecast_pre_h", "forecast_max_h", "forecast_refresh_s",
+                     "forecast_confidence", "forecast_lead_h")
+DISP_MEMORY_S = HISTORY_DAYS * 86400.0  # the readings a restart reloads for displacement
 
 
 @dataclass(frozen=True)
@@ -150,14 +165,17 @@ def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
     p_arrays = {name: arr(name) for name in (
         "rain_table_mm", "thresholds", "clear_ratio", "dwell_s", "offline_after_s",
         "velocity_mm_per_day", "cumulative_mm", "baseline", "reference_rate_mm_per_day",
-        "reference_hours", "sign", "warning_m", "guaranteed_m", "historical_max_m",
+        "sign", "warning_m", "guaranteed_m", "historical_max_m",
         "approach_margin_m", "rise_rate_m_per_h", "hampel_k", "hampel_min_deviation",
         "implausible_min", "implausible_max", "implausible_rate_per_h",
         "rain_implausible_mm_10min", "rain_implausible_mm_1h", "corroborate_within_m",
-        "quality_hold_s")}
+        "quality_hold_s", *DISP_FLOAT_PARAMS)}
     for name in ("persist_n", "persist_m", "stuck_count", "onset_confirm_samples",
-                 "suspicious_max_level"):
+                 "suspicious_max_level", "accel_min_pairs"):
         p_arrays[name] = arr(name, np.int64)
+    windows = [maintenance_window(q.maintenance_from, q.maintenance_until) for q in params]
+    p_arrays["maint_from"] = np.array([w[0] for w in windows], np.float64)
+    p_arrays["maint_until"] = np.array([w[1] for w in windows], np.float64)
     p_arrays["rain_ring_k"] = np.array([max(rain_k, default=16)], np.int64)
     p_arrays["interval_s"] = np.array([c.reporting_interval_s for c in channels], np.float64)
     device = np.array([dindex[c.device_id] for c in channels], np.int64)
@@ -236,6 +254,8 @@ class EngineState:
     quality: LevelArray  # (D,)
     rings: dict[str, Ring] = field(default_factory=dict)
     rain: RainWindows | None = None
+    disp: DispState | None = None
+    disp_findings: list[StepEvent] = field(default_factory=list)
     evidence: dict[str, FloatArray] = field(default_factory=dict)
 
     @classmethod
@@ -273,6 +293,7 @@ class EngineState:
         nr = setup.group_rows["rainfall"].size
         self.rings["rainfall"] = Ring.empty(nr, int(setup.p["rain_ring_k"][0]))
         self.rain = RainWindows.empty(nr, np.asarray(RAIN_WINDOWS_H) * 3600.0)
+        self.disp = DispState.empty(setup.group_rows["displacement"].size)
         self.evidence = {}
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
@@ -287,3 +308,18 @@ class TickResult:
     updated: IntArray  # channel indices evaluated this tick
     raise_level: LevelArray  # (len(updated),) before hysteresis
     silent_devices: list[str]
+
+
+def refill_displacement(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray,
+                         v: FloatArray, q: np.ndarray) -> None:
+    """Replay stored readings into the displacement history, hour by hour, through the same
+    code the tick runs (so offsets found before the restart are found and removed again);
+    the levels it computes are discarded (the saved state has them)."""
+    assert state.disp is not None
+    order = np.lexsort((t, ch))
+    ch, t, v, q = ch[order], t[order], v[order], q[order]
+    start = np.flatnonzero(np.r_[True, ch[1:] != ch[:-1]])
+    rank = np.arange(ch.size) - np.repeat(start, np.diff(np.r_[start, ch.size]))
+    for j in range(int(rank.max()) + 1 if rank.size else 0):
+        i = np.flatnonzero(rank == j)
+        add_readings(state.disp, setup.p, ch[i], setup.row_in_group[ch[i]], t[i], v[i], q[i])

@@ -73,6 +73,9 @@ class Alert:
     resolved_by: str | None
     resolved_at: datetime | None
     resolve_reason: str | None
+    # Hazard points only (gis hazard_points): who is threatened; None for sites and devices.
+    threatened_households: int | None = None
+    threatened_people: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -97,7 +100,8 @@ class AlertDetail:
 ALERT_COLUMNS = """a.alert_id, a.target_type, a.target_id, h.name AS target_name,
     h.county_code, a.hazard_kind, a.status, a.level, a.peak_level, a.opened_at,
     a.last_data_time, a.engine, a.recorded_at, a.acknowledged_by, a.acknowledged_at,
-    a.ack_note, a.resolved_by, a.resolved_at, a.resolve_reason"""
+    a.ack_note, a.resolved_by, a.resolved_at, a.resolve_reason,
+    h.households AS threatened_households, h.people AS threatened_people"""
 ALERT_FROM = """alerts a LEFT JOIN hazard_points h
     ON a.target_type = 'hazard' AND h.hazard_id = a.target_id"""
 EVENT_COLUMNS = """e.event_id, e.alert_id, a.target_type, a.target_id, a.hazard_kind, e.kind,
@@ -237,7 +241,10 @@ def alert_json(alert: Alert) -> dict[str, Any]:
     return {
         "id": alert.alert_id,
         "target": {"type": alert.target_type, "id": alert.target_id, "name": alert.target_name,
-                   "county_code": alert.county_code},
+                   "county_code": alert.county_code,
+                   **({"threatened": {"households": alert.threatened_households,
+                                      "people": alert.threatened_people}}
+                      if alert.threatened_people is not None else {})},
         "hazard_kind": alert.hazard_kind,
         "status": alert.status,
         "level": level_name(alert.level),

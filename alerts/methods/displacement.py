@@ -6,7 +6,7 @@ channel; `resample` turns CSR-packed irregular readings into such a grid first. 
 is taken positive in the direction of movement (flip the sign of a sensor whose readings
 fall as the slope moves).
 
-Methods and sources (see /work/shared/reference/warning-science.md):
+Methods and sources (docs/methods.md):
 - Velocity: Savitzky–Golay derivative (scipy.signal.savgol_filter, deriv=1), which follows
   the trend and shows acceleration onset earlier than a moving average (Sharifi et al. 2021,
   2022, NHESS 22:411); or rolling least-squares over a window with its standard error.

@@ -1,7 +1,7 @@
 """Failure-time forecasts: Fukuzono's inverse velocity with an uncertainty band, gated by
 established acceleration, and Saito's three-point formula.
 
-Sources (see /work/shared/reference/warning-science.md):
+Sources (docs/methods.md):
 - Fukuzono 1985: acceleration = A·v^α; for α = 2, 1/v falls linearly in time and the zero
   crossing of a straight-line fit is the forecast failure time. Fit only during acceleration,
   report the uncertainty, refresh as data arrive.

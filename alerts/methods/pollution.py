@@ -1,7 +1,7 @@
 """Pollution rules: GB 3838-2002 surface-water classes, HJ 633-2012 AQI, persistence of
 exceedance (N of the last M samples) and sudden jumps.
 
-Sources (see /work/shared/reference/warning-science.md):
+Sources (docs/methods.md):
 - GB 3838-2002 class limits (mg/L). Dissolved oxygen is a minimum, the rest maxima; pH must
   be 6–9 in every class. A value worse than class V is "inferior V" (劣V, class 6 here).
   The class of a value is the best class whose limit it meets (COD ≤ 15 is class I even

@@ -6,7 +6,7 @@ timestamp (a tipping-bucket count or a logger's period total), so a window of le
 time t holds the samples with time in (t − w, t]. A NaN sample is missing data and makes
 every total that covers it NaN (a window with a hole must not look dry).
 
-Sources (see /work/shared/reference/warning-science.md):
+Sources (docs/methods.md):
 - I–D thresholds I = a·D^(−b): Caine 1980 (a=14.82, b=0.39), Aleotti 2004 Piedmont (a=19,
   b=0.50), Guzzetti et al. 2008 global (a=2.20, b=0.44, *unconfirmed*).
 - Effective antecedent rainfall R_a = Σ k^i r_i; k = 0.79/day over 3 days from a Fujian study

@@ -1,6 +1,6 @@
 """Water-level rules: station thresholds → level, rate of rise, and time to crossing.
 
-Sources (see /work/shared/reference/warning-science.md): a flood signal is blue when the
+Sources (docs/methods.md): a flood signal is blue when the
 level approaches the warning level (警戒水位), yellow at/above it, orange at/above the
 guaranteed level (保证水位), red at/above the historical maximum; alternatively ≥5/20/50-year
 return periods give yellow/orange/red. Each station has its own threshold set. The approach
