@@ -140,7 +140,7 @@ def test_cli_add_show_list_calibrate_rotate_retire(conn, capsys):
     assert main(["devices", "add", "CLI-1", "--kind", "crack_meter", "--lon", "103.1",
                  "--lat", "30.2", "--hazard", "HZ9", "--installed", "2026-04-01"]) == 0
     out = capsys.readouterr().out
-    secret = out.split("store it now): ")[1].strip()
+    secret = out.split("store it now): ")[1].splitlines()[0].strip()
     assert credentials.check_device_secret(conn, "CLI-1", secret)
 
     assert main(["devices", "add", "CLI-1", "--kind", "crack_meter"]) == 2
