@@ -184,15 +184,23 @@ def list_alerts(
     hazard_kind: str | None = None,
     min_level: Level | str | int | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    county: str | None = None,
+    county_prefixes: Sequence[str] | None = None,
+    include_no_county: bool = True,
+    oldest_first: bool = False,
     limit: int = 100,
 ) -> list[Alert]:
     """Alerts matching every filter given, most urgent first (unresolved before resolved, then
-    higher current level, then the latest data first).
+    higher current level, then the latest data first, or with `oldest_first` the longest
+    open first: a duty room's queue).
 
     `status`: one status, several, or None for all. `min_level` compares the current level
     (NONE once the data cleared; a resolved alert keeps the level it had when resolved).
     `since`: alerts touched at or after that time, i.e. whose latest level change (data time)
-    or resolution is not earlier.
+    or resolution is not earlier; `until`: latest level change before that time.
+    `county_prefixes`: only alerts whose hazard point's county code starts with one of them
+    (a user's scope), and, unless `include_no_county` is false, those with no county.
     """
     conditions: list[sql.Composable] = []
     params: list[Any] = []
@@ -220,12 +228,26 @@ def list_alerts(
             raise InvalidInput(f"since {since.isoformat()} needs a time zone")
         conditions.append(sql.SQL("(a.last_data_time >= %s OR a.resolved_at >= %s)"))
         params += [since, since]
+    if until is not None:
+        if until.tzinfo is None:
+            raise InvalidInput(f"until {until.isoformat()} needs a time zone")
+        conditions.append(sql.SQL("a.last_data_time < %s"))
+        params.append(until)
+    if county is not None:
+        conditions.append(sql.SQL("h.county_code = %s"))
+        params.append(county)
+    if county_prefixes is not None:
+        patterns = [p + "%" for p in county_prefixes]
+        conditions.append(sql.SQL("(h.county_code LIKE ANY(%s) OR h.county_code IS NULL)"
+                                  if include_no_county else "h.county_code LIKE ANY(%s)"))
+        params.append(patterns)
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit {limit} is out of range 1..{MAX_LIMIT}")
     where = (sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
+    order = ("a.opened_at, a.alert_id" if oldest_first
+             else "a.last_data_time DESC, a.alert_id DESC")
     query = (sql.SQL(f"SELECT {ALERT_COLUMNS} FROM {ALERT_FROM}") + where + sql.SQL(
-        " ORDER BY a.status = 'resolved', a.level DESC, a.last_data_time DESC, a.alert_id DESC"
-        " LIMIT %s"))
+        f" ORDER BY a.status = 'resolved', a.level DESC, {order} LIMIT %s"))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, [*params, limit]).fetchall()
     return [alert_from_row(r) for r in rows]

@@ -5,38 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from psycopg import sql
-from psycopg.rows import dict_row
+from fastapi import APIRouter, Query, status
 
-from alerts.lifecycle import writes
-from alerts.lifecycle.queries import (
-    ALERT_COLUMNS,
-    ALERT_FROM,
-    HAZARD_KINDS,
-    STATUSES,
-    Alert,
-    alert_from_row,
-    alert_json,
-    detail_json,
-    get_alert,
-    get_alert_row,
-    parse_level,
-)
+from alerts.lifecycle import queries, writes
+from alerts.lifecycle.queries import Alert, alert_json, detail_json, get_alert, get_alert_row
 from api.deps import Conn, CurrentUser, require
 from api.schemas import ERRORS, AckIn, AlertDetailOut, AlertOut, CommentIn, ResolveIn
-from api.scope import sql_prefixes, whole_province
+from api.scope import prefix, whole_province
 from api.users import User
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=ERRORS)
-
-
-def _scope_condition(user: User) -> tuple[sql.Composable, list[Any]]:
-    if whole_province(user.counties):
-        # Alerts with no county (sites, unplaced devices) are the province's to see.
-        return (sql.SQL("(h.county_code IS NULL OR h.county_code LIKE ANY(%s))"),
-                [sql_prefixes(user.counties)])
-    return sql.SQL("h.county_code LIKE ANY(%s)"), [sql_prefixes(user.counties)]
 
 
 @router.get("", response_model=list[AlertOut], summary="the alert queue")
@@ -52,42 +30,11 @@ def list_alerts(
 ) -> list[dict[str, Any]]:
     """Unresolved first, then by level and age: the order a duty room works in."""
     require(user, "read", check_county=False)
-    where, params = _scope_condition(user)
-    conditions = [where]
-    if alert_status:
-        bad = [s for s in alert_status if s not in STATUSES]
-        if bad:
-            raise HTTPException(422, f"status: unknown {', '.join(bad)} (known: "
-                                f"{', '.join(STATUSES)})")
-        conditions.append(sql.SQL("a.status = ANY(%s)"))
-        params.append(alert_status)
-    if level is not None:
-        conditions.append(sql.SQL("a.level >= %s"))
-        params.append(int(parse_level(level)))
-    if kind is not None:
-        if kind not in HAZARD_KINDS:
-            raise HTTPException(422, f"kind: unknown {kind!r} (known: {', '.join(HAZARD_KINDS)})")
-        conditions.append(sql.SQL("a.hazard_kind = %s"))
-        params.append(kind)
-    if county is not None:
-        conditions.append(sql.SQL("h.county_code = %s"))
-        params.append(county)
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"{name}: give a time zone (2026-07-01T08:00+08:00)")
-    if since is not None:
-        conditions.append(sql.SQL("(a.last_data_time >= %s OR a.resolved_at >= %s)"))
-        params += [since, since]
-    if until is not None:
-        conditions.append(sql.SQL("a.last_data_time < %s"))
-        params.append(until)
-    query = (sql.SQL(f"SELECT {ALERT_COLUMNS} FROM {ALERT_FROM} WHERE ")
-             + sql.SQL(" AND ").join(conditions)
-             + sql.SQL(" ORDER BY a.status = 'resolved', a.level DESC, a.opened_at, "
-                       "a.alert_id LIMIT %s"))
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query, [*params, limit]).fetchall()
-    return [alert_json(alert_from_row(r)) for r in rows]
+    found = queries.list_alerts(
+        conn, status=alert_status or None, hazard_kind=kind, min_level=level, since=since,
+        until=until, county=county, county_prefixes=[prefix(c) for c in user.counties],
+        include_no_county=whole_province(user.counties), oldest_first=True, limit=limit)
+    return [alert_json(a) for a in found]
 
 
 def _visible(conn: Conn, user: User, alert_id: int, action: str) -> Alert:
