@@ -25,7 +25,6 @@ offset-corrected displacement since the baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -281,11 +280,3 @@ def _forecast(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntAr
                                   float(p["forecast_confidence"][c]))
         if f.issued:
             st.fc[r] = (f.t_failure, f.t_lower, f.t_upper, t_now)
-
-
-def channel_evidence(st: DispState, p: dict[str, np.ndarray], row: int, c: int,
-                     label: str) -> dict[str, Any]:
-    """What a duty officer reads about one displacement channel (absent, not null, where a
-    value is unknown). `label` names the channel ("GNSS-03 disp_x")."""
-    from alerts.engine.disp_evidence import describe
-    return describe(st, p, row, c, label)
