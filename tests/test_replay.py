@@ -226,7 +226,8 @@ def test_sitka_replay_warns_on_the_recorded_landslide_days(
     daily = read_series(path, mapping_from_dict(mapping)).values["rain"]
     blue, yellow, orange = (round(float(np.percentile(daily, p)), 1)
                             for p in SITKA_PERCENTILES)
-    add_device(conn, DeviceSpec(device_id="RG-SITKA", kind="rain_gauge"))
+    add_device(conn, DeviceSpec(device_id="RG-SITKA", kind="rain_gauge",
+                                reporting_interval_s=86400))  # daily totals
     nan4 = [None] * 4
     table = [nan4, nan4, nan4, nan4, [blue, yellow, orange, None], nan4]
     assert main(["engine", "rules-set", "kind", "rain_gauge",
@@ -235,12 +236,16 @@ def test_sitka_replay_warns_on_the_recorded_landslide_days(
     mapping_file = path.parent.parent / "unused"  # the mapping is given as options below
     assert not mapping_file.exists()
     capsys.readouterr()
+    window = ("2002-11-12T00:00-09:00", "2020-12-14T00:00-09:00")  # the whole record
+    expected = read_series(path, mapping_from_dict(mapping)).between(
+        datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1])).readings
     assert main(["replay", str(path), "--device", "RG-SITKA", "--time", "day",
                  "--tz", "America/Sitka", "--label", "start", "--channel", "precip_mm_day=rain",
+                 "--from", window[0], "--to", window[1],
                  "--url", broker.url, "--readings-per-message", "1000", "--engine",
                  "--wait", "60"]) == 0
     out = capsys.readouterr().out
-    assert "published 6606 readings, stored 6606" in out
+    assert f"published {expected} readings, stored {expected}" in out
     sitka = tz_of("America/Sitka")
     with psycopg.connect(db_url) as c:
         changes = c.execute(
@@ -275,8 +280,12 @@ def test_lamosano_replay_in_data_time_raises_no_forecast(
     warning. (The whole six years: bench/replay.py, figures in BENCHMARKS.md.)"""
     rain = shared_data("lamosano_rain_hourly.csv")
     creep = shared_data("lamosano_p5_displacement_11day.csv")
-    add_device(conn, DeviceSpec(device_id="RG-LAMO", kind="rain_gauge"))
-    add_device(conn, DeviceSpec(device_id="GNSS-LAMO-P5", kind="gnss"))
+    # Registered with the intervals they really report at, or every gap between two samples
+    # would be a silence alert.
+    add_device(conn, DeviceSpec(device_id="RG-LAMO", kind="rain_gauge",
+                                reporting_interval_s=3600))
+    add_device(conn, DeviceSpec(device_id="GNSS-LAMO-P5", kind="gnss",
+                                reporting_interval_s=11 * 86400))
     start_gateway(broker, max_backlog_days=20000.0)
     capsys.readouterr()
     assert main(["replay", str(rain), str(creep), "--device", "RG-LAMO",
