@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from devices.messages import CommandReply, DecodeError, Reason
-from devices.native import COMMAND_ID, DEVICE_ID, check_command
+from devices.native import COMMAND_ID, DEVICE_ID, check_command, check_command_ids
 from devices.redaction import redact_text
 from devices.strict_json import loads_strict
 from devices.text import json_problem, quoted
@@ -26,10 +26,7 @@ def encode_national_command(
     apikey: str | None = None,
 ) -> tuple[str, bytes]:
     """(topic, payload) of a GeoWarn command translated into the national query string."""
-    if not DEVICE_ID.match(device_id):
-        raise InvalidInput(f"device id {device_id!r} is not [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
-    if not COMMAND_ID.match(command_id):
-        raise InvalidInput(f"command id {command_id!r} is not [A-Za-z0-9_-]{{1,64}}")
+    check_command_ids(device_id, command_id)
     p = check_command(name, params)
     args: list[tuple[str, object]]
     if name == "set_interval":

@@ -270,6 +270,14 @@ def _seconds(name: str, key: str, value: object, *, required: bool, maximum: int
     return value
 
 
+def check_command_ids(device_id: str, command_id: str) -> None:
+    """The ids of a downlink command, checked the same way for both profiles."""
+    if not DEVICE_ID.match(device_id):
+        raise InvalidInput(f"device id {device_id!r} is not [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
+    if not COMMAND_ID.match(command_id):
+        raise InvalidInput(f"command id {command_id!r} is not [A-Za-z0-9_-]{{1,64}}")
+
+
 def encode_native_command(
     device_id: str,
     command_id: str,
@@ -280,10 +288,7 @@ def encode_native_command(
     expires_at: datetime | None = None,
 ) -> tuple[str, bytes]:
     """(topic, payload) of a native downlink command; raises InvalidInput on bad input."""
-    if not DEVICE_ID.match(device_id):
-        raise InvalidInput(f"device id {device_id!r} is not [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
-    if not COMMAND_ID.match(command_id):
-        raise InvalidInput(f"command id {command_id!r} is not [A-Za-z0-9_-]{{1,64}}")
+    check_command_ids(device_id, command_id)
     p = check_command(name, params)
     p.pop("sensor_id", None)  # a native device has one sensor kind; the id is national-only
     doc: dict[str, Any] = {
