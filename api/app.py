@@ -1,16 +1,34 @@
-"""The FastAPI application: routers, error translation, CORS (off unless origins are set)."""
+"""The FastAPI application: routers, error translation, CORS (off unless origins are set).
+
+`extra_routers` are routes of other packages that the served app includes: api/ may not
+import notify/ (tests/test_layers.py), so the composition root above both
+(services/api_app.py, behind `geowarn api`) passes notify's Twilio callbacks in."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Sequence
+
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.routers import alerts, auth, devices, hazards, health, metrics, reports, stream
+from api.routers import (
+    alerts,
+    auth,
+    cap,
+    devices,
+    hazards,
+    health,
+    metrics,
+    notifications,
+    push,
+    reports,
+    stream,
+)
 from geowarn.settings import get_settings
 
 
-def create_app() -> FastAPI:
+def create_app(extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
     app = FastAPI(
         title="GeoWarn duty officers' API",
         version="1",
@@ -25,6 +43,9 @@ def create_app() -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     # The stream's fixed path is registered before /api/alerts/{alert_id}.
-    for module in (health, metrics, auth, stream, alerts, hazards, reports, devices):
+    for module in (health, metrics, auth, stream, alerts, hazards, reports, devices,
+                   notifications, cap, push):
         app.include_router(module.router)
+    for extra in extra_routers:
+        app.include_router(extra)
     return app

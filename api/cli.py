@@ -1,4 +1,5 @@
-"""`geowarn users add|list|disable|reset-password|api-key` and `geowarn api` (serve)."""
+"""`geowarn users add|list|disable|reset-password|api-key` (`geowarn api` serves the API from
+services/api_cli.py, which adds notify's callbacks)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,6 @@ def register(sub: Any) -> None:
     key.add_argument("username")
     key.add_argument("--name", required=True, help="what the key is for")
     key.set_defaults(func=_api_key)
-
-    api = sub.add_parser("api", help="serve the duty officers' API (GEOWARN_API_HOST/PORT)")
-    api.add_argument("--host", help="listen address (default GEOWARN_API_HOST)")
-    api.add_argument("--port", type=int, help="port (default GEOWARN_API_PORT)")
-    api.set_defaults(func=_serve)
 
 
 def _password(var: str | None) -> str:
@@ -127,19 +123,4 @@ def _api_key(args: argparse.Namespace) -> int:
         key = create_api_key(conn, args.username, args.name)
         conn.commit()
     print(f"API key for {args.username} ({args.name}); shown once, store it now:\n{key}")
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from api.app import create_app
-    from geowarn.settings import get_settings
-
-    settings = get_settings()
-    host, port = args.host or settings.api_host, args.port or settings.api_port
-    print(f"GeoWarn API on http://{host}:{port}/ (OpenAPI at /docs); Ctrl-C stops",
-          file=sys.stderr)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info",
-                proxy_headers=False, server_header=False)
     return 0

@@ -48,7 +48,7 @@ COMMANDS: dict[str, str] = {
     "notify": "notify.cli",
     "notifications": "notify.cli",
     "users": "api.cli",
-    "api": "api.cli",
+    "api": "services.api_cli",
     "run": "services.cli",
     "health": "services.cli",
     "demo": "demo.cli",

@@ -103,7 +103,10 @@ class Settings(BaseSettings):
     twilio_rate_per_s: float = Field(default=1.0, gt=0, description=(
         "messages per second per sender (the account's rate)"))
     notify_callback_url: str | None = Field(default=None, description=(
-        "public base URL of `geowarn notify --callbacks-port` (delivery status callbacks)"))
+        "externally visible base URL (scheme, host, port, proxy path prefix) serving "
+        "`/twilio/status` and `/twilio/inbound`: `geowarn api`, or `geowarn notify "
+        "--callbacks-port`; Twilio signs the URL it calls, so signatures are checked "
+        "against this, never the local address"))
     notify_file: Path | None = Field(default=None, description=(
         "the file channel; unset: `GEOWARN_DATA_DIR/notifications.jsonl`"))
     notify_routing_file: Path | None = Field(default=None, description=(
@@ -133,6 +136,10 @@ class Settings(BaseSettings):
         "a console login lasts this long (hours; a duty shift)"))
     api_cors_origins: str = Field(default="", description=(
         "comma-separated origins allowed to call the API from a browser; empty: CORS off"))
+    production: bool = Field(default=False, description=(
+        "production mode: `geowarn api` refuses to start without a database URL, with CORS "
+        "`*` or non-https origins, with Twilio but no auth token or https callback URL, a "
+        "webhook without secret, or a VAPID key others can read"))
 
     log_level: str = Field(default="INFO", description=(
         "log level of the services (DEBUG, INFO, WARNING, ...; `-v` is DEBUG)"))

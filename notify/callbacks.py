@@ -1,8 +1,12 @@
-"""Twilio status callbacks and inbound SMS: a small FastAPI app (the API mounts it later;
-`geowarn notify --callbacks-port PORT` serves it now).
+"""Twilio status callbacks and inbound SMS: a router served by `geowarn api` (the composition
+root services/api_app.py includes it, since api/ may not import notify/) or on its own by
+`geowarn notify --callbacks-port PORT` (`create_app`). The paths are the same either way:
+/twilio/status and /twilio/inbound.
 
 Every request must carry a valid X-Twilio-Signature (twilio's RequestValidator, over the URL
 Twilio called, i.e. GEOWARN_NOTIFY_CALLBACK_URL + path + query, and the form parameters);
+Twilio signs the URL it sees, so behind a reverse proxy that setting must be the externally
+visible base (scheme, host, port, any path prefix the proxy strips), not the local address;
 anything else gets 403 and changes nothing. A status moves a delivery only forward
 (deliveries.advance), so repeated or out-of-order callbacks are harmless. An inbound "1",
 "收到" or "确认" from a known number acknowledges the newest open alert that person was told
@@ -19,7 +23,7 @@ from urllib.parse import parse_qsl
 
 import psycopg
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from twilio.request_validator import RequestValidator
 
 from geowarn.settings import Settings
@@ -40,7 +44,16 @@ def _public_url(request: Request, base: str | None) -> str:
 
 
 def create_app(url: str, *, auth_token: str, public_base: str | None) -> FastAPI:
+    """The callbacks alone (`geowarn notify --callbacks-port`)."""
     app = FastAPI(title="GeoWarn notification callbacks", docs_url=None, redoc_url=None)
+    app.include_router(router(url, auth_token=auth_token, public_base=public_base))
+    return app
+
+
+def router(url: str, *, auth_token: str, public_base: str | None) -> APIRouter:
+    """The two callback routes, for any app to include. Kept out of the OpenAPI schema: they
+    are Twilio's protocol, not the API's, and answer 403 to anyone but Twilio."""
+    routes = APIRouter(include_in_schema=False)
     validator = RequestValidator(auth_token)
 
     async def verified_form(request: Request) -> dict[str, str] | None:
@@ -53,7 +66,7 @@ def create_app(url: str, *, auth_token: str, public_base: str | None) -> FastAPI
             return None
         return form
 
-    @app.post("/twilio/status")
+    @routes.post("/twilio/status")
     async def status(request: Request) -> Response:
         form = await verified_form(request)
         if form is None:
@@ -73,7 +86,7 @@ def create_app(url: str, *, auth_token: str, public_base: str | None) -> FastAPI
                              (meaning.message, result[0]))
         return Response(status_code=204 if result else 200)
 
-    @app.post("/twilio/inbound")
+    @routes.post("/twilio/inbound")
     async def inbound(request: Request) -> Response:
         form = await verified_form(request)
         if form is None:
@@ -82,7 +95,7 @@ def create_app(url: str, *, auth_token: str, public_base: str | None) -> FastAPI
             handle_inbound(conn, form, now=datetime.now(UTC))
         return Response(_EMPTY_TWIML, media_type="application/xml")
 
-    return app
+    return routes
 
 
 def _recipient_ids(conn: psycopg.Connection, phone: str) -> list[str]:

@@ -241,7 +241,7 @@ def _notify_vapid(args: argparse.Namespace) -> int:
 
 
 def _notify_subscribe(args: argparse.Namespace) -> int:
-    from notify import push_store
+    from geowarn import push_subscriptions as push_store
 
     with connect(autocommit=True) as conn:
         sid = push_store.subscribe(conn, args.person_id, args.endpoint, args.p256dh, args.auth)

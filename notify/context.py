@@ -16,9 +16,10 @@ from typing import Any
 import psycopg
 
 from alerts.lifecycle.outbox import OutboxItem
+from geowarn import push_subscriptions as push_store
 from gis import store
 from gis.model import HazardPoint, Household
-from notify import people, push_store
+from notify import people
 from notify.people import Contact
 from notify.phones import PhoneError, to_e164
 from notify.planner import EventContext, Told

@@ -4,8 +4,13 @@ When an alert opens or rises, its escalation clock starts: if it is not acknowle
 `routing.escalate_after_min[level]` minutes, the next officer of OFFICER_LADDER above those
 the level already reaches is sent the warning, and the first tier (the point's monitors and
 responsible person) gets a reminder; then again after the same time, until the ladder is
-exhausted. Acknowledgement (CLI `geowarn notify ack`, the API later, or an SMS reply "1"/收到)
-stops it. Every time comes from the caller's clock, so tests drive it.
+exhausted. Acknowledgement stops it, whoever records it: the CLI (`geowarn notify ack`), an SMS
+reply "1"/收到 (notify/callbacks.py), or the API (`POST /api/alerts/{id}/ack`). The API may not
+import notify (tests/test_layers.py), so it only writes the acknowledgement to the alert
+(alerts/lifecycle) and the notifier reacts: each step first stops the escalations of alerts
+that are no longer open (`stop_settled`), recording who acknowledged or resolved them, and a
+due escalation re-checks the alert's status under lock before sending. Every time comes from
+the caller's clock, so tests drive it.
 """
 
 from __future__ import annotations
@@ -50,11 +55,24 @@ def stop(conn: psycopg.Connection, alert_id: int, *, by: str, now: datetime) -> 
     return cur.rowcount > 0
 
 
+def stop_settled(conn: psycopg.Connection, *, now: datetime) -> int:
+    """Stop the running escalations of alerts acknowledged or resolved elsewhere (the API,
+    `geowarn alerts`), naming who did it; how many were stopped."""
+    cur = conn.execute(
+        "UPDATE escalations e SET stopped_at = %s, next_at = NULL, stopped_by = CASE "
+        "WHEN a.status = 'acknowledged' THEN coalesce(a.acknowledged_by, 'acknowledged') "
+        "ELSE coalesce(a.resolved_by, 'resolved') END "
+        "FROM alerts a WHERE a.alert_id = e.alert_id AND e.stopped_at IS NULL "
+        "AND a.status <> 'open'", (now,))
+    return cur.rowcount
+
+
 def run_due(conn: psycopg.Connection, routing: RoutingTable,
             templates: messages.Templates, *, now: datetime, hotline: str) -> int:
     """Take every due escalation one tier up; how many were escalated."""
     done = 0
     with conn.transaction():
+        stop_settled(conn, now=now)
         rows = conn.execute(
             "SELECT e.alert_id, e.event_id, e.level, e.tier, e.started_at, a.status, "
             "a.target_id FROM escalations e JOIN alerts a USING (alert_id) "

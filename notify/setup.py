@@ -42,7 +42,7 @@ def build_channels(s: Settings, *, url: str, echo: bool = False,
         # Without a provider, phone messages are written to the file channel.
         channels["sms"] = channels["voice"] = channels["file"]
     if s.notify_vapid_key_file:
-        from notify import push_store
+        from geowarn import push_subscriptions as push_store
         from notify.channels.webpush import WebPush
 
         def subs(recipient_id: str) -> list[dict[str, object]]:

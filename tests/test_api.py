@@ -90,9 +90,12 @@ def _expected(role: str, counties: list[str], action: str, county: str | None) -
     return 200 if covers(counties, county) else 403
 
 
-def test_authorization_matrix(seeded: dict[str, int], client: TestClient) -> None:
+def test_authorization_matrix(seeded: dict[str, int], conn: psycopg.Connection,
+                              client: TestClient) -> None:
     """Every role x endpoint x own/other county."""
     county_of = {hid: county for hid, county, _ in HAZARDS}
+    cap_id = dict(conn.execute("SELECT alert_id, identifier FROM cap_feed").fetchall())
+    conn.commit()
     checked = 0
     for username, (role, counties) in USERS.items():
         headers = login(client, username)
@@ -102,11 +105,19 @@ def test_authorization_matrix(seeded: dict[str, int], client: TestClient) -> Non
                            | ({"RIVER-1"} if covers(counties, None) else set()))
         features = client.get("/api/hazards", headers=headers).json()["features"]
         assert {f["id"] for f in features} == {h for h, c, _ in HAZARDS if covers(counties, c)}
+        own = {seeded[h] for h, c, _ in HAZARDS if covers(counties, c)}
+        told = client.get("/api/notifications", headers=headers).json()
+        assert {d["alert_id"] for d in told} == own, username
+        feed = client.get("/api/cap/feed", headers=headers).text
+        assert {i for a, i in cap_id.items() if f"/api/cap/{i}\"" in feed} == \
+            {cap_id[a] for a in own}, username
         for hid, county in county_of.items():
             alert_id = seeded[hid]
             cases: list[tuple[str, str, str, dict[str, Any] | None]] = [
                 ("read", "GET", f"/api/alerts/{alert_id}", None),
                 ("read", "GET", f"/api/hazards/{hid}", None),
+                ("read", "GET", f"/api/notifications?alert_id={alert_id}", None),
+                ("read", "GET", f"/api/cap/{cap_id[alert_id]}", None),
                 ("act_on_alerts", "POST", f"/api/alerts/{alert_id}/comments",
                  {"text": "patrol sent"}),
                 ("act_on_alerts", "POST", f"/api/alerts/{alert_id}/ack", {"note": "seen"}),

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from alerts.methods.levels import Level
 from geowarn import cli
-from notify import deliveries, push_store
+from geowarn import push_subscriptions as push_store
+from notify import deliveries
 from notify.channels.file import FileChannel
 from notify.channels.webpush import WebPush, generate_vapid_keys
 from notify.notifier import Notifier

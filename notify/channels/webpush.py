@@ -10,7 +10,6 @@ lookup answers "cannot".
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -18,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
+from geowarn.push_subscriptions import vapid_public_key
 from notify.channels.base import Outgoing
 from notify.outcomes import Lookup, Outcome
 
@@ -38,14 +37,7 @@ def generate_vapid_keys(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_bytes(vapid.private_pem())
-    return public_key(path)
-
-
-def public_key(path: Path) -> str:
-    vapid = Vapid.from_file(str(path))
-    raw = vapid.public_key.public_bytes(serialization.Encoding.X962,
-                                        serialization.PublicFormat.UncompressedPoint)
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return vapid_public_key(path)
 
 
 class WebPush:

@@ -1,11 +1,22 @@
-"""Web Push subscriptions of directory people (the console registers them; the API later)."""
+"""Web Push subscriptions of directory people, and the VAPID public key browsers subscribe
+with.
+
+Shared by two siblings that may not import each other (tests/test_layers.py): the API
+registers a console user's subscription (api/routers/push.py), notify's push channel reads
+them and drops those the push service says are gone. So the table's one set of rules lives
+here, below both.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from geowarn.errors import InvalidInput, NotFound
 
@@ -42,6 +53,22 @@ def people_with_push(conn: psycopg.Connection) -> set[str]:
         "SELECT DISTINCT person_id FROM push_subscriptions WHERE active")}
 
 
-def deactivate(conn: psycopg.Connection, endpoint: str) -> None:
-    conn.execute("UPDATE push_subscriptions SET active = false WHERE endpoint = %s",
-                 (endpoint,))
+def deactivate(conn: psycopg.Connection, endpoint: str, *,
+               person_id: str | None = None) -> bool:
+    """Stop sending to `endpoint` (gone at the push service, or, with `person_id`, its owner
+    unsubscribed); False when there was no such active subscription."""
+    cur = conn.execute("UPDATE push_subscriptions SET active = false WHERE endpoint = %s "
+                       "AND active AND (%s::text IS NULL OR person_id = %s)",
+                       (endpoint, person_id, person_id))
+    return cur.rowcount > 0
+
+
+def vapid_public_key(path: Path) -> str:
+    """The browser's applicationServerKey for the VAPID private key (PEM) at `path`:
+    base64url of the uncompressed P-256 point."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InvalidInput(f"{path} is not a VAPID (P-256) private key")
+    raw = key.public_key().public_bytes(serialization.Encoding.X962,
+                                        serialization.PublicFormat.UncompressedPoint)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
