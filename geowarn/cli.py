@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "duty": "notify.cli",
     "notify": "notify.cli",
     "notifications": "notify.cli",
+    "exercise": "notify.exercise_cli",
     "users": "api.cli",
     "api": "services.api_cli",
     "run": "services.cli",

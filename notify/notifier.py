@@ -29,10 +29,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from alerts.lifecycle import outbox
-from notify import context, deliveries, escalation, messages, people
+from notify import context, deliveries, escalation, exercises, messages, people
 from notify.cap_feed import write_cap
 from notify.channels.base import Channel, Outgoing
 from notify.deliveries import Claimed
+from notify.drill import drill_plan
 from notify.outcomes import Outcome
 from notify.planner import plan
 from notify.routing import RoutingTable
@@ -124,13 +125,18 @@ class Notifier:
             for item in items:
                 ctx = context.load(conn, item, hotline=self.hotline,
                                    place_names=self.place_names)
-                result = plan(ctx, self.routing, self.templates)
+                # An exercise's alert is a drill (notify/drill.py): participants only,
+                # marked as a drill, never in the CAP feed, never escalated to real officers.
+                drill = exercises.drill_of(conn, item.alert_id)
+                result = (drill_plan(ctx, self.routing, self.templates, drill) if drill
+                          else plan(ctx, self.routing, self.templates))
                 valid_until = now + self.validity.get(int(item.level), timedelta(hours=6))
                 n = deliveries.insert_planned(conn, item.event_id, item.alert_id,
                                               result.deliveries, valid_until=valid_until,
                                               now=now)
-                write_cap(conn, item, ctx, now=now)
-                escalation.on_event(conn, item, self.routing, now=now)
+                if drill is None:
+                    write_cap(conn, item, ctx, now=now)
+                    escalation.on_event(conn, item, self.routing, now=now)
                 outbox.mark_sent(conn, item.id, now=now)
                 self.stats.planned_events += 1
                 self.stats.deliveries_planned += n

@@ -100,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", action="store_true",
                    help="once stored, judge the replayed data with a data-clock engine named "
                    "'replay' (its alerts are real alerts: replay into a throwaway database)")
+    p.add_argument("--exercise", metavar="NAME",
+                   help="start exercise NAME (演练) in the database first: every alert the "
+                   "replay raises is a drill, sent only to its participants (README: Drills)")
     p.add_argument("--no-summary", action="store_true",
                    help="do not read back from the store (no database needed)")
     p.add_argument("--wait", type=float, default=120.0,
@@ -182,6 +185,16 @@ def _replay(args: argparse.Namespace) -> int:
         raise InvalidInput("set GEOWARN_MQTT_URL or pass --url mqtt://host:port")
     if len(kinds) > 1 and (args.username or args.password):
         raise InvalidInput("several devices: give their passwords with --secrets FILE")
+    if args.exercise:
+        if args.no_summary:
+            raise InvalidInput("--exercise needs the database: drop --no-summary")
+        from geowarn.db import connect
+        from notify import exercises
+
+        with connect() as conn:
+            exercises.start(conn, args.exercise)
+        print(f"exercise {args.exercise} is active: the alerts of this replay are drills",
+              file=sys.stderr)
     if args.register:
         _register(kinds, args.profile)
     profile: Profile = args.profile
