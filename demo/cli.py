@@ -1,4 +1,4 @@
-"""`geowarn demo`: try GeoWarn on one machine.
+"""`geowarn demo`: the whole story on one machine, then the API and console until Ctrl-C.
 
 The demo falls back to an embedded PostgreSQL and a local broker when GEOWARN_DATABASE_URL /
 GEOWARN_MQTT_URL are unset, so it works with nothing but Python. `geowarn run` (services/)
@@ -12,16 +12,19 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+import psycopg
+
 from demo.broker import embedded_broker
-from demo.pipeline import BrokerTarget, DemoOptions, run_demo
-from geowarn import migrate
+from demo.database import start_afresh
+from demo.explore import explore_lines
+from demo.pipeline import BrokerTarget, DemoOptions, run_story, shown_path
 from geowarn.embedded import embedded_database_url
 from geowarn.errors import InvalidInput
 from geowarn.settings import get_settings
@@ -30,15 +33,23 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("demo", help="run the whole pipeline on simulated devices and explain it",
-                       description="Import example GIS data, register simulated devices, "
-                       "stream their data through a broker into the ingest gateway and show "
-                       "what was stored. Uses GEOWARN_DATABASE_URL / GEOWARN_MQTT_URL when "
-                       "set, else an embedded PostgreSQL and a local broker. Idempotent.")
-    d.add_argument("--hours", type=float, default=12.0,
-                   help="hours of simulated history, ending now (default 12, at most 72)")
-    d.add_argument("--devices-per-kind", type=int, default=2,
-                   help="simulated devices of each kind (default 2, at most 50)")
+    d = sub.add_parser("demo", help="tell the whole story on simulated devices, then serve "
+                                    "the API and console until Ctrl-C",
+                       description="A sample county (示例县), a typhoon rainband that raises "
+                       "yellow then orange, an accelerating slope that reaches red with a "
+                       "failure forecast, the SMS that went out, then the API and console on "
+                       "localhost with a demo login. Uses GEOWARN_DATABASE_URL / "
+                       "GEOWARN_MQTT_URL when set, else an embedded PostgreSQL and a local "
+                       "broker. The database is started afresh on every run.")
+    d.add_argument("--no-serve", action="store_true",
+                   help="exit after the story instead of serving the API (tests, CI)")
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default "
+                                                       "127.0.0.1)")
+    d.add_argument("--port", type=int, default=None,
+                   help="port to serve on (default GEOWARN_API_PORT, or a free one if taken)")
+    d.add_argument("--reset", action="store_true",
+                   help="start the database afresh even if it holds data that is not the "
+                        "demo's (deletes it)")
     d.add_argument("--in-process-broker", action="store_true",
                    help="use the in-process amqtt broker even if Mosquitto is installed "
                         "(ignored when GEOWARN_MQTT_URL is set)")
@@ -46,7 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_demo)
 
 
-# --- demo --------------------------------------------------------------------------------------
 def _redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
@@ -56,10 +66,8 @@ def _redact(url: str) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if not 0 < args.hours <= 72:
-        raise InvalidInput(f"--hours must be in (0, 72], got {args.hours:g}")
-    if not 1 <= args.devices_per_kind <= 50:
-        raise InvalidInput(f"--devices-per-kind must be 1..50, got {args.devices_per_kind}")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise InvalidInput(f"--port must be 1..65535, got {args.port}")
     with _quiet(not getattr(args, "verbose", False)):
         return _demo_story(args)
 
@@ -68,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _quiet(enabled: bool) -> Iterator[None]:
     """The story is the output; the services' INFO lines would drown it."""
     loggers = [logging.getLogger(name) for name in
-               ("ingest", "geowarn.migrate", "alerts", "amqtt", "transitions")]
+               ("ingest", "geowarn.migrate", "alerts", "notify", "amqtt", "transitions")]
     saved = [lg.level for lg in loggers]
     if enabled:
         for lg in loggers:
@@ -84,47 +92,63 @@ def _demo_story(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = sys.stdout
     settings = get_settings()
+    stop = threading.Event()
     # SIGTERM ends the demo like Ctrl-C does, through the `finally` blocks that stop the
-    # gateway and the demo's own broker and remove its files.
+    # gateway, the API and the demo's own broker and remove its files.
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with ExitStack() as stack:
             print("[1/6] Database and broker", file=out)
             if settings.database_url:
-                db_url = settings.database_url
-                print(f"  database: {_redact(db_url)} (GEOWARN_DATABASE_URL)", file=out)
+                db_url, shown = settings.database_url, "GEOWARN_DATABASE_URL"
+                print(f"  database: {_redact(db_url)} (GEOWARN_DATABASE_URL), started afresh",
+                      file=out)
             else:
                 db_url = embedded_database_url()
-                print(f"  database: embedded demo database in {_shown(settings.data_dir)}"
-                      "/pgdata (set GEOWARN_DATABASE_URL to use your own)", file=out)
+                shown = f"the embedded demo database in {shown_path(settings.data_dir)}/pgdata"
+                print(f"  database: {shown}, started afresh (set GEOWARN_DATABASE_URL to use "
+                      "your own)", file=out)
             target = _broker_target(args, stack, out)
-            applied = migrate.upgrade(db_url)
-            print(f"  schema:   {len(applied)} migrations applied" if applied
-                  else "  schema:   up to date", file=out)
-            result = run_demo(db_url, target, out, DemoOptions(
-                devices_per_kind=args.devices_per_kind, hours=args.hours, seed=args.seed))
+            applied = start_afresh(db_url, reset=args.reset, shown=shown)
+            print(f"  schema:   {applied} migrations applied", file=out)
+            notifications = settings.data_dir / "demo-notifications.jsonl"
+            result = run_story(db_url, target, out, notifications,
+                               DemoOptions(seed=args.seed))
+            stack.close()  # the broker is not needed to serve
+            print(f"\nstory told in {time.perf_counter() - started:.0f} s: "
+                  f"{result.readings_stored} readings, {len(result.events)} alert events, "
+                  f"{len(result.messages)} messages", file=out, flush=True)
+            print("\n[6/6] Explore", file=out)
+            for line in explore_lines(database_url_set=bool(settings.database_url)):
+                print(line, file=out)
+            if args.no_serve:
+                return 0
+            return _serve(args, db_url, out, stop)
+    except KeyboardInterrupt:
+        print("\ndemo stopped", file=out)
+        return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s: "
-          f"{result.readings_stored} new readings stored, "
-          f"{sum(result.dead_letters.values())} dead letters", file=out)
-    if result.engine_error:
-        print(f"geowarn demo: the warning engine failed ({result.engine_error})",
-              file=sys.stderr)
-        return 1
+
+
+def _serve(args: argparse.Namespace, db_url: str, out: TextIO, stop: threading.Event) -> int:
+    from demo.serve import choose_port, create_demo_user, serve
+    from geowarn.settings import override_settings
+
+    settings = get_settings()
+    with psycopg.connect(db_url) as conn:
+        login = create_demo_user(conn)
+        conn.commit()
+    # The API reads its database from the settings: the demo's, also when it is embedded.
+    override_settings(database_url=db_url)
+    port = choose_port(args.host, args.port or settings.api_port)
+    print("\nServing the API and console:", file=out)
+    serve(args.host, port, login, out, stop)
     return 0
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _shown(path: Path) -> str:
-    """A path as the operator would type it: relative to the working directory if inside."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _broker_target(args: argparse.Namespace, stack: ExitStack, out: TextIO) -> BrokerTarget:

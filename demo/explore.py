@@ -30,26 +30,24 @@ def geowarn_prefix() -> tuple[str, str | None]:
     return shlex.quote(shown), f"or first run `. {activate}`, then type plain `geowarn`"
 
 
-def explore_commands(storm_device: str, crack_meter: str, gnss: str, hazard: str
-                     ) -> list[str]:
-    """The commands, without the `geowarn` in front (read-only; nothing is written)."""
-    return [f"readings {storm_device} --channel rain --since 6h",
-            "alerts list",
-            f"readings {crack_meter} --channel opening --since 2h",
-            "deadletters --since 1h",
-            "devices list",
-            f"devices show {gnss}",
+COMMANDS = ("alerts list",
+            "alerts show 1",
+            "readings DEMO-CM-01 --channel opening --since 2d",
+            "readings DEMO-RG-01 --channel rain --since 1d",
+            "notifications list",
             "hazards export --kind shelters",
-            f"hazards shelters {hazard}",
-            "ingest --stats",
-            "simulate --help"]
+            "hazards shelters DEMO-LS-01",
+            "devices list",
+            "duty list",
+            "simulate --help")
+"""Read-only commands over the story (without the `geowarn` in front)."""
 
 
-def explore_lines(commands: list[str], *, database_url_set: bool) -> list[str]:
+def explore_lines(*, database_url_set: bool) -> list[str]:
     prefix, hint = geowarn_prefix()
-    lines = ["  try these" + (" (with GEOWARN_DATABASE_URL set as for this run):"
-                          if database_url_set else ":")]
-    lines += [f"    {prefix} {command}" for command in commands]
+    lines = ["  in another shell, try" + (" (with GEOWARN_DATABASE_URL set as for this run):"
+                                       if database_url_set else ":")]
+    lines += [f"    {prefix} {command}" for command in COMMANDS]
     if hint:
         lines.append(f"  {hint[0].upper()}{hint[1:]}.")
     return lines

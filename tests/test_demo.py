@@ -19,6 +19,7 @@ import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -44,63 +45,105 @@ def _number(pattern: str, text: str) -> int:
     return int(m.group(1))
 
 
-def test_demo_through_mosquitto_reports_what_it_stored_and_is_idempotent(
-        db_url: str, broker: Broker, conn: psycopg.Connection,
+STORY_HAZARDS = {"DEMO-LS-01", "DEMO-DF-02"}
+MASKED = re.compile(r"^\+86\d{3}\*{4}\d{4}$")
+
+
+def _events(conn: psycopg.Connection) -> list[tuple[str, str, int, datetime, dict[str, Any]]]:
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT a.target_id, a.hazard_kind, e.level, e.data_time, e.evidence "
+        "FROM alert_events e JOIN alerts a USING (alert_id) ORDER BY e.data_time, e.event_id")]
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_demo_tells_the_story_and_starts_afresh_on_every_run(
+        empty_db_url: str, broker: Broker, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    override_settings(database_url=db_url, mqtt_url=broker.url)
-    assert main(["demo", "--hours", "3"]) == 0
+    override_settings(database_url=empty_db_url, mqtt_url=broker.url, data_dir=tmp_path)
+    before = datetime.now(UTC)
+    assert main(["demo", "--no-serve"]) == 0
     out = capsys.readouterr().out
-    stored = _number(r"readings stored: (\d+) new", out)
-    assert stored > 0
-    assert stored == _count(conn, "SELECT count(*) FROM readings")
-    # Three messages from a device nobody registered, plus the injected garbage.
-    assert re.search(r"unknown_device\s+3\b", out)
-    letters = _number(r"dead letters: (\d+) rejected", out)
-    assert letters == _count(conn, "SELECT count(*) FROM dead_letters") >= 4
-    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 16
-    # National loggers went through Mosquitto on $dp and were stored under their sensor ids.
-    assert _count(conn, "SELECT count(*) FROM readings JOIN channels USING (channel_id) "
-                        "WHERE channel LIKE 'L%\\_%.%'") > 0
-    # Geohazard devices were placed on hazard points by the GIS matching.
-    assert _count(conn, "SELECT count(*) FROM devices WHERE hazard_id IS NOT NULL") == 10
-    assert "DEMO-CRACKMETER-SPARE: silent (never reported)" in out
-    assert "[6/6] Explore further" in out and "geowarn deadletters" in out
-    # A first run has no earlier readings to collide with, and does not pretend it had.
-    assert "earlier demo run" not in out
-    assert re.search(r"duplicates absorbed: \d+ readings were already stored and kept once "
-                     r"\((re-sent by the \d+ duplicated messages|nothing was sent twice)\)",
-                     out)
-    _explore_commands_run_as_printed(out, db_url)
-    # The scripted rainstorm on SYN-LS-001 went through the engine into an alert.
-    assert "hazard SYN-LS-001 rainfall: none -> " in out
-    assert _number(r"unresolved alerts: (\d+)", out) >= 1
-    assert _count(conn, "SELECT count(*) FROM alerts WHERE target_id = 'SYN-LS-001'") == 1
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        events = _events(conn)
+        households = dict(conn.execute(
+            "SELECT hazard_id, count(*) FILTER (WHERE phone IS NOT NULL) FROM households "
+            "GROUP BY hazard_id").fetchall())
+        assert _count(conn, "SELECT count(*) FROM hazard_points") == 4
+        assert _count(conn, "SELECT count(*) FROM shelters") == 2
+    # Only the two hazard points of the story have alerts; nothing on the quiet devices.
+    assert {e[0] for e in events} == STORY_HAZARDS
+    rain = [(lv, t) for hid, kind, lv, t, _ in events if hid == "DEMO-DF-02"]
+    slope = [(lv, t, ev) for hid, kind, lv, t, ev in events if hid == "DEMO-LS-01"]
+    # The typhoon raises yellow, then orange, in data-time order, and never red.
+    levels = [lv for lv, _ in rain]
+    assert 2 in levels and 3 in levels and levels.index(2) < levels.index(3)
+    assert max(levels) == 3
+    # The slope reaches red with a failure forecast after the red and after the story's end
+    # (the slope fails five hours after it); every time lies in the eight days before now.
+    red_time, red_evidence = next((t, ev) for lv, t, ev in slope if lv == 4)
+    forecast = next(ch["forecast"] for ch in red_evidence["channels"] if "forecast" in ch)
+    at = datetime.fromisoformat(forecast["time"].replace("Z", "+00:00"))
+    assert red_time < before - timedelta(hours=1) < at
+    assert before - timedelta(days=8) < min(t for *_, t, _ in events)
+    assert "failure forecast" in out and "orange -> red (raised)" in out
+    assert "yellow -> orange (raised)" in out
+
+    # The file channel: Chinese SMS, masked numbers only, each sent at or after the data
+    # time of what it tells (the notifier lived through the story on the data clock).
+    path = tmp_path / "demo-notifications.jsonl"
+    sent = _lines(path)
+    assert sent and all(MASKED.match(m["to"]) for m in sent)
+    assert not re.search(r"1[3-9]\d{9}(?!\d)", "".join(m["to"] + m["recipient"] for m in sent))
+    evacuate = [m for m in sent if m["text"].startswith("【紧急撤离】岭头村滑坡发布红色预警")]
+    assert len({m["recipient"] for m in evacuate}) == households["DEMO-LS-01"]
+    red_sent = min(datetime.fromisoformat(m["at"]) for m in evacuate)
+    assert red_sent == red_time
+    prepare = [m for m in sent if m["text"].startswith("【地灾预警】后坑泥石流沟发布橙色预警")]
+    assert len({m["recipient"] for m in prepare}) == households["DEMO-DF-02"]
+    yellow_time = next(t for lv, t in rain if lv == 2)
+    assert any(m["at"] == yellow_time.isoformat() and "黄色预警" in m["text"] for m in sent)
+    assert "SMS x" in out and "+86136****0001" in out
+    assert _number(r"(\d+) messages \(", out) == len(sent)
+    _explore_commands_run_as_printed(out, empty_db_url, tmp_path)
     # The demo gateway's persistent session was ended: on a shared broker it would otherwise
     # collect every device message for a week.
     assert _session_present(broker.port, "geowarn-demo") is False
 
-    # Again over the same data: nothing is registered or imported twice, and every reading
-    # the first run stored is recognised as already stored.
-    assert main(["demo", "--hours", "3"]) == 0
-    again = capsys.readouterr().out
-    assert "0 registered now, 16 already there" in again
-    assert "hazards.geojson   hazards    0 new, 0 updated, 4 unchanged" in again
-    assert _number(r"duplicates absorbed: (\d+)", again) >= stored - 50
-    assert "stored by an earlier demo run, which left" in again
-    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id LIKE 'DEMO-%'") == 16
-    assert _count(conn, "SELECT count(*) FROM alerts WHERE target_id = 'SYN-LS-001'") == 1
+    # Again: the database starts afresh, so the story is told once, not twice.
+    assert main(["demo", "--no-serve"]) == 0
+    capsys.readouterr()
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert len(_events(conn)) == len(events)
+        assert _count(conn, "SELECT count(*) FROM alerts") == len({(e[0], e[1]) for e in events})
+    assert len(_lines(path)) == len(sent)
 
 
-def _explore_commands_run_as_printed(out: str, db_url: str) -> None:
-    """Every command of "Explore further", pasted into a shell whose PATH lacks the virtual
+def test_demo_refuses_a_database_with_other_data_unless_reset(
+        db_url: str, broker: Broker, conn: psycopg.Connection, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    conn.execute("INSERT INTO devices (device_id, kind, profile) VALUES ('REAL-1', "
+                 "'crack_meter', 'native')")
+    override_settings(database_url=db_url, mqtt_url=broker.url, data_dir=tmp_path)
+    assert main(["demo", "--no-serve"]) == 2
+    err = capsys.readouterr().err
+    assert "holds data that is not the demo's (1 devices)" in err and "--reset" in err
+    assert _count(conn, "SELECT count(*) FROM devices WHERE device_id = 'REAL-1'") == 1
+
+
+def _explore_commands_run_as_printed(out: str, db_url: str, data_dir: Path) -> None:
+    """Every command of "Explore", pasted into a shell whose PATH lacks the virtual
     environment (a newcomer's after `bash dev.sh demo`), runs and exits 0."""
-    section = out.split("[6/6] Explore further", 1)[1].split("\ndemo finished", 1)[0]
+    section = out.split("[6/6] Explore", 1)[1]
     commands = [line.strip() for line in section.splitlines() if line.startswith("    ")]
     assert len(commands) >= 8, section
     venv_bin = str(Path(sys.executable).parent)
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if p != venv_bin)
-    env = {"PATH": path, "GEOWARN_DATABASE_URL": db_url, "HOME": os.environ.get("HOME", "/")}
+    env = {"PATH": path, "GEOWARN_DATABASE_URL": db_url, "HOME": os.environ.get("HOME", "/"),
+           "GEOWARN_DATA_DIR": str(data_dir)}
     procs = [(c, subprocess.Popen(["bash", "-c", c], env=env, cwd=os.getcwd(),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
              for c in commands]
@@ -132,16 +175,15 @@ def _session_present(port: int, client_id: str) -> bool:
 
 
 def test_demo_through_the_in_process_amqtt_broker(
-        db_url: str, conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]) -> None:
-    override_settings(database_url=db_url, mqtt_url=None)
-    assert main(["demo", "--in-process-broker", "--hours", "2"]) == 0
+        empty_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    override_settings(database_url=empty_db_url, mqtt_url=None, data_dir=tmp_path)
+    assert main(["demo", "--in-process-broker", "--no-serve"]) == 0
     out = capsys.readouterr().out
     assert "in-process amqtt broker (MQTT 3.1.1)" in out
-    assert "5 national loggers stay silent" in out
-    stored = _number(r"readings stored: (\d+) new", out)
-    assert stored > 0 and stored == _count(conn, "SELECT count(*) FROM readings")
-    assert _count(conn, "SELECT count(*) FROM dead_letters "
-                        "WHERE reason = 'unknown_device'") == 3
+    stored = _number(r"and (\d+) readings stored", out)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert stored == _count(conn, "SELECT count(*) FROM readings") > 4000
+        assert _count(conn, "SELECT count(*) FROM alerts WHERE level = 4") == 1
 
 
 def test_embedded_amqtt_broker_carries_qos1_between_mqtt311_clients() -> None:
@@ -182,10 +224,8 @@ def _carries_qos1(broker: EmbeddedBroker) -> None:
 
 
 def test_demo_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--hours", "0"]) == 2
-    assert "--hours must be in (0, 72]" in capsys.readouterr().err
-    assert main(["demo", "--devices-per-kind", "51"]) == 2
-    assert "--devices-per-kind must be 1..50" in capsys.readouterr().err
+    assert main(["demo", "--port", "0"]) == 2
+    assert "--port must be 1..65535" in capsys.readouterr().err
 
 
 def test_run_refuses_without_configured_services(db_url: str,
@@ -341,3 +381,63 @@ def test_run_stops_everything_when_the_engine_fails(
     monkeypatch.setattr(services.cli, "_engine_service_class", lambda: Broken)
     assert main(["run"]) == 2
     assert "warning engine failed (RuntimeError: engine broke)" in capsys.readouterr().err
+
+
+def _start_demo(db_url: str, broker: Broker, tmp_path: Path) -> tuple[subprocess.Popen[str],
+                                                                     dict[str, str]]:
+    """`geowarn demo` serving, as a newcomer starts it; returns the process and what it
+    printed about the URL and the login."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GEOWARN_DATABASE_URL": db_url,
+           "GEOWARN_MQTT_URL": broker.url, "GEOWARN_DATA_DIR": str(tmp_path),
+           "HOME": os.environ.get("HOME", "/")}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "geowarn", "demo", "--port", str(port)],
+                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    printed: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if m := re.match(r"\s+(console|API|login):\s+(\S+)(?: / (\S+))?", line):
+            printed[m.group(1)] = m.group(2)
+            if m.group(3):
+                printed["password"] = m.group(3)
+        if "Ctrl-C stops the demo" in line:
+            break
+    else:
+        pytest.fail(f"the demo ended before serving (rc {proc.wait()})")
+    return proc, printed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_serves_the_api_with_the_printed_login_until_sigterm(
+        empty_db_url: str, broker: Broker, tmp_path: Path) -> None:
+    import httpx
+
+    proc, printed = _start_demo(empty_db_url, broker, tmp_path)
+    try:
+        api = printed["API"]
+        base = api.rsplit("/api/", 1)[0]
+        assert printed["login"] == "demo" and len(printed["password"]) >= 12
+        with httpx.Client(base_url=base, timeout=30) as client:
+            r = client.post("/api/auth/login", json={"username": "demo",
+                                                     "password": printed["password"]})
+            assert r.status_code == 200, r.text
+            token = r.json()["token"]
+            alerts = client.get("/api/alerts", headers={"Authorization": f"Bearer {token}"})
+            assert alerts.status_code == 200, alerts.text
+            red = [a for a in alerts.json() if a["target"]["id"] == "DEMO-LS-01"]
+            assert [(a["hazard_kind"], a["level"]) for a in red] == [("deformation", "red")]
+            assert red[0]["target"]["name"] == "岭头村滑坡"
+            assert client.post("/api/auth/login", json={
+                "username": "demo", "password": "not the printed one"}).status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,127 @@
+"""What the demo prints about its story: the alert timeline, the messages that went out (read
+back from the notifier's file channel, which is the record of what was sent), and the alerts
+open at the end. Times are shown as the county reads them, China Standard Time (UTC+8).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+import psycopg
+
+from alerts.lifecycle.queries import list_alerts
+from alerts.lifecycle.writes import AlertEvent
+from alerts.methods.levels import Level
+from notify.messages import tag_of
+
+CST = timezone(timedelta(hours=8), "CST")
+LEVEL_ZH = {0: "无", 1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
+KIND_ZH = {"rainfall": "降雨", "deformation": "变形", "maintenance": "设备运维",
+           "data_quality": "数据质量", "combined": "综合"}
+AUDIENCE = {"monitor": "monitors", "responsible": "responsible person",
+            "township_officer": "township duty officer", "county_officer": "county duty officer",
+            "city_officer": "city duty officer", "residents_prepare": "households (prepare)",
+            "residents_evacuate": "households (evacuate)"}
+
+
+def _say(out: TextIO, text: str = "") -> None:
+    print(text, file=out, flush=True)
+
+
+def cst(t: datetime) -> str:
+    return t.astimezone(CST).strftime("%m-%d %H:%M")
+
+
+def level_name(level: int) -> str:
+    return Level(level).name.lower()
+
+
+def forecast_of(evidence: Mapping[str, Any]) -> dict[str, str] | None:
+    for ch in evidence.get("channels") or []:
+        if isinstance(ch, dict) and isinstance(ch.get("forecast"), dict):
+            return dict(ch["forecast"])
+    return None
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def hazard_names(conn: psycopg.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT hazard_id, name FROM hazard_points").fetchall())
+
+
+def timeline_line(e: AlertEvent, names: dict[str, str]) -> list[str]:
+    """One line per level change, and the forecast under a red one."""
+    name = names.get(e.target_id, "")
+    lines = [f"    {cst(e.data_time)}  {e.target_id} {name}  {e.hazard_kind} "
+             f"({KIND_ZH.get(e.hazard_kind, '')}): {level_name(e.previous_level)} -> "
+             f"{level_name(e.level)} ({e.kind})"]
+    fc = forecast_of(e.evidence) if e.level >= 3 else None
+    if fc:
+        at, lower, upper = (parse_time(fc[k]) for k in ("time", "lower", "upper"))
+        ahead = (at - e.data_time).total_seconds() / 3600
+        lines.append(f"                 failure forecast {cst(at)} CST (band {cst(lower)} to "
+                     f"{cst(upper)}), {ahead:.1f} h after this reading")
+    return lines
+
+
+@dataclass(frozen=True)
+class Sent:
+    at: datetime
+    text: str
+    masked_to: str
+    recipient: str
+    name: str
+    audience: str
+    channel: str
+
+
+def sent_messages(conn: psycopg.Connection, path: Path) -> list[Sent]:
+    """Every line of the file channel, with who it was for (from the notifier's deliveries)."""
+    if not path.exists():
+        return []
+    by_tag = {tag_of(int(r[0])): r[1:] for r in conn.execute(
+        "SELECT delivery_id, recipient_name, audience, channel FROM deliveries").fetchall()}
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        name, audience, channel = by_tag.get(d["tag"], ("?", "?", "?"))
+        text = d["text"].removesuffix(f" #{d['tag']}")
+        out.append(Sent(parse_time(d["at"]), text, d["to"], d["recipient"], name, audience,
+                        channel))
+    return out
+
+
+def report_messages(sent: Sequence[Sent], path: Path, out: TextIO, *, shown: str) -> None:
+    """Messages grouped by time and text: the text once, then who got it."""
+    groups: dict[tuple[datetime, str, str], list[Sent]] = {}
+    for s in sent:
+        groups.setdefault((s.at, s.channel, s.text), []).append(s)
+    sms = sum(1 for s in sent if s.channel in ("sms", "file"))
+    _say(out, f"  {len(sent)} messages ({sms} SMS, {len(sent) - sms} voice calls) written by "
+              f"the file channel to {shown}, one JSON line each (phones masked):")
+    for (at, channel, text), who in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        kind = "voice call" if channel == "voice" else "SMS"
+        _say(out, f"    {cst(at)}  {kind} x{len(who)}: {text}")
+        people = [f"{w.name} {w.masked_to}" for w in who]
+        shown_people = ", ".join(people[:4]) + (f" and {len(people) - 4} more"
+                                                 if len(people) > 4 else "")
+        audiences = sorted({AUDIENCE.get(w.audience, w.audience) for w in who})
+        _say(out, f"                 to {', '.join(audiences)}: {shown_people}")
+
+
+def report_open_alerts(conn: psycopg.Connection, names: dict[str, str], out: TextIO
+                       ) -> list[Any]:
+    alerts = [a for a in list_alerts(conn, limit=200) if a.status != "resolved"]
+    _say(out, f"  {len(alerts)} alerts open:")
+    for a in alerts:
+        _say(out, f"    #{a.alert_id} {a.target_id} {names.get(a.target_id, '')} "
+                  f"{a.hazard_kind}: {level_name(a.level)} ({LEVEL_ZH[int(a.level)]}预警), "
+                  f"{a.status}")
+    return alerts

@@ -1,0 +1,172 @@
+"""The demo's story in data time: what the devices send, and the warning engine and the
+notifier living through it hour by hour, compressed into seconds.
+
+The story ends at the last half hour before now (`StoryClock.end`). Over the eight days
+before it, the crack meter on 岭头村滑坡 creeps steadily and then accelerates towards a failure
+five hours after the end (simulators' `creep` scenario); in the last day and a half a typhoon
+rainband crosses 后坑泥石流沟 (the `typhoon` scenario, peaking 14 h before the end); two quiet
+devices elsewhere report nothing worth a warning.
+
+Everything is sent through the broker at once (the gateway stores it), then the engine is
+stepped in data time, an hour of data a step, as the live service would after each ingest
+commit; after each step the notifier runs on a clock that walks through the due times of
+what the step raised (each event at its data time, escalations and retries when due). So the
+alerts, the SMS and the escalations carry coherent times, as if the eight days had been lived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import psycopg
+
+from alerts.engine.service import Engine, EngineConfig
+from alerts.lifecycle.writes import AlertEvent
+from demo.county import DEVICES
+from notify.notifier import Notifier
+from simulators.library import Placement, scenario
+from simulators.scenarios import QuietFaults, Track, messages, quiet_track
+from simulators.streams import SimMessage
+
+CREEP_DAYS = 8.0  # the `creep` scenario: failure 8 days after its start
+FAILURE_AFTER_END = timedelta(hours=5)
+TYPHOON_START_BEFORE_END = timedelta(hours=39)
+TYPHOON_PEAK = timedelta(hours=25)  # after its start (simulators/library.py)
+STEP = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class StoryClock:
+    end: datetime  # the story's last data time (a whole half hour, at or before now)
+
+    @classmethod
+    def before(cls, now: datetime) -> StoryClock:
+        return cls(now.replace(minute=30 if now.minute >= 30 else 0, second=0,
+                               microsecond=0))
+
+    @property
+    def failure(self) -> datetime:
+        """When the slope of the story fails (the scenario's truth, after the end)."""
+        return self.end + FAILURE_AFTER_END
+
+    @property
+    def start(self) -> datetime:
+        return self.failure - timedelta(days=CREEP_DAYS)
+
+
+def _until(track: Track, end: datetime) -> Track:
+    """The samples at or before `end` (the rest of the scenario has not happened yet)."""
+    n = int((end - track.start).total_seconds() // track.step_s) + 1
+    return replace(track, values={k: v[:n] for k, v in track.values.items()})
+
+
+def tracks(clock: StoryClock, seed: int) -> list[Track]:
+    by_id = {d.device_id: d for d in DEVICES}
+    rain, slope = by_id["DEMO-RG-01"], by_id["DEMO-CM-01"]
+    storm_start = clock.end - TYPHOON_START_BEFORE_END
+    storm = scenario("typhoon").tracks([Placement(rain.device_id, rain.kind)], storm_start,
+                                       seed)[0]
+    # Before the rainband the gully's gauge reports ordinary weather (else it is silent and
+    # the engine rightly raises a maintenance alert); its running total carries on.
+    before = quiet_track(rain.device_id, rain.kind, clock.start,
+                         (storm_start - clock.start).total_seconds() / 86400.0,
+                         step_s=storm.step_s, faults=QuietFaults(spikes=0), seed=seed + 5)
+    # One track (one sequence of message numbers): the quiet days, then the storm.
+    carried = float(np.nansum(before.values["rain"]))
+    gauge = replace(before, values={
+        "rain": np.concatenate([before.values["rain"], storm.values["rain"]]),
+        "rain_total": np.concatenate([before.values["rain_total"],
+                                      np.round(storm.values["rain_total"] + carried, 1)])})
+    assert gauge.time(before.n) == storm.start  # the storm's grid continues the quiet one
+    creep = scenario("creep").tracks([Placement(slope.device_id, slope.kind)], clock.start,
+                                     seed)[0]
+    days = (clock.end - clock.start).total_seconds() / 86400.0
+    quiet = [quiet_track(d.device_id, d.kind, clock.start, days + 1 / 24, step_s=d.step_s,
+                         faults=QuietFaults(spikes=0), seed=seed + 10 + i)
+             for i, d in enumerate(DEVICES) if d.device_id not in (rain.device_id,
+                                                                  slope.device_id)]
+    return [_until(t, clock.end) for t in (gauge, creep, *quiet)]
+
+
+def story_messages(clock: StoryClock, seed: int) -> list[SimMessage]:
+    return list(messages(tracks(clock, seed)))
+
+
+@dataclass
+class Replayed:
+    events: list[AlertEvent] = field(default_factory=list)
+    engine_steps: int = 0
+    notifier_moments: int = 0
+
+
+class MovableClock:
+    """The notifier's clock: set by the replay, read by the notifier."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def next_due(conn: psycopg.Connection) -> datetime | None:
+    """The earliest time the notifier has work: a pending outbox event, a pending delivery
+    (new or a retry), or a running escalation."""
+    row = conn.execute(
+        "SELECT least((SELECT min(next_attempt_at) FROM notification_outbox "
+        "              WHERE state = 'pending'), "
+        "             (SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'), "
+        "             (SELECT min(next_at) FROM escalations WHERE stopped_at IS NULL))"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def events_due_at_data_time(conn: psycopg.Connection) -> None:
+    """A replayed event is due at its data time, not when the replay wrote it (the outbox
+    stamps new rows with the database's wall clock)."""
+    conn.execute("UPDATE notification_outbox SET next_attempt_at = data_time "
+                 "WHERE state = 'pending' AND attempts = 0 AND next_attempt_at > data_time")
+
+
+def replay(db_url: str, clock: StoryClock, notifier: Notifier, notifier_clock: MovableClock,
+           on_step: Callable[[Sequence[AlertEvent]], None] | None = None) -> Replayed:
+    """Step the engine over the story an hour at a time; after each step, run the notifier
+    at every due time inside that hour, in order."""
+    engine = Engine(db_url, EngineConfig(name="demo", clock="data"))
+    done = Replayed()
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            t = clock.start
+            while t < clock.end:
+                t = min(t + STEP, clock.end)
+                events = engine.step(now=t.timestamp(), periodic=True)
+                done.engine_steps += 1
+                done.events += events
+                if on_step is not None and events:
+                    on_step(events)
+                events_due_at_data_time(conn)
+                done.notifier_moments += _notify_until(conn, notifier, notifier_clock, t)
+    finally:
+        engine.close()
+    return done
+
+
+def _notify_until(conn: psycopg.Connection, notifier: Notifier, clock: MovableClock,
+                  until: datetime) -> int:
+    moments = 0
+    while (due := next_due(conn)) is not None and due <= until:
+        clock.at = max(clock.at, due)
+        while notifier.step():
+            pass
+        moments += 1
+        if next_due(conn) == due:  # nothing moved (e.g. a delivery with no channel)
+            break
+    clock.at = max(clock.at, until)
+    return moments
+
+
+def readings_expected(msgs: Sequence[SimMessage]) -> int:
+    return int(np.sum([len(m.expected) for m in msgs]))
