@@ -64,7 +64,11 @@ def choose_port(host: str, wanted: int) -> int:
 
 
 def serve(host: str, port: int, login: Login, out: TextIO, stop: threading.Event) -> None:
-    """Serve the API app until `stop` is set (Ctrl-C or SIGTERM in the caller)."""
+    """Serve the API app until `stop` is set (Ctrl-C or SIGTERM in the caller).
+
+    This is the app `geowarn api` serves (services/api_app.py) less Twilio's callbacks, which
+    exist only with a Twilio auth token, and the demo sends through the file channel; demo/
+    and services/ are one layer and may not import each other."""
     app = create_app()
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            proxy_headers=False, server_header=False))
