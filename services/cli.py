@@ -1,5 +1,5 @@
-"""`geowarn run` (the service set of a deployment in one process) and `geowarn health`
-(container healthchecks).
+"""`geowarn run` (gateway, engine, notifier and API of a small deployment in one process,
+under services/supervisor.py) and `geowarn health` (container healthchecks).
 
 `run` never falls back to embedded services: a production service that silently starts its
 own empty database would look healthy while storing data nobody reads. Nor does it run on
@@ -15,22 +15,30 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from geowarn import migrate
 from geowarn.db import connect
-from geowarn.errors import ConfigurationError, GeoWarnError, InvalidInput
-from geowarn.settings import get_settings
+from geowarn.errors import ConfigurationError, InvalidInput
+from geowarn.settings import Settings, get_settings
+from services.supervisor import ApiService, Service, ThreadService, supervise
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("run", help="run the services of a deployment (ingest gateway and "
-                                   "warning engine) until SIGTERM",
+    r = sub.add_parser("run", help="run the services of a small deployment in one process "
+                                   "(ingest gateway, warning engine, notifier, API) until "
+                                   "SIGTERM",
                        description="Needs GEOWARN_DATABASE_URL and GEOWARN_MQTT_URL: no "
-                       "embedded defaults. Stops gracefully on SIGTERM or Ctrl-C.")
-    r.add_argument("--no-engine", action="store_true", help="run the ingest gateway only")
+                       "embedded defaults. One failing service stops all and fails the "
+                       "process. Stops gracefully on SIGTERM or Ctrl-C.")
+    r.add_argument("--no-engine", action="store_true", help="without the warning engine")
+    r.add_argument("--no-notifier", action="store_true", help="without the notifier")
+    r.add_argument("--no-api", action="store_true", help="without the API")
+    r.add_argument("--api-host", help="API address (default GEOWARN_API_HOST)")
+    r.add_argument("--api-port", type=int, help="API port (default GEOWARN_API_PORT)")
+    r.add_argument("--notifier-name", default="notifier-1",
+                   help="the notifier's name (default notifier-1; distinct per process)")
     r.set_defaults(func=_run)
 
     h = sub.add_parser("health", help="exit 0 if a gateway or engine reported to the "
@@ -44,46 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --- run ---------------------------------------------------------------------------------------
-class ServiceFailed(GeoWarnError):
-    """One of the services `geowarn run` started has died."""
-
-
-class Service(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-
-
-class _EngineThread:
-    """alerts.engine.service.Service (leader election, LISTEN, periodic tick) on its own thread."""
-
-    def __init__(self, db_url: str, service_class: type, wake: Callable[[], None]) -> None:
-        from alerts.engine.service import EngineConfig
-
-        self.service = service_class(db_url, EngineConfig())
-        self._stop = threading.Event()
-        self._wake = wake  # tells `run` at once when the engine ends on its own
-        self._thread = threading.Thread(target=self._main, name="warning-engine", daemon=True)
-        self.failed: BaseException | None = None
-
-    def _main(self) -> None:
-        try:
-            self.service.run(self._stop)
-        except Exception as exc:  # reported by `run`, which then stops the whole set
-            log.exception("warning engine stopped")
-            self.failed = exc
-        finally:
-            if not self._stop.is_set():
-                self.failed = self.failed or ServiceFailed("the warning engine returned")
-                self._wake()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-
 def _engine_service_class() -> type:
     """alerts.engine.service.Service, or a clear error: a deployment asked for warnings must not
     run on, ingesting without an engine, because that module cannot be imported."""
@@ -94,6 +62,42 @@ def _engine_service_class() -> type:
             f"the warning engine cannot be loaded ({type(exc).__name__}: {exc}); fix the "
             "installation, or run the gateway alone with `geowarn run --no-engine`") from exc
     return EngineService
+
+
+def _engine(db_url: str, wake: Callable[[], None]) -> ThreadService:
+    from alerts.engine.service import EngineConfig
+
+    engine = _engine_service_class()(db_url, EngineConfig())
+    return ThreadService("warning engine", engine.run, wake)
+
+
+def _notifier(settings: Settings, db_url: str, name: str, wake: Callable[[], None]
+              ) -> ThreadService:
+    from notify import setup
+    from notify.notifier import Notifier
+
+    channels = setup.build_channels(settings, url=db_url, known_sid=setup.sid_recorder(db_url))
+    notifier = Notifier(db_url, channels, name=name, routing=setup.build_routing(settings),
+                        templates=setup.build_templates(settings),
+                        hotline=settings.notify_hotline)
+
+    def run(stop: threading.Event) -> None:
+        try:
+            notifier.run(stop)
+        finally:
+            notifier.close()
+
+    return ThreadService("notifier", run, wake)
+
+
+def _api(settings: Settings, db_url: str, host: str, port: int, wake: Callable[[], None]
+         ) -> ApiService:
+    from services.api_app import production_problems, served_app
+
+    if settings.production and (problems := production_problems(settings)):
+        raise ConfigurationError("production mode (GEOWARN_PRODUCTION) refuses to start the "
+                                 "API:\n" + "\n".join(f"- {p}" for p in problems))
+    return ApiService(served_app(settings, db_url), host, port, wake)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -107,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
             "geowarn GEOWARN_MQTT_URL=mqtt://broker:1883")
     db_url = settings.database_url
     assert db_url is not None
-    engine_class = None if args.no_engine else _engine_service_class()
+    if not args.no_engine:
+        _engine_service_class()  # a clear error before anything starts
     connect(db_url).close()  # DatabaseUnavailable, with the reason, if it is not reachable
     pending = migrate.info(db_url).pending
     if pending:
@@ -117,35 +122,25 @@ def _run(args: argparse.Namespace) -> int:
 
     from ingest.gateway import Gateway, GatewayConfig
 
+    stop = threading.Event()
     services: list[tuple[str, Service]] = [
         ("ingest gateway", Gateway(GatewayConfig.from_settings(settings), db_url=db_url))]
-    stop = threading.Event()
-    if engine_class is not None:
-        services.append(("warning engine", _EngineThread(db_url, engine_class, stop.set)))
+    if not args.no_engine:
+        services.append(("warning engine", _engine(db_url, stop.set)))
+    if not args.no_notifier:
+        services.append(("notifier", _notifier(settings, db_url, args.notifier_name, stop.set)))
+    host, port = args.api_host or settings.api_host, args.api_port or settings.api_port
+    if not args.no_api:
+        services.append((f"API on http://{host}:{port}/", _api(settings, db_url, host, port,
+                                                                stop.set)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    started: list[tuple[str, Service]] = []
-    try:
-        for name, service in services:
-            service.start()
-            started.append((name, service))
-            log.info("%s started", name)
-        print(f"geowarn run: {', '.join(n for n, _ in started)} running against "
-              f"{settings.mqtt_host}:{settings.mqtt_port}; SIGTERM stops", file=sys.stderr)
-        # Woken by SIGTERM/SIGINT, or by an engine thread that ended on its own: a
-        # deployment must not keep ingesting silently while no warnings are evaluated.
-        stop.wait()
-        failed = [(n, exc) for n, svc in started
-                  if (exc := getattr(svc, "failed", None)) is not None]
-        if failed:
-            name, exc = failed[0]
-            raise ServiceFailed(f"{name} failed ({type(exc).__name__}: {exc}); see the log "
-                                "above")
-    finally:
-        # Reverse order: the engine stops before the gateway that feeds it.
-        for name, service in reversed(started):
-            log.info("stopping %s", name)
-            service.stop()
+
+    def started(names: list[str]) -> None:
+        print(f"geowarn run: {', '.join(names)} running against {settings.mqtt_host}:"
+              f"{settings.mqtt_port}; SIGTERM stops", file=sys.stderr, flush=True)
+
+    supervise(services, stop, started)
     return 0
 
 

@@ -252,7 +252,7 @@ def test_run_ingests_until_sigterm(db_url: str, broker: Broker, conn: psycopg.Co
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GEOWARN_DATABASE_URL": db_url,
            "GEOWARN_MQTT_URL": broker.url, "GEOWARN_GATEWAY_NAME": "run-test"}
     log = (tmp_path / "run.log").open("w+b")
-    proc = subprocess.Popen([sys.executable, "-m", "geowarn", "run"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "geowarn", "run", "--no-api"], env=env,
                             stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
     try:
         # The gateway's shared subscription exists once the broker has a session for it;
@@ -379,7 +379,7 @@ def test_run_stops_everything_when_the_engine_fails(
 
     override_settings(database_url=db_url, mqtt_url=broker.url)
     monkeypatch.setattr(services.cli, "_engine_service_class", lambda: Broken)
-    assert main(["run"]) == 2
+    assert main(["run", "--no-api", "--no-notifier"]) == 2
     assert "warning engine failed (RuntimeError: engine broke)" in capsys.readouterr().err
 
 
