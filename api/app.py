@@ -16,6 +16,7 @@ from api.routers import (
     alerts,
     auth,
     cap,
+    console,
     devices,
     hazards,
     health,
@@ -48,4 +49,5 @@ def create_app(extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
         app.include_router(module.router)
     for extra in extra_routers:
         app.include_router(extra)
+    console.install(app)
     return app

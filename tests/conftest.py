@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.api",
     "tests.fixtures.fake_twilio",
+    "tests.fixtures.browser",
 ]
 
 # A hung test prints every thread's stack before pytest-timeout ends it.

@@ -1,0 +1,107 @@
+"""A small world for the console's browser tests, made by the real parts: the example GIS data
+(hazard points, shelters, households), three devices registered on it, two days of readings
+written to the store (a slope accelerating towards failure, a typhoon's rain, a river rising
+and falling), and one step of the real warning engine over them, which opens the alerts: a
+red deformation alert on SYN-LS-001 with a Fukuzono failure forecast and its band, an orange
+rainfall alert on SYN-DF-003, a water-level alert on RIVER-R. Users: a city duty officer, a
+monitor assigned to the slope, a viewer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from alerts.engine.service import Engine, EngineConfig
+from api import users
+from devices.registry import DeviceSpec, add_device
+from geowarn.readings import write_readings
+from gis import csv_io, geojson_io, store
+from simulators.scenarios import Track, accelerating_creep, flood_stage, typhoon_rain
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "gis" / "examples"
+PASSWORD = "correct horse battery"
+SLOPE, GULLY = "SYN-LS-001", "SYN-DF-003"
+USERS = {  # username: (role, counties, assigned hazard points)
+    "duty.lishui": ("duty_officer", ["331100"], []),
+    "monitor.jinyun": ("monitor", ["331122"], [SLOPE]),
+    "viewer.lishui": ("viewer", ["331100"], []),
+}
+
+
+@dataclass(frozen=True)
+class World:
+    start: datetime
+    red_alert: int  # the slope's deformation alert, red by the forecast rule
+    rain_alert: int
+    forecast: dict[str, str]  # the red alert's forecast evidence (time, lower, upper)
+
+
+def tracks(start: datetime) -> list[Track]:
+    """Two days: creep at 2 mm/day turning tertiary at 0.6 d with failure due at 2 d (the
+    scenario of tests/test_engine_restart.py), a typhoon's rain, a flood wave."""
+    creep = accelerating_creep(288, 600.0, v0_mm_per_day=2.0, onset_s=0.6 * 86400,
+                               failure_s=2 * 86400.0, noise_mm=0.02, quantum_mm=0.01, seed=3)
+    return [
+        Track("RAIN-R", "rain_gauge", start, 300.0,
+              typhoon_rain(576, 300.0, peak_index=300, peak_mm_h=32.0, width_h=2.0, seed=1)),
+        Track("CRACK-R", "crack_meter", start, 600.0, {"opening": 5.0 + creep.displacement}),
+        Track("WL-R", "water_level", start, 300.0,
+              {"level": flood_stage(576, 300.0, base_m=12.0, peak_m=17.2, rise_start=150,
+                                    peak_index=330, noise_m=0.004, seed=4)}),
+    ]
+
+
+def import_examples(conn: psycopg.Connection) -> None:
+    for name, kind in (("hazards.geojson", "hazards"), ("hazards.csv", "hazards"),
+                       ("shelters.geojson", "shelters"), ("households.csv", "households")):
+        text = (EXAMPLES / name).read_text(encoding="utf-8-sig")
+        parsed = csv_io.read(text, kind) if name.endswith(".csv") else geojson_io.read(text, kind)
+        report = store.import_records(conn, kind, parsed)
+        assert not report.errors, report.errors
+
+
+def build(conn: psycopg.Connection, db_url: str, now: datetime | None = None) -> World:
+    """`conn` autocommit on the test database; the engine connects by `db_url`."""
+    now = now or datetime.now(UTC)
+    start = (now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    import_examples(conn)
+    add_device(conn, DeviceSpec("RAIN-R", kind="rain_gauge", reporting_interval_s=300,
+                                hazard_id=GULLY, lon=119.502, lat=28.0515))
+    add_device(conn, DeviceSpec("CRACK-R", kind="crack_meter", reporting_interval_s=600,
+                                hazard_id=SLOPE, lon=120.053, lat=28.653))
+    add_device(conn, DeviceSpec("WL-R", kind="water_level", reporting_interval_s=300,
+                                site_id="RIVER-R"))
+    rules = {("site", "RIVER-R"): {"warning_m": 15.0, "guaranteed_m": 16.5,
+                                   "historical_max_m": 18.2},
+             # Two days of record are too short for a baseline and a weekly scale: the
+             # engineer sets the slope's reference creep rate (as in test_engine_restart).
+             ("hazard", SLOPE): {"reference_rate_mm_per_day": 2.0, "accel_min_pairs": 1}}
+    for (scope, scope_id), params in rules.items():
+        conn.execute("INSERT INTO engine_rules (scope, scope_id, params) VALUES (%s, %s, %s)",
+                     (scope, scope_id, json.dumps(params)))
+    ids = {(d, ch): cid for d, ch, cid in conn.execute(
+        "SELECT device_id, channel, channel_id FROM channels")}
+    rows = [(ids[(tr.device_id, ch)], tr.time(i), float(v[i]), 0)
+            for tr in tracks(start) for ch, v in tr.values.items() for i in range(tr.n)]
+    write_readings(conn, rows)
+    engine = Engine(db_url, EngineConfig(name="console-test", clock="data"))
+    try:
+        engine.step()
+    finally:
+        engine.close()
+    for name, (role, counties, hazards) in USERS.items():
+        users.add_user(conn, name, PASSWORD, role, counties, hazard_ids=hazards)
+    red = conn.execute("SELECT alert_id FROM alerts WHERE target_id = %s AND hazard_kind = "
+                       "'deformation' AND level = 4", (SLOPE,)).fetchone()
+    rain = conn.execute("SELECT alert_id FROM alerts WHERE target_id = %s AND hazard_kind = "
+                        "'rainfall'", (GULLY,)).fetchone()
+    assert red is not None and rain is not None, "the engine did not raise the expected alerts"
+    ev = conn.execute("SELECT evidence FROM alert_events WHERE alert_id = %s AND level = 4 "
+                      "ORDER BY event_id DESC LIMIT 1", red).fetchone()
+    assert ev is not None
+    forecast = next(ch["forecast"] for ch in ev[0]["channels"] if "forecast" in ch)
+    return World(start, int(red[0]), int(rain[0]), forecast)
