@@ -43,25 +43,25 @@ function actions(alert, user, onChanged) {
   return h("div", { class: "actions" }, ack, resolve, err);
 }
 
+// Deliveries of this alert's warnings (GET /api/notifications?alert_id=), newest first:
+// when, channel, to whom (masked as the API masks it), for what, and whether it arrived.
 async function notifications(alertId) {
-  let rows;
-  if (await hasPath("/api/alerts/{alert_id}/notifications")) {
-    rows = await api(`/api/alerts/${alertId}/notifications`);
-  } else if (await hasPath("/api/notifications")) {
-    rows = await api(`/api/notifications?alert_id=${alertId}`);
-  } else {
+  if (!(await hasPath("/api/notifications"))) {
     return h("p", { class: "empty", "data-testid": "notifications" }, t("detail.no_notify_api"));
   }
-  rows = Array.isArray(rows) ? rows : rows.deliveries || rows.items || [];
+  const rows = await api(`/api/notifications?alert_id=${alertId}&limit=200`);
   if (!rows.length) return h("p", { class: "empty", "data-testid": "notifications" }, t("detail.no_notifications"));
-  const pick = (r, ...keys) => keys.map((k) => r[k]).find((v) => v !== undefined && v !== null) ?? "";
   return h("table", { class: "grid", "data-testid": "notifications" },
-    h("tbody", {}, ...rows.map((r) => h("tr", {},
-      h("td", {}, time(pick(r, "sent_at", "created_at", "at", "planned_at"))),
-      h("td", {}, pick(r, "channel")),
-      h("td", {}, pick(r, "recipient", "to", "address", "person", "person_id")),
-      h("td", {}, pick(r, "status", "state")),
-      h("td", {}, pick(r, "tier", "level"))))));
+    h("thead", {}, h("tr", {}, ...["notify.at", "notify.channel", "notify.to", "notify.purpose",
+      "notify.state"].map((k) => h("th", {}, t(k))))),
+    h("tbody", {}, ...rows.map((r) => h("tr", { "data-state": r.state, "data-purpose": r.purpose },
+      h("td", {}, time(r.accepted_at || r.created_at)),
+      h("td", {}, t("channel." + r.channel)),
+      h("td", {}, [r.recipient_name, r.masked_phone].filter(Boolean).join(" ") || r.recipient_id,
+        h("span", { class: "muted" }, ` · ${r.audience}`)),
+      h("td", {}, `${t("purpose." + r.purpose)}${r.round ? ` #${r.round}` : ""}`),
+      h("td", { class: r.state === "failed" || r.state === "undelivered" ? "warn" : "" },
+        t("state." + r.state), r.error_text ? ` (${r.error_text})` : "")))));
 }
 
 export async function renderDetail(container, alertId, user, { onChanged, onClose }) {
