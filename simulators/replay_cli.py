@@ -100,6 +100,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", action="store_true",
                    help="once stored, judge the replayed data with a data-clock engine named "
                    "'replay' (its alerts are real alerts: replay into a throwaway database)")
+    p.add_argument("--compare-rules", type=Path, metavar="FILE",
+                   help="publish nothing: judge the series in memory under the rules in force "
+                   "and under FILE's (the JSON `geowarn engine rules-list` prints) and report, "
+                   "per hazard point, the alerts each would have raised, in data time")
+    p.add_argument("--json", action="store_true", help="with --compare-rules: JSON output")
     p.add_argument("--exercise", metavar="NAME",
                    help="start exercise NAME (演练) in the database first: every alert the "
                    "replay raises is a drill, sent only to its participants (README: Drills)")
@@ -180,6 +185,8 @@ def _replay(args: argparse.Namespace) -> int:
     for device_id, series in series_of:
         for channel in series.values:
             kinds[device_id].channel(channel)  # InvalidInput naming the kind's channels
+    if args.compare_rules:
+        return _compare(args, series_of)
     url = args.url or settings.mqtt_url
     if not url:
         raise InvalidInput("set GEOWARN_MQTT_URL or pass --url mqtt://host:port")
@@ -234,6 +241,31 @@ def _replay(args: argparse.Namespace) -> int:
             incomplete |= not summary.complete
             print("\n".join(format_summary(summary, LEVEL_NAMES)))
     return 1 if incomplete else 0
+
+
+def _compare(args: argparse.Namespace, series_of: list[tuple[str, RecordedSeries]]) -> int:
+    import json
+
+    from alerts.engine.data import load_overrides
+    from alerts.engine.service import EngineConfig
+    from geowarn.db import connect
+    from simulators import compare_rules
+
+    other = compare_rules.load_rules_file(args.compare_rules)
+    with connect() as conn:
+        current = load_overrides(conn)
+        inp = compare_rules.channels_and_samples(conn, series_of)
+    started = time.perf_counter()
+    result = compare_rules.compare(inp, current, other, args.compare_rules.name,
+                                   EngineConfig().quiet_s)
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False, indent=1))
+    else:
+        print("\n".join(compare_rules.format_table(result, LEVEL_NAMES)))
+    print(f"judged {inp.samples.t.size} readings twice in memory in "
+          f"{time.perf_counter() - started:.1f}s; nothing published or stored",
+          file=sys.stderr)
+    return 0
 
 
 def _judge_in_data_time() -> None:
