@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from api import errors
 from api.routers import (
@@ -23,6 +24,7 @@ from api.routers import (
     metrics,
     notifications,
     push,
+    regional,
     reports,
     stream,
 )
@@ -39,13 +41,16 @@ def create_app(extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
         "phones are masked for roles that do not call people.",
     )
     errors.install(app)
+    # Large responses (the hazard map's FeatureCollection, CAP feeds) go compressed to
+    # clients that accept gzip; event streams are never buffered (excluded by type).
+    app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=5)
     origins = [o.strip() for o in get_settings().api_cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     # The stream's fixed path is registered before /api/alerts/{alert_id}.
     for module in (health, metrics, auth, stream, alerts, hazards, reports, devices,
-                   notifications, cap, push):
+                   notifications, cap, push, regional):
         app.include_router(module.router)
     for extra in extra_routers:
         app.include_router(extra)

@@ -154,13 +154,19 @@ def store_warnings(conn: psycopg.Connection, parsed: ParseResult[RegionalWarning
     return ImportReport(inserted, updated, unchanged, parsed.errors, tuple(notes))
 
 
-def import_cap(conn: psycopg.Connection, text: str | bytes) -> ImportReport:
+def read_cap(text: str | bytes) -> tuple[ParseResult[RegionalWarning], dict[str, datetime]]:
+    """A CAP message's warnings, and the referenced warnings it ends (at its <sent>)."""
     try:
         msg = cap.parse(text)
     except (FieldError, GeometryError) as exc:
         raise InvalidInput(str(exc)) from None
     parsed = ParseResult(msg.warnings, (), tuple(Problem("cap", n) for n in msg.notes))
-    return store_warnings(conn, parsed, ends={ref: msg.sent for ref in msg.references})
+    return parsed, {ref: msg.sent for ref in msg.references}
+
+
+def import_cap(conn: psycopg.Connection, text: str | bytes) -> ImportReport:
+    parsed, ends = read_cap(text)
+    return store_warnings(conn, parsed, ends=ends)
 
 
 def load_active(conn: psycopg.Connection, at: datetime) -> list[RegionalWarning]:

@@ -232,3 +232,27 @@ def test_metrics_for_admins_only(seeded: dict[str, int], conn: psycopg.Connectio
     assert 'geowarn_dead_letters{reason="bad_json"} 1.0' in text
     depth = re.search(r"^geowarn_outbox_depth (\S+)$", text, re.M)
     assert depth is not None and float(depth.group(1)) == 4.0, text  # the four openings
+
+
+def test_hazard_map_etag_and_gzip(seeded: dict[str, int], conn: psycopg.Connection,
+                                  client: TestClient) -> None:
+    headers = login(client, "duty.city")
+    first = client.get("/api/hazards", headers={**headers, "Accept-Encoding": "gzip"})
+    assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"') and "Accept-Encoding" in first.headers["vary"]
+    same = client.get("/api/hazards", headers={**headers, "If-None-Match": etag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
+    other = client.get("/api/hazards", headers={**headers, "If-None-Match": 'W/"stale"'})
+    assert other.status_code == 200 and other.json() == first.json()
+    # A level change is a new collection: the old tag no longer matches.
+    from alerts.lifecycle.writes import LevelChange, apply_changes
+    from alerts.methods.levels import Level
+    from tests.fixtures.api import T0
+    apply_changes(conn, [LevelChange("hazard", "HP-SHANG", "deformation", Level.RED,
+                                     T0.replace(hour=3))], engine="test")
+    changed = client.get("/api/hazards", headers={**headers, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    # Another scope sees another collection with its own tag.
+    jiao = client.get("/api/hazards", headers=login(client, "viewer.jiao"))
+    assert jiao.headers["etag"] != changed.headers["etag"]

@@ -136,6 +136,14 @@ class RuleParams:
     fusion_k: int = 2
     fusion_rain_at_least: int = 2  # rain ≥ yellow and deformation ≥ blue: combined + 1
     fusion_deformation_at_least: int = 1
+    # field reports (宏观巡查, alerts/engine/field_reports.py): a monitor's observation at a
+    # hazard point floors its combined level, per severity (0: no floor), for
+    # field_report_hold_h after it was observed. Our defaults: severe at least orange (a
+    # slope showing movement to the eye), moderate blue (watch closely), minor nothing.
+    field_report_minor: int = 0
+    field_report_moderate: int = 1
+    field_report_severe: int = 3
+    field_report_hold_h: float = 24.0
 
     def __post_init__(self) -> None:
         if self.method not in FAMILY_OF_METHOD:
@@ -192,6 +200,13 @@ class RuleParams:
                 self.fusion_deformation_at_least <= 4:
             raise InvalidInput("fusion_rain_at_least and fusion_deformation_at_least must be "
                                "1..4 (blue..red)")
+        reports = (self.field_report_minor, self.field_report_moderate,
+                   self.field_report_severe)
+        if not all(0 <= x <= 4 for x in reports) or list(reports) != sorted(reports):
+            raise InvalidInput("field_report_minor <= field_report_moderate <= "
+                               "field_report_severe, each 0..4 (none..red)")
+        if not 0 < self.field_report_hold_h <= 24 * 30:
+            raise InvalidInput("field_report_hold_h must be in (0, 720] hours")
         self._check_displacement()
 
     def _check_displacement(self) -> None:
@@ -345,7 +360,9 @@ APPLIES_TO: dict[str, frozenset[str]] = {
     "rain_implausible_mm_10min": frozenset({"rainfall"}),
     "rain_implausible_mm_1h": frozenset({"rainfall"}),
     **{f: _JUDGED for f in ("fusion_mode", "fusion_k", "fusion_rain_at_least",
-                            "fusion_deformation_at_least")},
+                            "fusion_deformation_at_least", "field_report_minor",
+                            "field_report_moderate", "field_report_severe",
+                            "field_report_hold_h")},
 }
 
 

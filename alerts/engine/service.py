@@ -35,6 +35,7 @@ import psycopg
 
 from alerts.engine import data as engine_data
 from alerts.engine import state as engine_state
+from alerts.engine.field_reports import FieldReportFloors
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
 from alerts.lifecycle.writes import AlertEvent, LevelChange, apply_changes, auto_resolve
@@ -84,6 +85,7 @@ class Engine:
         self.clock = -math.inf
         self.saved: engine_state.Saved  # what the database holds: the next save diffs it
         self.regional = engine_data.RegionalFloors()
+        self.reports = FieldReportFloors()
         self._fingerprint: tuple[Any, ...] = ()
         self.load()
 
@@ -146,7 +148,9 @@ class Engine:
                 if not math.isfinite(clock):
                     return []  # data clock before any data: nothing to judge yet
                 regional = self.regional.levels(self.conn, self.setup, clock)
-                self.state, result = tick(self.setup, self.state, samples, clock, regional)
+                reports = self.reports.levels(self.conn, self.setup, clock)
+                self.state, result = tick(self.setup, self.state, samples, clock, regional,
+                                          reports)
                 changes = [LevelChange(**asdict(c)) for c in result.changes]
                 events = self._apply(changes, clock, periodic)
                 saved = engine_state.save(self.conn, self.config.name, self.setup,

@@ -1,13 +1,14 @@
 """One engine tick: new samples in, channel levels and target level changes out. Pure: no I/O.
 
-`tick(setup, state, samples, now, regional)` evaluates every channel that received samples:
+`tick(setup, state, samples, now, regional, reports)` evaluates every channel that received samples:
 first the data-quality screen (alerts/engine/tick_quality.py: implausible values left out,
 outliers pending until the next samples confirm an onset, repeating or flat series held at
 yellow until corroborated), then each method group vectorised (alerts/engine/tick_methods.py),
 the quality gate (a flagged sample can only confirm the level of the last clean one), the
 hysteresis state machine of alerts/methods/hysteresis.py (raise at once; lower only after
 `dwell_s` below the clear line, in the channel's own data time), the fusion of
-alerts/methods/fusion.py per target and hazard kind with the regional floor, and silence
+alerts/methods/fusion.py per target and hazard kind with the regional and field-report floors
+(alerts/engine/field_reports.py), and silence
 (alerts/engine/silence.py). What comes out is a list of `Change`s: a target's level for one
 hazard kind moved (a level change is an event, not a new alert).
 
@@ -69,7 +70,8 @@ __all__ = ["KINDS", "RING_K", "Change", "EngineState", "Samples", "Setup", "Tick
 
 
 def tick(setup: Setup, state: EngineState, s: Samples, now: float,
-         regional: LevelArray | None = None) -> tuple[EngineState, TickResult]:
+         regional: LevelArray | None = None,
+         reports: LevelArray | None = None) -> tuple[EngineState, TickResult]:
     """Evaluate new samples at engine clock `now` (seconds); see the module docstring."""
     n = setup.n
     if s.ch.size:
@@ -86,7 +88,7 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
         u, r, changed_ch = _judge(setup, state, part, regional)
         last_raise[u], seen[u] = r, True
         changes += tq.quality_changes(setup, state, u)
-        changes += _target_changes(setup, state, now, changed_ch, regional)
+        changes += _target_changes(setup, state, now, changed_ch, regional, reports)
     quiet, silent_devs = silence.at_clock(setup, state, now)
     changes += quiet
     u = np.flatnonzero(seen)
@@ -215,11 +217,15 @@ def _evaluate_displacement(setup: Setup, state: EngineState, ch: IntArray, t: Fl
 
 
 def _target_changes(setup: Setup, state: EngineState, now: float, changed_ch: IntArray,
-                    regional: LevelArray | None) -> list[Change]:
+                    regional: LevelArray | None,
+                    reports: LevelArray | None = None) -> list[Change]:
     fam = fusion.kind_levels(state.level, setup.target, setup.family, len(setup.targets),
                              setup.fusion_k)
+    # Field reports floor the combined level as regional warnings do (field_reports.py).
+    floor = regional if reports is None else (
+        reports if regional is None else np.maximum(regional, reports))
     fused, both = fusion.combine(fam, setup.fusion_at_least[:, 0], setup.fusion_at_least[:, 1],
-                                 regional)
+                                 floor)
     is_hazard = np.array([t[0] == "hazard" for t in setup.targets], bool)
     combined = np.where(is_hazard & (fused > fam.max(axis=1)), fused, 0)
     new = np.concatenate([fam, combined[:, None]], axis=1).astype(LEVEL_DTYPE)
@@ -240,6 +246,7 @@ def _target_changes(setup: Setup, state: EngineState, now: float, changed_ch: In
         if ki == COMBINED:
             ev["kind_levels"] = {KINDS[j]: int(fam[ti, j]) for j in range(N_FAM)}
             ev["regional_floor"] = int(regional[ti]) if regional is not None else 0
+            ev["field_report_floor"] = int(reports[ti]) if reports is not None else 0
             ev["rain_and_deformation"] = bool(both[ti])
         ttype, tid = setup.targets[ti]
         changes.append(Change(ttype, tid, KINDS[ki], Level(int(new[ti, ki])),
