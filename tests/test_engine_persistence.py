@@ -134,7 +134,7 @@ def test_quiet_steps_write_nothing_and_a_crash_keeps_the_committed_rows(
         engine.step(now=last)
         before = _state_rows(conn, "engine")
         engine.step(now=last)  # nothing new, same clock: no row changes
-        assert engine.saved.written == {"channel": 0, "target": 0, "device": 0}
+        assert engine.saved.written == {"channel": 0, "target": 0, "device": 0, "disp": 0}
         assert _state_rows(conn, "engine") == before
     finally:
         engine.close()

@@ -72,14 +72,6 @@ def caught_up(db_url: str, newest: float) -> int:
 
 
 @pytest.mark.slow
-# Known bug (issue 7, open): the displacement engine's episode state (acceleration run,
-# reference rate, forecast issue times: alerts/engine/displacement.py DispState) is not in
-# the saved arrays and the restart refill does not rebuild it as living through the data
-# did, so after SIGKILL the forecast rule's orange at 07:00 is missing from the restarted
-# run (10 events against the reference's 11). Kept running, not skipped: remove the marker
-# when the state is persisted.
-@pytest.mark.xfail(reason="displacement episode state is not persisted across a restart "
-                   "(issue 7)", strict=False)
 def test_sigkill_mid_scenario_and_restart_give_the_same_alerts(
         conn: psycopg.Connection, db_url: str, broker: Broker,
         start_gateway: Callable[..., Gateway], engine_process: ServiceProcess) -> None:

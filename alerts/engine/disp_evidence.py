@@ -65,10 +65,10 @@ def describe(st: DispState, p: dict[str, np.ndarray], r: int, c: int, label: str
     cum = float(st.cumulative[r])
     if math.isfinite(cum):
         ev["cumulative_mm"] = sig(cum, 3)
-    if st.steps[r]:
+    if steps := st.step_events(r):
         ev["steps"] = [{"time": iso_minute(s.time), "offset_mm": sig(s.jump_mm),
                         "kind": s.kind, **({"expected": True} if s.expected else {})}
-                       for s in st.steps[r]]
+                       for s in steps[-5:]]
     fc = st.fc[r]
     if np.isfinite(fc[0]):
         ev["forecast"] = {"time": iso_minute(fc[0]), "lower": iso_minute(fc[1]),

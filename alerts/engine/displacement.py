@@ -24,7 +24,7 @@ offset-corrected displacement since the baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,6 +52,14 @@ class StepEvent:
     expected: bool  # inside the maintenance window
 
 
+SAVED_FIELDS = ("first_value", "first_hour", "accel_since", "accel_last", "v_ref", "v_ref_from",
+                "v_ref_to", "fc", "vel", "vel_se", "angle", "v_ref_used", "ref_source",
+                "established", "criterion", "cumulative", "slip_total", "last_step_hour",
+                "step_log")
+STEP_LOG = 8  # steps kept per row (the evidence shows the newest 5; a restart replays them)
+STEP_KINDS = ("offset", "slip")
+
+
 @dataclass
 class DispState:
     """Per displacement row: history, acceleration run, reference rate and forecast, and
@@ -76,7 +84,9 @@ class DispState:
     cumulative: FloatArray
     slip_total: FloatArray  # slips' jumps: out of the velocity series, in the cumulative
     last_step_hour: IntArray  # first hour after the last step found
-    steps: list[list[StepEvent]] = field(default_factory=list)
+    # the newest STEP_LOG steps, oldest first: (time, jump_mm, kind index into STEP_KINDS,
+    # expected); NaN time where none
+    step_log: FloatArray
 
     @classmethod
     def empty(cls, rows: int) -> DispState:
@@ -86,17 +96,31 @@ class DispState:
                    nan(), nan(), nan(), nan(4), nan(4), nan(4), nan(), nan(),
                    np.zeros(rows, np.int64), np.zeros(rows, bool), np.full(rows, -1, np.int64),
                    nan(), np.zeros(rows), np.full(rows, -(10 ** 9), np.int64),
-                   [[] for _ in range(rows)])
+                   nan(STEP_LOG, 4))
+
+    def step_events(self, r: int) -> list[StepEvent]:
+        """Row r's logged steps, oldest first."""
+        return [StepEvent(r, float(t), float(j), STEP_KINDS[int(k)], bool(e))
+                for t, j, k, e in self.step_log[r] if np.isfinite(t)]
+
+    @property
+    def steps(self) -> list[list[StepEvent]]:
+        """Every row's logged steps (for inspection and tests; the evidence reads one row)."""
+        return [self.step_events(r) for r in range(self.step_log.shape[0])]
 
     @property
     def nbytes_per_row(self) -> float:
         rows = max(self.first_value.size, 1)
-        arrays = [getattr(self, f) for f in ("first_value", "first_hour", "accel_since",
-                                             "accel_last", "v_ref", "v_ref_from", "v_ref_to",
-                                             "fc", "vel", "vel_se", "angle", "v_ref_used",
-                                             "ref_source", "established", "criterion",
-                                             "cumulative", "slip_total", "last_step_hour")]
+        arrays = [getattr(self, f) for f in SAVED_FIELDS]
         return (self.hist.nbytes + sum(a.nbytes for a in arrays)) / rows
+
+    def saved_arrays(self) -> dict[str, np.ndarray]:
+        """What the engine saves per displacement channel (alerts/engine/state.py, scope
+        "disp"): everything living through the data built except the hourly history, which
+        a restart rebuilds from the readings with the logged steps and the running offset
+        (alerts/engine/disp_restart.py)."""
+        return {**{f"disp_{f}": getattr(self, f) for f in SAVED_FIELDS},
+                "disp_offset": self.hist.offset}
 
 
 @dataclass(frozen=True)
@@ -169,7 +193,9 @@ def _steps(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntArray
         for i in np.flatnonzero(hit):
             ev = StepEvent(int(r[i]), float(t_step[i]), float(verdict.jump[i]),
                            "offset" if off[i] else "slip", bool(expected[i]))
-            st.steps[int(r[i])] = (st.steps[int(r[i])] + [ev])[-5:]
+            log = st.step_log[int(r[i])]
+            log[:-1] = log[1:].copy()
+            log[-1] = (ev.time, ev.jump_mm, STEP_KINDS.index(ev.kind), ev.expected)
             out.append(ev)
     return out
 

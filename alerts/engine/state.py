@@ -1,15 +1,18 @@
 """Persist and restore the engine's state in the database, incrementally (tables engine_state
 and engine_state_rows, migrations 0045 and 0047).
 
-Saved: what `EngineState.saved_arrays()` names, in three scopes: per channel (levels, dwell
-clocks, watermarks, learnt baselines and reference sums, ...), per target (`emitted`, the
-levels last emitted per hazard kind) and per device (`maintenance`, `quality`). Each
-channel, target and device is one row holding its values packed as one numpy record (the
+Saved: what `EngineState.saved_arrays()` names, in four scopes: per channel (levels, dwell
+clocks, watermarks, learnt baselines, the quality screen, ...), per target (`emitted`, the
+levels last emitted per hazard kind), per device (`maintenance`, `quality`) and per
+displacement channel ("disp", keyed by channel id: the episode state of
+alerts/engine/displacement.py DispState). Each channel, target, device and displacement
+channel is one row holding its values packed as one numpy record (the
 header row in engine_state says which fields, dtypes and shapes: the layout), keyed by
 channel id, target ("hazard:HP1") and device id, so a restart with a changed registry maps
 what it can and starts the rest fresh, and an engine that saves a new field maps the old
-rows field by field. Not saved: the sample rings and evidence; `restore` leaves them empty
-and the service refills the rings from the readings store up to each channel's watermark.
+rows field by field. Not saved: the sample rings, the displacement history and evidence;
+`restore` leaves them empty and the service refills them from the readings store up to each
+channel's watermark (alerts/engine/disp_restart.py for displacement).
 
 Incremental: `save` compares the saved arrays, bit for bit (NaN equals NaN), with a copy of
 what the database holds (the `Saved` snapshot that `restore` or the previous save returned),
@@ -40,8 +43,8 @@ from alerts.engine.tick import EngineState, Setup
 from alerts.engine.tick_setup import DEVICE_ARRAYS
 from geowarn.errors import InvalidInput
 
-SCOPES = ("channel", "target", "device")
-# every other array: per channel
+SCOPES = ("channel", "target", "device", "disp")
+# every other array: per channel ("disp_*": per displacement channel, DispState's)
 _SCOPE_OF = {"emitted": "target", **{name: "device" for name in DEVICE_ARRAYS}}
 COPY_ABOVE = 2000  # rows per scope beyond which a save streams them with COPY
 
@@ -70,9 +73,10 @@ class Restored:
 
 def keys(setup: Setup, scope: str, rows: Sequence[int] | None = None) -> list[str]:
     """The row keys of a scope, in setup order (or of the given rows only)."""
-    if scope == "channel":
-        return [str(setup.channels[i].channel_id) for i in rows] if rows is not None else [
-            str(c.channel_id) for c in setup.channels]
+    if scope in ("channel", "disp"):
+        chans = setup.group_rows["displacement"] if scope == "disp" else np.arange(setup.n)
+        pick = chans if rows is None else chans[np.asarray(rows, np.int64)]
+        return [str(setup.channels[i].channel_id) for i in pick.tolist()]
     names = [f"{t}:{i}" for t, i in setup.targets] if scope == "target" else setup.devices
     return [names[i] for i in rows] if rows is not None else list(names)
 
@@ -80,7 +84,8 @@ def keys(setup: Setup, scope: str, rows: Sequence[int] | None = None) -> list[st
 def _scoped(state: EngineState) -> dict[str, dict[str, np.ndarray]]:
     out: dict[str, dict[str, np.ndarray]] = {s: {} for s in SCOPES}
     for name, arr in state.saved_arrays().items():
-        out[_SCOPE_OF.get(name, "channel")][name] = np.asarray(arr)
+        scope = "disp" if name.startswith("disp_") else _SCOPE_OF.get(name, "channel")
+        out[scope][name] = np.asarray(arr)
     return out
 
 
@@ -132,7 +137,8 @@ def save(conn: psycopg.Connection, engine: str, setup: Setup, state: EngineState
     (`previous` itself, updated, when it was usable)."""
     scoped = _scoped(state)
     layout = {s: _layout(a) for s, a in scoped.items()}
-    sizes = {"channel": setup.n, "target": len(setup.targets), "device": len(setup.devices)}
+    sizes = {"channel": setup.n, "target": len(setup.targets), "device": len(setup.devices),
+             "disp": setup.group_rows["displacement"].size}
     full = (previous is None or previous.rewrite or previous.layout != layout
             or any(a.shape[0] != sizes[s] for s in SCOPES
                    for a in previous.arrays[s].values()))

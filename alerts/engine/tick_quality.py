@@ -206,6 +206,9 @@ def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
                    | (v < p["implausible_min"][ch]) | (v > p["implausible_max"][ch]))
         q = np.where(bad, IMPLAUSIBLE_Q, q).astype(np.int8)
         state.rain.update(state.rings["rainfall"], setup.row_in_group[ch], t, v, q)
+    # Displacement: its hourly history needs every reloaded reading, not only the ring's.
+    disp = np.isin(s.ch, setup.group_rows["displacement"])
+    refill_displacement(setup, state, s.ch[disp], s.t[disp], s.v[disp], s.q[disp])
     keep = _last_per_channel(s.ch, max(state.rings[g].k for g in GROUPS if g != "rainfall")
                              + 2 * HAMPEL_HALF + 1) & ~rain
     series = Samples(s.ch[keep], s.t[keep], s.v[keep], s.q[keep])
@@ -215,8 +218,6 @@ def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
             if g == "rainfall" or not sel.any():
                 continue
             ch, rows = part.ch[sel], setup.row_in_group[part.ch[sel]]
-            if g == "displacement":  # and its hourly history, through the tick's own code
-                refill_displacement(setup, state, ch, part.t[sel], part.v[sel], part.q[sel])
             ring = state.rings[g]
             ring.append(rows, part.t[sel], part.v[sel], part.q[sel])
             screen_series(setup, scratch, ring, rows, ch)

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from alerts.engine import disp_restart
 from alerts.engine.disp_history import HISTORY_DAYS
-from alerts.engine.displacement import DispState, StepEvent, add_readings
+from alerts.engine.displacement import DispState, StepEvent
 from alerts.engine.ring import RainWindows, Ring
 from alerts.engine.rules import (
     FAMILY_OF_METHOD,
@@ -297,9 +298,10 @@ class EngineState:
         self.evidence = {}
 
     def saved_arrays(self) -> dict[str, np.ndarray]:
+        assert self.disp is not None
         return {**{name: getattr(self, name) for name in (*_SAVED, "emitted",
                                                           *DEVICE_ARRAYS)},
-                **self.screen.arrays()}
+                **self.screen.arrays(), **self.disp.saved_arrays()}
 
 
 @dataclass(frozen=True)
@@ -312,14 +314,8 @@ class TickResult:
 
 def refill_displacement(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray,
                          v: FloatArray, q: np.ndarray) -> None:
-    """Replay stored readings into the displacement history, hour by hour, through the same
-    code the tick runs (so offsets found before the restart are found and removed again);
-    the levels it computes are discarded (the saved state has them)."""
+    """Rebuild the displacement history from stored readings (all of a channel's reloaded
+    readings, in one call) through the same code the tick runs, and put the saved
+    displacement state back (alerts/engine/disp_restart.py)."""
     assert state.disp is not None
-    order = np.lexsort((t, ch))
-    ch, t, v, q = ch[order], t[order], v[order], q[order]
-    start = np.flatnonzero(np.r_[True, ch[1:] != ch[:-1]])
-    rank = np.arange(ch.size) - np.repeat(start, np.diff(np.r_[start, ch.size]))
-    for j in range(int(rank.max()) + 1 if rank.size else 0):
-        i = np.flatnonzero(rank == j)
-        add_readings(state.disp, setup.p, ch[i], setup.row_in_group[ch[i]], t[i], v[i], q[i])
+    disp_restart.refill(state.disp, setup.p, ch, setup.row_in_group, t, v, q)
