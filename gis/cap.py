@@ -1,4 +1,7 @@
-"""Reading regional geohazard risk warnings from OASIS CAP 1.2 XML (pure, xml.etree).
+"""Reading regional geohazard risk warnings from OASIS CAP 1.2 XML (pure, xml.etree), and the
+CAP vocabulary GeoWarn both reads and writes (notify/cap_out.py writes with it, one layer up):
+the namespace, the header every message has (CapHeader), the level words and severities, the
+parameter and geocode names, and the "lat,lon" polygon text.
 
 What is taken from a CAP <alert>:
 - Only status "Actual" sets floors; Exercise/System/Test/Draft are refused with a message.
@@ -35,20 +38,28 @@ from gis.model import LEVEL_BY_NAME, FieldError, RegionalWarning
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _Q = "{" + NS + "}"
 SEVERITY_LEVEL = {"Minor": 1, "Moderate": 2, "Severe": 3, "Extreme": 4}
+COLOUR_ZH = {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
+LEVEL_PARAM = "预警级别"  # the parameter we write the colour in (read: any of _LEVEL_PARAMS)
+CODE_NAME = "行政区划代码"  # the geocode valueName we write (read: any of _CODE_NAMES)
 _LEVEL_PARAMS = {"level", "warninglevel", "warning_level", "color", "colour",
                  "预警级别", "预警颜色"}
 _LEVEL_WORDS = {**LEVEL_BY_NAME, "蓝色": 1, "黄色": 2, "橙色": 3, "红色": 4,
                 "蓝": 1, "黄": 2, "橙": 3, "红": 4, "IV": 1, "III": 2, "II": 3, "I": 4}
-_CODE_NAMES = {"adcode", "admin_code", "county_code", "gb2260", "gb/t 2260", "行政区划代码"}
+_CODE_NAMES = {"adcode", "admin_code", "county_code", "gb2260", "gb/t 2260", CODE_NAME}
 _CODE = re.compile(r"^[1-9][0-9]{5}$")
 
 
 @dataclass(frozen=True)
-class CapMessage:
+class CapHeader:
+    """What identifies any CAP message (CAP 1.2 §3.2.1)."""
     identifier: str
     sender: str
     sent: datetime
     msg_type: str  # Alert, Update, Cancel
+
+
+@dataclass(frozen=True)
+class CapMessage(CapHeader):
     warnings: tuple[RegionalWarning, ...]
     references: tuple[str, ...]  # identifiers this message updates or cancels
     notes: tuple[str, ...]  # things ignored, for the operator
@@ -182,6 +193,11 @@ def _level(info: ET.Element, where: str) -> int:
         raise FieldError(f"CAP {where}: severity {severity!r} gives no level "
                          "(add a 'level' parameter)")
     return SEVERITY_LEVEL[severity]
+
+
+def polygon_text(p: Polygon) -> str:
+    """A polygon as CAP writes it: "lat,lon" pairs (note the order), the ring closed."""
+    return " ".join(f"{lat:.6f},{lon:.6f}" for lon, lat in p.exterior.coords)
 
 
 def _polygon(text: str, where: str) -> Polygon:

@@ -22,23 +22,19 @@ from datetime import datetime, timedelta, timezone
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from gis.cap import CODE_NAME, COLOUR_ZH, LEVEL_PARAM, NS, SEVERITY_LEVEL, CapHeader, polygon_text
 from notify.messages import KIND_ZH
 
-NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CHINA = timezone(timedelta(hours=8))
-SEVERITY = {0: "Minor", 1: "Minor", 2: "Moderate", 3: "Severe", 4: "Extreme"}
+# The reader's severity -> level mapping, turned round (an all-clear says Minor).
+SEVERITY = {0: "Minor", **{level: name for name, level in SEVERITY_LEVEL.items()}}
 URGENCY = {0: "Past", 1: "Future", 2: "Expected", 3: "Expected", 4: "Immediate"}
 CERTAINTY = {0: "Observed", 1: "Possible", 2: "Possible", 3: "Likely", 4: "Likely"}
-COLOUR_ZH = {1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色"}
 RESPONSE = {1: "Monitor", 2: "Monitor", 3: "Prepare", 4: "Evacuate"}
 
 
 @dataclass(frozen=True)
-class CapEvent:
-    identifier: str
-    sender: str
-    sent: datetime
-    msg_type: str  # Alert, Update, Cancel
+class CapEvent(CapHeader):
     level: int
     hazard_kind: str
     headline: str
@@ -61,7 +57,7 @@ def _polygons(geom: BaseGeometry | None) -> list[str]:
     out = []
     for p in parts:
         if isinstance(p, Polygon):
-            out.append(" ".join(f"{lat:.6f},{lon:.6f}" for lon, lat in p.exterior.coords))
+            out.append(polygon_text(p))
     return out
 
 
@@ -104,7 +100,7 @@ def build(ev: CapEvent) -> str:
         add(info, "instruction", ev.instruction)
     if ev.level:
         param = ET.SubElement(info, q + "parameter")
-        add(param, "valueName", "预警级别")
+        add(param, "valueName", LEVEL_PARAM)
         add(param, "value", COLOUR_ZH[ev.level])
     area = ET.SubElement(info, q + "area")
     add(area, "areaDesc", ev.area_desc)
@@ -112,6 +108,6 @@ def build(ev: CapEvent) -> str:
         add(area, "polygon", poly)
     if ev.county_code:
         geocode = ET.SubElement(area, q + "geocode")
-        add(geocode, "valueName", "行政区划代码")
+        add(geocode, "valueName", CODE_NAME)
         add(geocode, "value", ev.county_code)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")

@@ -170,7 +170,8 @@ def _notify(args: argparse.Namespace) -> int:
     from notify.notifier import Notifier
 
     channels = setup.build_channels(settings, url=url, echo=args.echo,
-                                    known_sid=setup.sid_recorder(url))
+                                    known_sid=setup.sid_recorder(url),
+                                    contenders=setup.voice_contenders(url))
     notifier = Notifier(url, channels, name=args.name, routing=setup.build_routing(settings),
                         templates=setup.build_templates(settings),
                         hotline=settings.notify_hotline)

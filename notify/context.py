@@ -45,6 +45,22 @@ def _floor_only(evidence: Mapping[str, Any], level: int) -> bool:
     return max((int(v) for v in kinds.values() if isinstance(v, int)), default=0) < level
 
 
+# What a device alert says happened (the maintenance template's {reason}).
+_FINDINGS_ZH = {"implausible": "数值不合理", "repeating": "重复值", "flat": "数值不变",
+                "step": "阶跃", "slip": "滑移"}
+
+
+def _device_reason(kind: str, evidence: Mapping[str, Any]) -> str:
+    if kind == "data_quality":
+        if not evidence.get("channels"):
+            return "数据恢复正常"
+        names = [str(c.get("finding", "")).split(":")[0] for c in evidence["channels"]
+                 if isinstance(c, Mapping)]
+        found = "、".join(dict.fromkeys(_FINDINGS_ZH.get(n, n) for n in names if n))
+        return f"数据异常（{found}）" if found else "数据异常"
+    return "无数据上报" if evidence.get("reason") == "silent" else "恢复上报"
+
+
 def _device_place(conn: psycopg.Connection, device_id: str) -> tuple[str | None, str]:
     row = conn.execute("SELECT d.hazard_id, h.county_code FROM devices d LEFT JOIN "
                        "hazard_points h USING (hazard_id) WHERE d.device_id = %s",
@@ -76,7 +92,7 @@ def load(conn: psycopg.Connection, item: OutboxItem, *, hotline: str,
         hazard_id = item.target_id
     elif item.target_type == "device":
         hazard_id, county = _device_place(conn, item.target_id)
-        reason = "无数据上报" if evidence.get("reason") == "silent" else "恢复上报"
+        reason = _device_reason(item.hazard_kind, evidence)
     if hazard_id is not None:
         found = store.load_hazards(conn, [hazard_id])
         hazard = found[0] if found else None

@@ -9,7 +9,7 @@ import psycopg
 
 from geowarn.settings import Settings
 from notify import messages
-from notify.channels.base import Channel
+from notify.channels.base import Channel, Outgoing
 from notify.channels.file import FileChannel
 from notify.routing import RoutingTable, load_routing
 
@@ -19,7 +19,8 @@ def twilio_configured(s: Settings) -> bool:
 
 
 def build_channels(s: Settings, *, url: str, echo: bool = False,
-                   known_sid: Callable[[str], bool] | None = None) -> dict[str, Channel]:
+                   known_sid: Callable[[str], bool] | None = None,
+                   contenders: Callable[[Outgoing], int] | None = None) -> dict[str, Channel]:
     path = s.notify_file or s.data_dir / "notifications.jsonl"
     channels: dict[str, Channel] = {"file": FileChannel(path, echo=echo)}
     if twilio_configured(s):
@@ -37,7 +38,8 @@ def build_channels(s: Settings, *, url: str, echo: bool = False,
                                     callback_url=s.notify_callback_url, pacing=bucket)
         channels["voice"] = TwilioVoice(client, http, s.twilio_from,
                                         callback_url=s.notify_callback_url, pacing=bucket,
-                                        known_sid=known_sid)
+                                        known_sid=known_sid or sid_recorder(url),
+                                        contenders=contenders or voice_contenders(url))
     else:
         # Without a provider, phone messages are written to the file channel.
         channels["sms"] = channels["voice"] = channels["file"]
@@ -81,3 +83,16 @@ def sid_recorder(url: str) -> Callable[[str], bool]:
             return conn.execute("SELECT 1 FROM deliveries WHERE provider_id = %s",
                                 (sid,)).fetchone() is not None
     return known
+
+
+def voice_contenders(url: str) -> Callable[[Outgoing], int]:
+    """How many other voice deliveries to the same recipient or (masked) number are in an
+    uncertain attempt too (voice reconciliation cannot tell their calls apart)."""
+    def count(msg: Outgoing) -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM deliveries WHERE channel = 'voice' AND state = 'sending' "
+                "AND delivery_id <> %s AND (recipient_id = %s OR masked_phone = %s)",
+                (msg.delivery_id, msg.recipient_id, msg.masked_to)).fetchone()
+        return int(row[0]) if row else 0
+    return count

@@ -214,3 +214,35 @@ def test_maintenance_goes_to_officers_and_the_maintainer_only(
     assert {(d.recipient_id, d.audience) for d in rows} == {
         ("person:county-1", "county_officer"), ("person:fixer", "maintainer")}
     assert all("DEV-1" in d.body and "无数据上报" in d.body for d in rows)
+
+
+@pytest.mark.parametrize("level", [Level.BLUE, Level.ORANGE, Level.RED])
+def test_data_quality_goes_to_officers_and_the_maintainer_only(
+        conn: psycopg.Connection, db_url: str, tmp_path: Path, level: Level) -> None:
+    """Bad data on a device of a point with households: whatever the level, no resident,
+    no monitor and no call hears of it; the device's own maintainer does, the other not."""
+    from alerts.lifecycle.writes import LevelChange, apply_changes
+
+    world.build(conn, households=4)
+    conn.execute("INSERT INTO devices (device_id, kind, hazard_id) VALUES "
+                 "('DEV-1', 'crack_meter', 'HP-1')")
+    people.import_people(conn, [people.Contact("fixer", "运维员", "+8613300000001", "zh",
+                                               ("maintainer",), "331122", ("DEV-1",)),
+                                people.Contact("other-fixer", "运维员乙", "+8613300000002",
+                                               "zh", ("maintainer",), "331122", ("DEV-9",))])
+    finding = {"channel_id": 1, "device_id": "DEV-1", "sensor": "crack_meter.opening",
+               "finding": "flat", "value": 12.0}
+    apply_changes(conn, [LevelChange("device", "DEV-1", "data_quality", level, world.T0,
+                                     {"reason": "data-quality finding",
+                                      "channels": [finding]})], engine="test")
+    n = notifier(db_url, tmp_path / "o.jsonl")
+    drain(n)
+    n.close()
+    rows = deliveries.list_deliveries(conn)
+    audiences = {d.audience for d in rows}
+    assert "maintainer" in audiences and audiences <= {"maintainer", "township_officer",
+                                                       "county_officer", "city_officer"}
+    assert {d.recipient_id for d in rows if d.audience == "maintainer"} == {"person:fixer"}
+    assert not any(d.recipient_id.startswith(("household:", "hazard:")) for d in rows)
+    assert {d.channel for d in rows} == {"sms"}
+    assert all("DEV-1" in d.body and "数据异常（数值不变）" in d.body for d in rows)

@@ -1,14 +1,26 @@
 """Twilio voice: the message read aloud (TwiML <Say>, Mandarin zh-CN or English), repeated.
 
-Calls carry no text Twilio could give back, so a crash is reconciled on the Calls list
-filtered by recipient and sender: a call created at or after the interrupted attempt began,
-whose sid no other delivery has recorded, is that delivery's call.
+Reconciliation after a crash (an attempt that may have reached Twilio): Twilio's call
+records carry nothing we can set and read back (a Message returns its body, where the SMS
+channel's tag #GW... sits; a Call returns no TwiML, URL or label), so no tag can be matched.
+What identifies the call instead: the Calls list filtered by To and From, newest first, read
+back to the attempt's start; a call created from `SKEW` before the attempt began until
+`WINDOW` after it (the longest a create request can take), whose sid no delivery has
+recorded, is a candidate. Not StartTime: it stays empty until Twilio dials, so a call still
+queued would be missed and called twice. It is "found" only when exactly one candidate
+exists and no other delivery to the same person or number is in the same uncertain state;
+none is "not_found" (safe to call); anything else is "unknown" and is asked again later
+(others' sids get recorded meanwhile, by their callbacks or their own reconciliation), and
+after the attempts run out the delivery stays 'uncertain' for officers, never guessed and
+never called twice. A status callback carries the delivery id (?d=) and settles it directly
+(notify/deliveries.advance).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from itertools import islice
 from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
@@ -18,6 +30,9 @@ from notify.outcomes import PROVIDER_STATES, Lookup, Outcome
 from notify.pacing import TokenBucket
 
 REPEAT = 3
+SKEW = timedelta(seconds=5)  # clocks of two machines
+WINDOW = timedelta(seconds=60)  # beyond the client's timeout: a create never takes longer
+LOOKUP_MAX = 200  # calls read back at most (newest first) before answering "unknown"
 VOICES = {"zh": ("zh-CN", "Polly.Zhiyu"), "en": ("en-US", "Polly.Joanna")}
 
 
@@ -32,13 +47,16 @@ class TwilioVoice:
 
     def __init__(self, client: object, http: RedirectingHttpClient, sender: str, *,
                  callback_url: str | None, pacing: TokenBucket | None = None,
-                 known_sid: Callable[[str], bool] | None = None) -> None:
+                 known_sid: Callable[[str], bool] | None = None,
+                 contenders: Callable[[Outgoing], int] | None = None) -> None:
         self.client = client
         self.http = http
         self.sender = sender
         self.callback_url = callback_url
         self.pacing = pacing
         self.known_sid = known_sid or (lambda sid: False)
+        # Other voice deliveries to the same person or number whose attempt is uncertain too.
+        self.contenders = contenders or (lambda msg: 0)
 
     def send(self, msg: Outgoing) -> Outcome:
         if msg.valid_until <= msg.now:
@@ -64,15 +82,29 @@ class TwilioVoice:
     def lookup(self, msg: Outgoing, since: datetime) -> Lookup:
         if not msg.to:
             return Lookup("not_found")
+        start, end = since - SKEW, since + WINDOW
+        candidates = []
         try:
-            calls = self.client.calls.list(  # type: ignore[attr-defined]
-                to=msg.to, from_=self.sender, limit=50)
+            calls = self.client.calls.stream(  # type: ignore[attr-defined]
+                to=msg.to, from_=self.sender, page_size=50)
+            read = 0
+            for c in islice(calls, LOOKUP_MAX):
+                read += 1
+                created = c.date_created
+                if created is None:
+                    continue
+                if created < start:
+                    break  # newest first: the rest are older than the attempt
+                if created <= end and not self.known_sid(str(c.sid)):
+                    candidates.append(c)
+            else:
+                if read == LOOKUP_MAX:
+                    return Lookup("unknown")  # more calls than we read: cannot tell
         except Exception:  # noqa: BLE001 - the provider cannot answer now
             return Lookup("unknown")
-        start = since - timedelta(seconds=5)  # clocks of two machines
-        for c in sorted(calls, key=lambda c: str(c.sid)):
-            created = c.date_created
-            if created is not None and created >= start and not self.known_sid(str(c.sid)):
-                return Lookup("found", str(c.sid), PROVIDER_STATES.get(str(c.status),
-                                                                        "queued"))
-        return Lookup("not_found")
+        if not candidates:
+            return Lookup("not_found")
+        if len(candidates) == 1 and self.contenders(msg) == 0:
+            c = candidates[0]
+            return Lookup("found", str(c.sid), PROVIDER_STATES.get(str(c.status), "queued"))
+        return Lookup("unknown")
