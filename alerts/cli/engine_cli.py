@@ -2,6 +2,7 @@
 
     geowarn engine [--name N] [--clock wall|data] [--period S] [--quiet-hours H]
                    [--backfill-days D] [--search-period S]
+                   [--partitions N [--member NAME] [--takeover-after S]]
     geowarn engine rules set SCOPE ID '{"warning_m": 15.2}'
     geowarn engine rules list
     geowarn engine rules delete SCOPE ID
@@ -18,6 +19,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from alerts.engine.data import load_channels, load_overrides
+from alerts.engine.leadership import PartitionedService
 from alerts.engine.rules import SCOPES, resolve, validate_override
 from alerts.engine.service import EngineConfig, Service
 from geowarn.db import connect, database_url
@@ -38,6 +40,16 @@ def register(sub: Any) -> None:
     p.add_argument("--search-period", type=float, default=300.0,
                    help="seconds between searches of the whole registry for readings no "
                         "NOTIFY announced (the gateway announces all of its own)")
+    p.add_argument("--partitions", type=int, default=None, metavar="N",
+                   help="split the registry into N partitions (by county) shared by every "
+                        "`geowarn engine --partitions N` of this --name: each partition has one "
+                        "leader, the others stand by (default: one engine leads everything)")
+    p.add_argument("--member", default=None,
+                   help="with --partitions: this process's name in the group (default "
+                        "host-pid); partitions go round robin over the members' names")
+    p.add_argument("--takeover-after", type=float, default=15.0, metavar="S",
+                   help="with --partitions: a leader whose heartbeat is this old is fenced "
+                        "and replaced (a killed one is replaced within a second)")
     p.set_defaults(func=_run)
     # Optional: without a rule command `geowarn engine` runs the engine.
     rules = p.add_subparsers(dest="engine_command", required=False,
@@ -61,10 +73,16 @@ def _run(args: argparse.Namespace) -> int:
                           quiet_s=args.quiet_hours * 3600.0,
                           backfill_s=args.backfill_days * 86400.0,
                           search_period_s=args.search_period)
+    if args.partitions is None and (args.member or args.takeover_after != 15.0):
+        raise InvalidInput("--member and --takeover-after need --partitions")
     stop = threading.Event()
     with stop_on_signals(stop, "geowarn engine", f"the warning engine {args.name} (the tick "
                          "in hand finishes; a standby engine, if one runs, takes the lead)"):
-        Service(database_url(), config).run(stop)
+        if args.partitions is None:
+            Service(database_url(), config).run(stop)
+        else:
+            PartitionedService(database_url(), config, args.partitions, member=args.member,
+                               takeover_after_s=args.takeover_after).run(stop)
     print(f"geowarn engine: {args.name} stopped", file=sys.stderr)
     return 0
 

@@ -18,7 +18,10 @@ saves only the state rows that changed (alerts/engine/state.py), and searches th
 registry for unjudged readings only on start, for "*", on a replay step and every
 `search_period_s` (alerts/engine/data.py `channels_with_new_readings`, server-side).
 One active engine at a time: the leader holds pg_try_advisory_lock on a dedicated session; a
-standby retries every `standby_poll_s` and takes over when that session ends.
+standby retries every `standby_poll_s` and takes over when that session ends. Partitioned
+(`EngineConfig.partition`, `geowarn engine --partitions N`): an Engine judges one partition's
+channels (alerts/engine/partitions.py) and auto-resolves only its own targets' alerts; which
+process leads which partition is alerts/engine/leadership.py.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import psycopg
 from alerts.engine import data as engine_data
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
+from alerts.engine.partitions import Partition, select
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
 from alerts.lifecycle.writes import AlertEvent, LevelChange, apply_changes, auto_resolve
@@ -63,6 +67,7 @@ class EngineConfig:
     # for writers that do not notify. It costs one index probe per channel on the server,
     # so it is not done on every periodic tick.
     search_period_s: float = 300.0
+    partition: Partition = Partition()  # the part of the registry this engine judges
 
     def __post_init__(self) -> None:
         if self.clock not in ("wall", "data"):
@@ -87,6 +92,7 @@ class Engine:
         self.regional = engine_data.RegionalFloors()
         self.reports = FieldReportFloors()
         self._fingerprint: tuple[Any, ...] = ()
+        self.registry: set[int] = set()  # every channel id, this partition's or not
         self.load()
 
     def close(self) -> None:
@@ -103,7 +109,9 @@ class Engine:
         """(Re)build the setup from the registry and rules, restore the saved state and refill
         the rings from the readings store."""
         with self.conn.transaction():
-            channels = engine_data.load_channels(self.conn)
+            every = engine_data.load_channels(self.conn)
+            self.registry = {c.channel_id for c in every}
+            channels = select(self.conn, every, self.config.partition)
             params = resolve(channels, engine_data.load_overrides(self.conn))
             self.setup = build_setup(channels, params)
             restored = engine_state.restore(self.conn, self.config.name, self.setup)
@@ -127,7 +135,7 @@ class Engine:
              periodic: bool = False) -> list[AlertEvent]:
         """One tick. `now` (seconds) drives a replay clock; else the configured clock.
         `channel_ids`: the channels with new readings (from NOTIFY); None: find them."""
-        if channel_ids is not None and not channel_ids <= self.setup.index.keys():
+        if channel_ids is not None and not channel_ids <= self.registry:
             self.load()  # a channel the setup does not know yet: the registry changed
         try:
             with self.conn.transaction():
@@ -172,14 +180,17 @@ class Engine:
         (so a replay in big steps resolves exactly what living through it resolved), then,
         on a periodic tick, what is due at the clock."""
         quiet = timedelta(seconds=self.config.quiet_s)
+        # A partition resolves only its own targets' alerts: another partition's clock may
+        # lag behind this one's, and resolving for it would close an alert it re-raises.
+        targets = None if self.config.partition.whole else self.setup.targets
         events: list[AlertEvent] = []
         for when in sorted({c.data_time for c in changes}):
-            events += auto_resolve(self.conn, data_time=when, quiet=quiet)
+            events += auto_resolve(self.conn, data_time=when, quiet=quiet, targets=targets)
             events += apply_changes(self.conn, [c for c in changes if c.data_time == when],
                                     engine=self.config.name)
         if periodic:
             events += auto_resolve(self.conn, data_time=datetime.fromtimestamp(clock, UTC),
-                                   quiet=quiet)
+                                   quiet=quiet, targets=targets)
         for e in events:
             log_event(e)
         return events
@@ -244,6 +255,16 @@ class Service:
             if self.engine is not None:
                 self.engine.close()
             lock.close()
+
+    def lead(self, stop: threading.Event, session: psycopg.Connection) -> None:
+        """Lead until `stop` (for a caller that holds the leadership lock on `session`
+        itself: alerts/engine/leadership.py); closes the engine on return."""
+        try:
+            self._lead(stop, session)
+        finally:
+            if self.engine is not None:
+                self.engine.close()
+                self.engine = None
 
     def _lead(self, stop: threading.Event, lock: psycopg.Connection) -> None:
         listen = psycopg.connect(self.db_url, autocommit=True)

@@ -272,11 +272,12 @@ def _record(conn: psycopg.Connection, alert_id: int, change: LevelChange, kind: 
     return event
 
 
-def auto_resolve(conn: psycopg.Connection, *, data_time: datetime,
-                 quiet: timedelta) -> list[AlertEvent]:
+def auto_resolve(conn: psycopg.Connection, *, data_time: datetime, quiet: timedelta,
+                 targets: Sequence[tuple[str, str]] | None = None) -> list[AlertEvent]:
     """Resolve (as "system") every open alert cleared at least `quiet` before `data_time`,
     each stamped at the data time it became due (its clearing + `quiet`), so when the check
-    runs does not change the history; the "resolved" events written."""
+    runs does not change the history; the "resolved" events written. `targets`: only the
+    alerts of these (target_type, target_id) (an engine partition's own)."""
     if not isinstance(data_time, datetime) or data_time.tzinfo is None:
         raise InvalidInput(f"auto_resolve: data_time must be timezone-aware, got {data_time!r}")
     if quiet <= timedelta(0):
@@ -287,8 +288,11 @@ def auto_resolve(conn: psycopg.Connection, *, data_time: datetime,
             due = cur.execute(
                 "SELECT alert_id, target_type, target_id, hazard_kind, level, last_data_time "
                 "FROM alerts WHERE status <> 'resolved' AND level = 0 "
-                "AND last_data_time <= %s ORDER BY target_type, target_id, hazard_kind "
-                "FOR UPDATE", (data_time - quiet,)).fetchall()
+                "AND last_data_time <= %s AND (%s::text[] IS NULL OR (target_type, target_id) "
+                "IN (SELECT * FROM unnest(%s::text[], %s::text[]))) "
+                "ORDER BY target_type, target_id, hazard_kind FOR UPDATE",
+                (data_time - quiet, None if targets is None else [t for t, _ in targets],
+                 [t for t, _ in targets or ()], [i for _, i in targets or ()])).fetchall()
         for alert in due:
             reason = (f"quiet for {format_duration(quiet)} since the clearing at "
                       f"{alert['last_data_time'].astimezone(UTC).isoformat()}")
