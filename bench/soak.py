@@ -117,7 +117,7 @@ def values_at(plan: Plan, m: int, rng: np.random.Generator) -> np.ndarray:
     v = np.where(plan.water, plan.base + 0.05 * day + rng.normal(0, 0.02, plan.n),
                  plan.base + rng.normal(0, 0.03, plan.n))
     for d in plan.flood:  # a hydrograph over the middle of the span: up 6.6 m and back
-        x = (m - 0.45 * plan.minutes) / max(1.0, 0.15 * plan.minutes)
+        x = (m - 0.45 * plan.minutes) / max(30.0, 0.15 * plan.minutes)
         v[d] += 6.6 * max(0.0, 1.0 - abs(x))
     for d, (a, _) in plan.stuck.items():
         if a <= m < plan.stuck[d][1]:
@@ -282,11 +282,13 @@ def check_store(url: str, plan: Plan, channel: dict[int, int], exp: Expected) ->
             "SELECT count(*) FROM readings r WHERE NOT EXISTS (SELECT 1 FROM soak_expected e "
             "WHERE e.channel_id = r.channel_id AND e.ts = r.ts)").fetchone()
         dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        size = conn.execute("SELECT pg_total_relation_size('readings')").fetchone()
     return {"expected": int(dev.size), "stored": int(stored[0]) if stored else -1,
             "missing": int(missing[0]) if missing else -1,
             "wrong_value": int(wrong[0]) if wrong else -1,
             "extra": int(extra[0]) if extra else -1,
-            "dead_letters": int(dead[0]) if dead else -1}
+            "dead_letters": int(dead[0]) if dead else -1,
+            "readings_bytes": int(size[0]) if size else -1}
 
 
 def check_alerts(url: str, plan: Plan) -> dict[str, object]:
@@ -382,6 +384,8 @@ def main() -> int:
           f"{store['missing']}, wrong value {store['wrong_value']}, extra {store['extra']}; "
           f"dead letters {store['dead_letters']} (future-stamped messages sent: "
           f"{exp.future_messages})")
+    print(f"store: {store['readings_bytes'] / max(1, store['stored']):.0f} bytes per reading "
+          f"(readings table with its indexes, plain PostgreSQL)")
     print(f"time: publish {t_pub - t0:,.0f} s ({exp.messages / (t_pub - t0):,.0f} msg/s), "
           f"all stored {t_stored - t0:,.0f} s ({readings / (t_stored - t0):,.0f} readings/s), "
           f"engine caught up {t_engine - t0:,.0f} s after the first publish")
