@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     notify_vapid_key_file: Path | None = Field(default=None, description=(
         "VAPID private key (PEM) for Web Push, from `geowarn notify vapid-keys`; unset: "
         "no Web Push"))
+    cap_sender_code: str | None = Field(default=None, pattern=r"^[1-9][0-9]{13}$",
+                                        description=(
+        "issuing-unit code (14 digits: GB/T 2260 area, GB/T 4657 institution, internal, "
+        "extension) for CAP identifiers in the national profile's form "
+        "`CODE_YYYYMMDDhhmmss_N`; unset: `geowarn-ALERT-EVENT`"))
     notify_vapid_subject: str = Field(default="mailto:duty@localhost", description=(
         "contact (mailto: or https: URL) sent to push services in the VAPID claims"))
 

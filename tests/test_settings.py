@@ -16,7 +16,7 @@ from geowarn.settings_cli import env_name, markdown_table, readme_table
 # crash-test hook), dev.sh's and the compose file's own.
 NOT_SETTINGS = {"GEOWARN_TEST_DATABASE_URL", "GEOWARN_TEST_TIMESCALE_URL",
                 "GEOWARN_TEST_STRICT", "GEOWARN_SELFCHECK", "GEOWARN_NOTIFY_CRASH_AT",
-                "GEOWARN_VENV", "GEOWARN_DB_PASSWORD"}
+                "GEOWARN_VENV", "GEOWARN_DB_PASSWORD", "GEOWARN_TEST_ARTIFACTS"}
 # The variables of a `--secrets-out` file in env format (devices/secrets_file.py).
 NOT_SETTINGS_PREFIX = "GEOWARN_SECRET"
 SCANNED = ("*.py", "*.sh", "*.yml", "*.md", "Dockerfile*", ".ci/run")
