@@ -1,20 +1,21 @@
-# Mosquitto 2 with GeoWarn's configuration (ingest/mosquitto.conf) and its national-profile
-# plugin (ingest/mosquitto_plugin/geowarn_national.c), built from the repository root.
+# Mosquitto with the configuration, password file, ACL and national-profile plugin that
+# `geowarn devices broker-config` generates from the device registry, built from the
+# repository root (see docker-compose.yml).
 #
-# The plugin is compiled in a throwaway Alpine stage: eclipse-mosquitto:2 is Alpine-based and
-# has no compiler; Alpine's mosquitto-dev ships the same 2.x plugin API (version 5), and the
-# .so links against nothing but musl and symbols the broker itself exports.
-FROM alpine:3.20 AS plugin
-RUN apk add --no-cache build-base mosquitto-dev
-COPY ingest/mosquitto_plugin/geowarn_national.c /src/
-RUN cc -O2 -Wall -Wextra -Werror -fPIC -shared -o /src/geowarn_national.so \
-    /src/geowarn_national.c
+# The broker image is the GeoWarn image plus Debian's Mosquitto, its plugin headers and a C
+# compiler: broker-config reads the registry, writes passwd/acl/mosquitto.conf and compiles
+# the plugin against the very broker that loads it (same libc, same plugin API), at every
+# start (deploy/mosquitto/start.sh), so a restart picks up newly registered devices.
+FROM python:3.11-slim
 
-FROM eclipse-mosquitto:2
-COPY --from=plugin /src/geowarn_national.so /mosquitto/plugins/geowarn_national.so
-COPY ingest/mosquitto.conf /mosquitto/config/geowarn.conf
-COPY deploy/mosquitto/compose.conf /mosquitto/config/compose.conf
-# One file, shipped settings first: what the tests run against is what is deployed.
-RUN cat /mosquitto/config/geowarn.conf /mosquitto/config/compose.conf \
-    > /mosquitto/config/mosquitto.conf
-CMD ["mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends mosquitto mosquitto-clients mosquitto-dev \
+       libmosquitto-dev gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY . .
+RUN pip install -e .
+# Runs as root: broker-config gives passwd, acl and the persistence folder to the
+# `mosquitto` user (Debian's package creates it), and Mosquitto drops to that user.
+CMD ["sh", "/app/deploy/mosquitto/start.sh"]

@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
     h = sub.add_parser("health", help="exit 0 if a gateway or engine reported to the "
-                                      "database recently, else 1 (container healthchecks)")
-    h.add_argument("service", choices=("gateway", "engine"))
+                                      "database recently, or no notifier work waits past "
+                                      "--max-age, else 1 (container healthchecks)")
+    h.add_argument("service", choices=("gateway", "engine", "notifier"))
     h.add_argument("--name", help="gateway name (default GEOWARN_GATEWAY_NAME) or engine "
                                   "name (default engine)")
     h.add_argument("--max-age", type=float, default=60.0, metavar="SECONDS",
@@ -161,10 +162,22 @@ _HEALTH_SQL = {
 }
 
 
+# The notifier saves no heartbeat; what shows it stuck or gone is work waiting: an outbox
+# event or a delivery due longer than the limit (an idle notifier with nothing due is fine).
+_NOTIFIER_SQL = (
+    "SELECT coalesce(extract(epoch FROM now() - least("
+    "(SELECT min(next_attempt_at) FROM notification_outbox WHERE state = 'pending' "
+    " AND next_attempt_at <= now()), "
+    "(SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' "
+    " AND next_attempt_at <= now()))), 0)")
+
+
 def _health(args: argparse.Namespace) -> int:
     if args.max_age <= 0:
         raise InvalidInput(f"--max-age must be positive, got {args.max_age:g}")
     settings = get_settings()
+    if args.service == "notifier":
+        return _notifier_health(settings, args.max_age)
     name = args.name or (settings.gateway_name if args.service == "gateway" else "engine")
     if not settings.database_url:
         raise ConfigurationError("geowarn health needs GEOWARN_DATABASE_URL")
@@ -182,4 +195,18 @@ def _health(args: argparse.Namespace) -> int:
               f"for {stalled:.0f} s (limit {args.max_age:g} s)")
         return 1
     print(f"{args.service} {name}: last report {age:.0f} s ago")
+    return 0
+
+
+def _notifier_health(settings: Settings, max_age: float) -> int:
+    if not settings.database_url:
+        raise ConfigurationError("geowarn health needs GEOWARN_DATABASE_URL")
+    with connect(settings.database_url, autocommit=True) as conn:
+        row = conn.execute(_NOTIFIER_SQL).fetchone()
+    waited = float(row[0]) if row else 0.0
+    if waited > max_age:
+        print(f"notifier: work due {waited:.0f} s ago is still waiting (limit {max_age:g} s)")
+        return 1
+    print("notifier: nothing due is waiting" if waited == 0 else
+          f"notifier: the oldest due work waited {waited:.0f} s")
     return 0

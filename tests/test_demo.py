@@ -24,7 +24,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-import yaml
 
 from demo.broker import EmbeddedBroker, embedded_broker
 from geowarn.cli import main
@@ -285,38 +284,6 @@ def _log(f: object) -> str:
     assert hasattr(f, "seek") and hasattr(f, "read")
     f.seek(0)
     return str(f.read().decode(errors="replace"))
-
-
-def test_compose_file_is_valid_and_wires_the_services() -> None:
-    doc = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
-    services = doc["services"]
-    assert set(services) == {"timescaledb", "mosquitto", "geowarn-migrate", "geowarn-ingest",
-                             "geowarn-engine"}
-    assert services["timescaledb"]["image"] == "timescale/timescaledb:latest-pg16"
-    assert "pg_isready" in " ".join(services["timescaledb"]["healthcheck"]["test"])
-    for name in ("mosquitto", "geowarn-ingest", "geowarn-engine"):
-        assert services[name]["healthcheck"]["test"], name
-    migrate = services["geowarn-migrate"]
-    assert migrate["command"] == ["geowarn", "db", "upgrade"]
-    assert migrate["depends_on"]["timescaledb"]["condition"] == "service_healthy"
-    for name in ("geowarn-ingest", "geowarn-engine"):
-        deps = services[name]["depends_on"]
-        assert deps["geowarn-migrate"]["condition"] == "service_completed_successfully"
-        env = services[name]["environment"]
-        assert env["GEOWARN_DATABASE_URL"].startswith("postgresql://")
-    assert services["geowarn-ingest"]["depends_on"]["mosquitto"]["condition"] == \
-        "service_healthy"
-    assert services["geowarn-ingest"]["environment"]["GEOWARN_MQTT_URL"] == \
-        "mqtt://mosquitto:1883"
-    # Every file a build or mount names exists in the repository.
-    for svc in services.values():
-        build = svc.get("build")
-        if build:
-            assert (PROJECT_ROOT / build["context"] / build["dockerfile"]).is_file()
-        for volume in svc.get("volumes", []):
-            source = volume.split(":")[0]
-            if source.startswith("."):
-                assert (PROJECT_ROOT / source).exists(), source
 
 
 def test_health_reports_fresh_stale_and_missing_services(

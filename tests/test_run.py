@@ -150,3 +150,18 @@ def test_run_fails_when_the_api_cannot_start(db_url: str, broker: Broker,
     assert done.returncode == 2, err
     assert "API on http://127.0.0.1:" in err and "failed" in err
     assert "SIGTERM stops" not in err  # it never claimed to be running
+
+
+def test_notifier_health_is_work_waiting_past_the_limit(
+        db_url: str, conn: psycopg.Connection, capsys: object) -> None:
+    from alerts.methods.levels import Level
+    from geowarn.cli import main
+
+    assert main(["health", "notifier"]) == 0  # nothing due: an idle notifier is healthy
+    notify_world.build(conn)
+    notify_world.change(conn, Level.YELLOW)  # an event queued for the notifier
+    conn.execute("UPDATE notification_outbox SET next_attempt_at = now() - interval '5 min'")
+    assert main(["health", "notifier", "--max-age", "60"]) == 1
+    assert main(["health", "notifier", "--max-age", "600"]) == 0
+    conn.execute("UPDATE notification_outbox SET state = 'sent', sent_at = now()")
+    assert main(["health", "notifier", "--max-age", "60"]) == 0
