@@ -49,7 +49,7 @@ MASKED = re.compile(r"^\+86\d{3}\*{4}\d{4}$")
 
 
 def _events(conn: psycopg.Connection) -> list[tuple[str, str, int, datetime, dict[str, Any]]]:
-    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(
         "SELECT a.target_id, a.hazard_kind, e.level, e.data_time, e.evidence "
         "FROM alert_events e JOIN alerts a USING (alert_id) ORDER BY e.data_time, e.event_id")]
 
@@ -67,7 +67,7 @@ def test_demo_tells_the_story_and_starts_afresh_on_every_run(
     out = capsys.readouterr().out
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         events = _events(conn)
-        households = dict(conn.execute(
+        households: dict[str, int] = dict(conn.execute(
             "SELECT hazard_id, count(*) FILTER (WHERE phone IS NOT NULL) FROM households "
             "GROUP BY hazard_id").fetchall())
         assert _count(conn, "SELECT count(*) FROM hazard_points") == 4
@@ -350,7 +350,7 @@ def test_run_stops_everything_when_the_engine_fails(
     assert "warning engine failed (RuntimeError: engine broke)" in capsys.readouterr().err
 
 
-def _start_demo(db_url: str, broker: Broker, tmp_path: Path) -> tuple[subprocess.Popen[str],
+def start_demo(db_url: str, broker: Broker, tmp_path: Path) -> tuple[subprocess.Popen[str],
                                                                      dict[str, str]]:
     """`geowarn demo` serving, as a newcomer starts it; returns the process and what it
     printed about the URL and the login."""
@@ -385,7 +385,7 @@ def test_demo_serves_the_api_with_the_printed_login_until_sigterm(
         empty_db_url: str, broker: Broker, tmp_path: Path) -> None:
     import httpx
 
-    proc, printed = _start_demo(empty_db_url, broker, tmp_path)
+    proc, printed = start_demo(empty_db_url, broker, tmp_path)
     try:
         api = printed["API"]
         base = api.rsplit("/api/", 1)[0]
