@@ -185,20 +185,24 @@ def wait_stored(conn: psycopg.Connection, device_id: str, series: RecordedSeries
                 settle: float = 2.0) -> int:
     """Wait (bounded) until the gateway has dealt with what the broker acknowledged (a PUBACK
     means the broker has it, not that the store does): until every reading is stored, or the
-    stored and dead-lettered counts have not moved for `settle` seconds. Returns the stored
-    count seen last."""
+    stored and dead-lettered counts, once they have begun to move, have not moved for
+    `settle` seconds (a busy gateway may take longer than that to commit its first batch).
+    Returns the stored count seen last."""
     deadline = time.monotonic() + timeout
     last_change = time.monotonic()
+    first: tuple[int, int] | None = None
     seen: tuple[int, int] = (-1, -1)
     while True:
         stored = stored_count(conn, device_id, series.times[0], series.times[-1])
         row = conn.execute("SELECT count(*) FROM dead_letters WHERE device_id = %s AND "
                            "received_at >= %s", (device_id, began)).fetchone()
         now = (stored, int(row[0]) if row else 0)
+        first = first or now
         if now != seen:
             seen, last_change = now, time.monotonic()
+        moving = now != first
         if (stored >= expected or time.monotonic() > deadline
-                or time.monotonic() - last_change > settle):
+                or (moving and time.monotonic() - last_change > settle)):
             return stored
         time.sleep(0.1)  # the store gives no event for "the gateway committed"
 

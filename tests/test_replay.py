@@ -277,7 +277,8 @@ def test_lamosano_replay_in_data_time_raises_no_forecast(
     failure. Nine months around the Vaia storm (Oct 2018: 166 mm in a day, an 8 mm step of
     p5) of hourly rain and the p5 point, merged in data time, through broker, gateway, store
     and engine: everything stored once, no failure forecast, no orange/red deformation
-    warning. (The whole six years: bench/replay.py, figures in BENCHMARKS.md.)"""
+    warning. (The whole six years take minutes, not seconds: bench/replay_lamosano.py, figures
+    in BENCHMARKS.md.)"""
     rain = shared_data("lamosano_rain_hourly.csv")
     creep = shared_data("lamosano_p5_displacement_11day.csv")
     # Registered with the intervals they really report at, or every gap between two samples
