@@ -137,6 +137,8 @@ def test_exercise_refused_while_an_engine_leads(conn: psycopg.Connection, db_url
         leader.execute("SELECT pg_advisory_lock(%s)", (engine_service._LEADER_KEY,))
         with pytest.raises(InvalidInput, match="geowarn engine"):
             exercises.start(conn, "drill-x")
+        # Released here: a closed session's locks go only when the server has noticed.
+        leader.execute("SELECT pg_advisory_unlock(%s)", (engine_service._LEADER_KEY,))
     exercises.start(conn, "drill-x")
     assert main(["exercise", "start", "other"]) == 2
     assert "drill-x" in capsys.readouterr().err
