@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
@@ -18,6 +19,7 @@ from twilio.request_validator import RequestValidator
 
 from alerts.methods.levels import Level
 from api import users
+from geowarn.cli import main
 from geowarn.settings import override_settings, reset_settings
 from notify import deliveries
 from notify.channels.file import FileChannel
@@ -228,6 +230,18 @@ def test_production_mode_refuses_unsafe_settings(tmp_path: Path) -> None:
         assert production_problems(safe) == []
     finally:
         reset_settings()
+
+
+def test_geowarn_api_refuses_to_start_in_production_mode(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        override_settings(production=True, database_url=None, api_cors_origins="*")
+        assert main(["api", "--port", "1"]) == 2
+    finally:
+        reset_settings()
+    err = capsys.readouterr().err
+    assert "production mode" in err and "GEOWARN_DATABASE_URL" in err
+    assert "GEOWARN_API_CORS_ORIGINS" in err
 
 
 def test_cors_is_off_by_default(client: TestClient) -> None:

@@ -60,6 +60,8 @@ def test_severe_report_raises_orange_minor_does_not_and_it_expires(
         (opened,) = [e for e in events if e.target_id == "HP-SEVERE"]
         assert opened.evidence["field_report_floor"] == int(Level.ORANGE)
         assert opened.evidence["regional_floor"] == 0
+        (named,) = opened.evidence["field_reports"]
+        assert (named["kind"], named["severity"]) == ("new_cracks", "severe")
         # Held for the rule's 6 hours from the observation (engine clock = data time)...
         still = engine.step(now=(T0 + timedelta(hours=6, minutes=19)).timestamp(),
                             periodic=True)

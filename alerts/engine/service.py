@@ -159,7 +159,8 @@ class Engine:
                 reports = self.reports.levels(self.conn, self.setup, clock)
                 self.state, result = tick(self.setup, self.state, samples, clock, regional,
                                           reports)
-                changes = [LevelChange(**asdict(c)) for c in result.changes]
+                changes = self.reports.annotate(
+                    [LevelChange(**asdict(c)) for c in result.changes])
                 events = self._apply(changes, clock, periodic)
                 saved = engine_state.save(self.conn, self.config.name, self.setup,
                                           self.state, clock, self.saved)
