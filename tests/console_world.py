@@ -3,13 +3,15 @@
 written to the store (a slope accelerating towards failure, a typhoon's rain, a river rising
 and falling), and one step of the real warning engine over them, which opens the alerts: a
 red deformation alert on SYN-LS-001 with a Fukuzono failure forecast and its band, an orange
-rainfall alert on SYN-DF-003, a water-level alert on RIVER-R. Users: a city duty officer, a
-monitor assigned to the slope, a viewer."""
+rainfall alert on SYN-DF-003, a water-level alert on RIVER-R. Optionally the real notifier
+(file channel, a driven clock) with a people directory and duty roster sends their warnings
+and starts their escalations. Users: a city duty officer, a monitor assigned to the slope, a
+viewer."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from api import users
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
 from gis import csv_io, geojson_io, store
+from notify import people
+from notify.channels.file import FileChannel
+from notify.notifier import Notifier
 from simulators.scenarios import Track, accelerating_creep, flood_stage, typhoon_rain
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "gis" / "examples"
@@ -32,12 +37,51 @@ USERS = {  # username: (role, counties, assigned hazard points)
 }
 
 
-@dataclass(frozen=True)
+class Clock:
+    """The notifier's clock, moved by the test (escalations are due on it)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
 class World:
     start: datetime
     red_alert: int  # the slope's deformation alert, red by the forecast rule
     rain_alert: int
     forecast: dict[str, str]  # the red alert's forecast evidence (time, lower, upper)
+    notifier: Notifier | None = None
+    clock: Clock = field(default_factory=lambda: Clock(datetime.now(UTC)))
+
+    def notify(self) -> None:
+        """Run the notifier until it has nothing left to do at the clock's time."""
+        assert self.notifier is not None
+        while self.notifier.step():
+            pass
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
+
+
+def directory(conn: psycopg.Connection, now: datetime) -> None:
+    """Officers of the slope's township, county and city, on duty around now."""
+    county = "331122"
+    people.import_people(conn, [
+        people.Contact("town-1", "乡镇值班员", "+8613500000001", "zh", ("township_officer",),
+                       county + "101"),
+        people.Contact("county-1", "县值班员", "+8613500000002", "zh", ("county_officer",),
+                       county),
+        people.Contact("city-1", "市值班员", "+8613500000003", "zh", ("city_officer",),
+                       "331100")])
+    start, end = now - timedelta(days=3), now + timedelta(days=30)
+    people.import_roster(conn, [
+        people.DutyShift("township_officer", county + "101", "town-1", start, end),
+        people.DutyShift("county_officer", county, "county-1", start, end),
+        people.DutyShift("city_officer", "331100", "city-1", start, end)])
 
 
 def tracks(start: datetime) -> list[Track]:
@@ -64,8 +108,10 @@ def import_examples(conn: psycopg.Connection) -> None:
         assert not report.errors, report.errors
 
 
-def build(conn: psycopg.Connection, db_url: str, now: datetime | None = None) -> World:
-    """`conn` autocommit on the test database; the engine connects by `db_url`."""
+def build(conn: psycopg.Connection, db_url: str, now: datetime | None = None, *,
+          messages: Path | None = None) -> World:
+    """`conn` autocommit on the test database; the engine connects by `db_url`. With
+    `messages` (a file), the notifier sends the warnings there and starts escalations."""
     now = now or datetime.now(UTC)
     start = (now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
     import_examples(conn)
@@ -104,4 +150,12 @@ def build(conn: psycopg.Connection, db_url: str, now: datetime | None = None) ->
                       "ORDER BY event_id DESC LIMIT 1", red).fetchone()
     assert ev is not None
     forecast = next(ch["forecast"] for ch in ev[0]["channels"] if "forecast" in ch)
-    return World(start, int(red[0]), int(rain[0]), forecast)
+    # The notifier's clock starts after the engine wrote its outbox rows (due from then).
+    world = World(start, int(red[0]), int(rain[0]), forecast, clock=Clock(datetime.now(UTC)))
+    if messages is not None:
+        directory(conn, now)
+        channel = FileChannel(messages)
+        world.notifier = Notifier(db_url, {"sms": channel, "voice": channel, "file": channel},
+                                  clock=world.clock)
+        world.notify()
+    return world

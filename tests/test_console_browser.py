@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def world(conn: psycopg.Connection, db_url: str) -> World:
-    return build(conn, db_url)
+def world(conn: psycopg.Connection, db_url: str, tmp_path: Path) -> Iterator[World]:
+    w = build(conn, db_url, messages=tmp_path / "messages.jsonl")
+    yield w
+    w.close()
 
 
 def png(width: int = 4, height: int = 3) -> bytes:
@@ -71,6 +73,10 @@ def test_duty_officer_sees_red_point_opens_forecast_and_acknowledges(
     assert "预报破坏时间" in page.get_by_test_id("evidence-summary").first.inner_text()
     # Households at risk, with phones (a duty officer calls them).
     assert "13600000001" in detail.inner_text()
+    # The warnings the notifier sent for this alert, with their recipients.
+    sent = page.get_by_test_id("notifications")
+    assert sent.locator("tr[data-purpose='warning']").count() >= 1
+    assert "县值班员" in sent.inner_text()
     shot(page, artifacts_dir, "duty-alert-detail-forecast")
 
     page.fill("input[name=note]", "已电话通知监测员，巡查中")
@@ -80,7 +86,7 @@ def test_duty_officer_sees_red_point_opens_forecast_and_acknowledges(
     assert page.get_by_test_id("status").inner_text() == "已确认"
     assert "duty.lishui" in page.get_by_test_id("acked-by").inner_text()
     audit = page.get_by_test_id("audit").inner_text()
-    assert "duty.lishui · acknowledged · 已电话通知监测员，巡查中" in audit
+    assert "duty.lishui · 确认 · 已电话通知监测员，巡查中" in audit
     row = conn.execute("SELECT status, acknowledged_by, ack_note FROM alerts WHERE alert_id = %s",
                        (world.red_alert,)).fetchone()
     assert row == ("acknowledged", "duty.lishui", "已电话通知监测员，巡查中")
@@ -88,6 +94,20 @@ def test_duty_officer_sees_red_point_opens_forecast_and_acknowledges(
                         "object_id = %s AND action = 'acknowledged' AND actor = 'duty.lishui'",
                         (str(world.red_alert),)).fetchone() == (1,)
     shot(page, artifacts_dir, "duty-alert-acknowledged")
+
+    # The notifier's next step sees the acknowledgement and stops the escalation; hours
+    # later nobody above has been sent it.
+    assert conn.execute("SELECT stopped_at FROM escalations WHERE alert_id = %s",
+                        (world.red_alert,)).fetchone() == (None,)
+    world.notify()
+    assert conn.execute("SELECT stopped_by FROM escalations WHERE alert_id = %s",
+                        (world.red_alert,)).fetchone() == ("duty.lishui",)
+    world.clock.now += timedelta(hours=3)
+    world.notify()
+    escalated: dict[int, int] = dict(conn.execute("SELECT alert_id, count(*) FROM deliveries WHERE purpose = "
+                                  "'escalation' GROUP BY alert_id").fetchall())
+    assert world.red_alert not in escalated
+    assert escalated.get(world.rain_alert, 0) >= 1  # unacknowledged: it climbed
 
 
 def test_new_orange_alert_arrives_live_and_sounds(

@@ -18,7 +18,7 @@ export function niceTicks(lo, hi, n = 5) {
 function fmtTime(ms, span) {
   const d = new Date(ms);
   const p = (n) => String(n).padStart(2, "0");
-  return span > 3 * 86400e3 ? `${p(d.getMonth() + 1)}-${p(d.getDate())}`
+  return span > 8 * 86400e3 ? `${p(d.getMonth() + 1)}-${p(d.getDate())}`
     : `${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 

@@ -83,10 +83,10 @@ export async function renderDetail(container, alertId, user, { onChanged, onClos
     alert.resolved_by ? [h("dt", {}, t("detail.resolved_by")),
       h("dd", {}, `${alert.resolved_by} · ${time(alert.resolved_at)} · ${alert.resolve_reason || ""}`)] : null);
   const history = h("table", { class: "grid" }, h("tbody", {}, ...alert.events.map((e) => h("tr", {},
-    h("td", {}, time(e.data_time)), h("td", {}, e.kind),
+    h("td", {}, time(e.data_time)), h("td", {}, t("action." + e.kind)),
     h("td", {}, `${t("level." + e.previous_level)} → `, badge(e.level))))));
   const audit = h("ul", { class: "plain", "data-testid": "audit" }, ...alert.audit.map((a) =>
-    h("li", {}, `${time(a.at)} · ${a.actor} · ${a.action}`,
+    h("li", {}, `${time(a.at)} · ${a.actor} · ${t("action." + a.action)}`,
       a.detail && (a.detail.note || a.detail.reason || a.detail.text)
         ? ` · ${a.detail.note || a.detail.reason || a.detail.text}` : "")));
   const place = hazard ? [

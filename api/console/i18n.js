@@ -58,6 +58,9 @@ const STRINGS = {
     "state.pending": "待发", "state.sending": "发送中", "state.queued": "排队", "state.sent": "已发",
     "state.delivered": "已送达", "state.undelivered": "未送达", "state.failed": "失败", "state.rejected": "被拒",
     "state.expired": "过期", "state.uncertain": "不确定",
+    "action.opened": "发布", "action.raised": "升级", "action.lowered": "降级", "action.cleared": "数据恢复正常",
+    "action.resolved": "解除", "action.acknowledged": "确认", "action.commented": "备注", "action.received": "已收到",
+    "action.updated": "更新",
     "banner.new": "新预警", "error": "出错", "ago": "前",
   },
   en: {
@@ -118,14 +121,18 @@ const STRINGS = {
     "state.pending": "pending", "state.sending": "sending", "state.queued": "queued", "state.sent": "sent",
     "state.delivered": "delivered", "state.undelivered": "undelivered", "state.failed": "failed", "state.rejected": "rejected",
     "state.expired": "expired", "state.uncertain": "uncertain",
+    "action.opened": "opened", "action.raised": "raised", "action.lowered": "lowered", "action.cleared": "cleared",
+    "action.resolved": "resolved", "action.acknowledged": "acknowledged", "action.commented": "comment", "action.received": "received",
+    "action.updated": "updated",
     "banner.new": "New alert", "error": "Error", "ago": "ago",
   },
 };
 
 let lang = localStorage.getItem("geowarn.lang") === "en" ? "en" : "zh";
 
+// A value with no translation (a new alert kind, a new delivery state) shows as itself.
 export function t(key) {
-  return STRINGS[lang][key] ?? STRINGS.zh[key] ?? key;
+  return STRINGS[lang][key] ?? STRINGS.zh[key] ?? key.slice(key.indexOf(".") + 1);
 }
 
 export function currentLang() {
