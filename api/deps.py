@@ -21,7 +21,11 @@ def get_conn() -> Iterator[psycopg.Connection]:
         yield conn
 
 
-Conn = Annotated[psycopg.Connection, Depends(get_conn)]
+# scope="function": the transaction ends when the route returns, before the response is
+# sent. With the default ("request") it would commit only after the body went out, and a
+# browser's next request (the console's, right after a login or an acknowledgement) could
+# arrive first and not see it (tests/test_console_api.py).
+Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 
 
 def bearer_token(request: Request) -> str | None:

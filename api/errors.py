@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,6 +30,14 @@ def install(app: FastAPI) -> None:
                   for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+    # A value PostgreSQL cannot store (a NUL byte in a name or note, found by schemathesis
+    # in a login's username) is the client's error, not a 500.
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid value"
+        return JSONResponse({"detail": f"a text field cannot be stored: {first}"},
+                            status_code=422)
 
     @app.exception_handler(GeoWarnError)
     async def _geowarn_error(request: Request, exc: GeoWarnError) -> JSONResponse:

@@ -104,8 +104,9 @@ def test_duty_officer_sees_red_point_opens_forecast_and_acknowledges(
                         (world.red_alert,)).fetchone() == ("duty.lishui",)
     world.clock.now += timedelta(hours=3)
     world.notify()
-    escalated: dict[int, int] = dict(conn.execute("SELECT alert_id, count(*) FROM deliveries WHERE purpose = "
-                                  "'escalation' GROUP BY alert_id").fetchall())
+    escalated: dict[int, int] = dict(conn.execute(
+        "SELECT alert_id, count(*) FROM deliveries WHERE purpose = 'escalation' "
+        "GROUP BY alert_id").fetchall())
     assert world.red_alert not in escalated
     assert escalated.get(world.rain_alert, 0) >= 1  # unacknowledged: it climbed
 
