@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -47,7 +48,21 @@ def _asgi_call(method: str, path: str, body: dict[str, Any], headers: dict[str, 
         elif message["type"] == "http.response.body" and not message.get("more_body"):
             on_body()
 
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: a session's Playwright (browser tests) keeps an event loop
+    # running in this one.
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(app(scope, receive, send))
+        except BaseException as exc:  # re-raised in the test's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    if failed:
+        raise failed[0]
     return status[0]
 
 
