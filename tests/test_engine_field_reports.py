@@ -5,10 +5,12 @@ and the floor ends `field_report_hold_h` after the observation (a hazard-scope r
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+from fastapi.testclient import TestClient
 
 from alerts.engine.field_reports import ReportRule, floor_levels
 from alerts.engine.service import Engine, EngineConfig
@@ -16,6 +18,7 @@ from alerts.lifecycle.writes import AlertEvent
 from alerts.methods.levels import Level
 from devices.registry import DeviceSpec, add_device
 from geowarn.cli import main
+from tests.fixtures.api import login
 
 T0 = datetime(2026, 7, 1, 2, tzinfo=UTC)
 SQUARE = {"type": "Polygon", "coordinates": [[[120.0, 30.0], [120.01, 30.0], [120.01, 30.01],
@@ -81,3 +84,22 @@ def test_the_strictest_severity_floor_holds() -> None:
     assert floor_levels(rule, target, severity, observed, 50.0).tolist() == [1, 0]
     assert floor_levels(rule, target, severity, observed, 3650.0).tolist() == [3, 0]
     assert floor_levels(rule, target, severity, observed, 5000.0).tolist() == [0, 2]
+
+
+def test_a_monitors_report_through_the_api_raises_the_point(
+        seeded: dict[str, int], db_url: str, conn: psycopg.Connection,
+        client: TestClient) -> None:
+    """The whole path: a monitor's phone report (API) -> the engine's next step -> orange."""
+    add_device(conn, DeviceSpec("CM-XIHU", kind="crack_meter", hazard_id="HP-XIHU",
+                                reporting_interval_s=3600))
+    r = client.post("/api/hazards/HP-XIHU/reports", headers=login(client, "monitor.xihu"),
+                    data={"kind": "bulging", "severity": "severe", "note": "坡脚鼓胀"})
+    assert r.status_code == 201, r.text
+    engine = Engine(db_url, EngineConfig(name="api-report", clock="data"))
+    try:
+        events = engine.step(now=time.time() + 60, periodic=True)
+    finally:
+        engine.close()
+    (opened,) = [e for e in events if e.target_id == "HP-XIHU" and e.hazard_kind == "combined"]
+    assert opened.level >= Level.ORANGE
+    assert [x["id"] for x in opened.evidence["field_reports"]] == [r.json()["id"]]
