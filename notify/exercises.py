@@ -79,6 +79,19 @@ def start(conn: psycopg.Connection, name: str, title: str = "") -> None:
                      (name, title))
 
 
+def start_in_database(name: str) -> None:
+    """`start` on the configured database (for `replay --exercise` and `simulate
+    --exercise`), saying so on stderr."""
+    import sys
+
+    from geowarn.db import connect
+
+    with connect() as conn:
+        start(conn, name)
+    print(f"exercise {name} is active: the alerts raised in this database are drills of it, "
+          "sent only to its participants", file=sys.stderr)
+
+
 def end(conn: psycopg.Connection, name: str) -> None:
     cur = conn.execute("UPDATE exercises SET ended_at = now() WHERE name = %s AND ended_at IS "
                        "NULL", (_check_name(name),))

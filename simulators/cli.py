@@ -98,6 +98,9 @@ Examples:
     p.add_argument("--username", help="one broker account for every message (e.g. a device's "
                    "id when simulating that device)")
     p.add_argument("--password", help="its password (asked for when omitted on a terminal)")
+    p.add_argument("--exercise", metavar="NAME",
+                   help="start exercise NAME (演练) in the database first: the alerts the "
+                   "simulation raises are drills, sent only to its participants")
     p.set_defaults(func=_simulate)
 
 
@@ -112,6 +115,10 @@ def _simulate(args: argparse.Namespace) -> int:
     if until is not None:
         stream = itertools.takewhile(lambda m: m.data_time is None or m.data_time <= until,
                                      stream)
+    if args.exercise:
+        from notify import exercises
+
+        exercises.start_in_database(args.exercise)
     connections = _connections(args, ids)
     connections.check(ids)
     stop = threading.Event()

@@ -195,13 +195,9 @@ def _replay(args: argparse.Namespace) -> int:
     if args.exercise:
         if args.no_summary:
             raise InvalidInput("--exercise needs the database: drop --no-summary")
-        from geowarn.db import connect
         from notify import exercises
 
-        with connect() as conn:
-            exercises.start(conn, args.exercise)
-        print(f"exercise {args.exercise} is active: the alerts of this replay are drills",
-              file=sys.stderr)
+        exercises.start_in_database(args.exercise)
     if args.register:
         _register(kinds, args.profile)
     profile: Profile = args.profile

@@ -142,6 +142,10 @@ def test_exercise_refused_while_an_engine_leads(conn: psycopg.Connection, db_url
     exercises.start(conn, "drill-x")
     assert main(["exercise", "start", "other"]) == 2
     assert "drill-x" in capsys.readouterr().err
+    # simulate and replay start theirs before publishing anything, so they are refused too.
+    assert main(["simulate", "--devices", "1", "--messages", "1", "--exercise", "other",
+                 "--url", "mqtt://127.0.0.1:1"]) == 2
+    assert "exercise 'drill-x' is active" in capsys.readouterr().err
     assert main(["exercise", "participants", "drill-x", "--add", "555-1234"]) == 2
     assert "person:ID" in capsys.readouterr().err
     assert main(["exercise", "list", "--json"]) == 0
