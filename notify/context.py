@@ -61,6 +61,18 @@ def _device_reason(kind: str, evidence: Mapping[str, Any]) -> str:
     return "无数据上报" if evidence.get("reason") == "silent" else "恢复上报"
 
 
+def forecast_text(evidence: Mapping[str, Any]) -> str:
+    """The newest forecast an "updated" event carries, short for an SMS (UTC):
+    "07-16 14:20Z (07-16 13:10 – 07-16 16:40)"."""
+    found = [ch["forecast"] for ch in evidence.get("channels", ())
+             if isinstance(ch, Mapping) and isinstance(ch.get("forecast"), Mapping)]
+    if not found:
+        return "-"
+    fc = max(found, key=lambda f: str(f.get("issued_at", "")))
+    t, lo, hi = (str(fc.get(k, "")) for k in ("time", "lower", "upper"))
+    return f"{t[5:10]} {t[11:16]}Z ({lo[5:10]} {lo[11:16]} – {hi[5:10]} {hi[11:16]})"
+
+
 def _device_place(conn: psycopg.Connection, device_id: str) -> tuple[str | None, str]:
     row = conn.execute("SELECT d.hazard_id, h.county_code FROM devices d LEFT JOIN "
                        "hazard_points h USING (hazard_id) WHERE d.device_id = %s",
@@ -107,7 +119,9 @@ def load(conn: psycopg.Connection, item: OutboxItem, *, hotline: str,
         by_id = {s.shelter_id: s for s in store.load_shelters(conn)}
         shelters = [(by_id[r.shelter_id], r.distance_m) for r in ranked]
     told = told_before(conn, item.alert_id) if item.event_kind in (
-        "lowered", "cleared", "resolved") else []
+        "lowered", "cleared", "resolved", "updated") else []
+    if item.event_kind == "updated":
+        reason = forecast_text(evidence)
     lookup = {t.recipient_id: p for t in told if (p := people.phone_of(conn, t.recipient_id))}
     if item.event_kind == "resolved":
         row = conn.execute("SELECT resolve_reason FROM alerts WHERE alert_id = %s",

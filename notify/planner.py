@@ -111,6 +111,8 @@ def plan(ctx: EventContext, routing: RoutingTable,
         result = _warning(ctx, routing, tpl)
     elif ctx.event_kind in ("lowered", "cleared"):
         result = _officers_told(ctx, routing, tpl, "level_down", "update")
+    elif ctx.event_kind == "updated":  # a refreshed forecast: officers, never re-page residents
+        result = _officers_told(ctx, routing, tpl, "forecast_updated", "update")
     elif ctx.event_kind == "resolved":
         result = _all_clear(ctx, tpl, routing)
     else:

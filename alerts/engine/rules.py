@@ -102,6 +102,9 @@ class RuleParams:
     # Levels from the issued forecast: (blue, yellow, orange, red) when the forecast failure
     # is at most this many hours away (NaN: that level not from the forecast).
     forecast_lead_h: tuple[float, float, float, float] = (math.nan, math.nan, 72.0, 24.0)
+    # A forecast refreshed while the level holds is an alert "updated" event (alert history,
+    # outbox, API stream; officers told, residents not) at most this often per alert.
+    update_interval_s: float = 3600.0
     maintenance_from: str = ""  # ISO 8601 window in which readings raise nothing and
     maintenance_until: str = ""  # offsets are expected (device work)
     # water level (m) and rate of rise (m/h)
@@ -244,6 +247,9 @@ class RuleParams:
                 x <= 0 for x in lead):
             raise InvalidInput(f"forecast_lead_h: need 4 positive hours falling from blue to "
                                f"red (null: off): {self.forecast_lead_h}")
+        if not self.update_interval_s >= 0:
+            raise InvalidInput(f"update_interval_s must be >= 0 (seconds), got "
+                               f"{self.update_interval_s}")
         window = maintenance_window(self.maintenance_from, self.maintenance_until)
         if (self.maintenance_from or self.maintenance_until) and window[1] < window[0]:
             raise InvalidInput("maintenance_until is before maintenance_from")
@@ -346,7 +352,8 @@ APPLIES_TO: dict[str, frozenset[str]] = {
         "reference_days", "reference_gap_h", "reference_min_days",
         "reference_floor_mm_per_day", "tangent_angle_deg", "step_confirm_h", "step_z",
         "step_min_mm", "forecast_pre_h", "forecast_max_h", "forecast_refresh_s",
-        "forecast_confidence", "forecast_lead_h", "maintenance_from", "maintenance_until")},
+        "forecast_confidence", "forecast_lead_h", "update_interval_s", "maintenance_from",
+        "maintenance_until")},
     **{f: frozenset({"water_level"}) for f in (
         "warning_m", "guaranteed_m", "historical_max_m", "approach_margin_m",
         "rise_rate_m_per_h")},

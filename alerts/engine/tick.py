@@ -10,7 +10,8 @@ hysteresis state machine of alerts/methods/hysteresis.py (raise at once; lower o
 alerts/methods/fusion.py per target and hazard kind with the regional and field-report floors
 (alerts/engine/field_reports.py), and silence
 (alerts/engine/silence.py). What comes out is a list of `Change`s: a target's level for one
-hazard kind moved (a level change is an event, not a new alert).
+hazard kind moved (a level change is an event, not a new alert), or, with `update_every_s`
+set, a forecast refreshed while the deformation level held (alerts/engine/updates.py).
 
 Time: every sample is judged at its own timestamp, in data-time order. A tick with several
 new samples per channel cuts them into rounds along time (each round the longest run of the
@@ -57,6 +58,7 @@ from alerts.engine.tick_setup import (
     TickResult,
     build_setup,
 )
+from alerts.engine.updates import forecast_updates
 from alerts.methods import fusion
 from alerts.methods.hysteresis import HysteresisState, step_levels
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
@@ -83,12 +85,16 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     changes: list[Change] = []
     last_raise = np.zeros(n, LEVEL_DTYPE)
     seen = np.zeros(n, bool)
+    assert state.disp is not None
     for part in time_rounds(s):
+        issued = state.disp.fc[:, 3].copy()
         changes += silence.returns(setup, state, part)
         u, r, changed_ch = _judge(setup, state, part, regional)
         last_raise[u], seen[u] = r, True
         changes += tq.quality_changes(setup, state, u)
-        changes += _target_changes(setup, state, now, changed_ch, regional, reports)
+        level_changes = _target_changes(setup, state, now, changed_ch, regional, reports)
+        changes += level_changes + forecast_updates(
+            setup, state, issued, level_changes, lambda c: _channel_evidence(setup, state, c))
     quiet, silent_devs = silence.at_clock(setup, state, now)
     changes += quiet
     u = np.flatnonzero(seen)

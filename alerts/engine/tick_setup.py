@@ -47,7 +47,7 @@ DISP_FLOAT_PARAMS = ("velocity_scales_h", "accel_z", "accel_persist_h", "referen
                      "reference_gap_h", "reference_min_days", "reference_floor_mm_per_day",
                      "tangent_angle_deg", "step_confirm_h", "step_z", "step_min_mm",
                      "forecast_pre_h", "forecast_max_h", "forecast_refresh_s",
-                     "forecast_confidence", "forecast_lead_h")
+                     "forecast_confidence", "forecast_lead_h", "update_interval_s")
 DISP_MEMORY_S = HISTORY_DAYS * 86400.0  # the readings a restart reloads for displacement
 
 
@@ -61,6 +61,7 @@ class Change:
     level: Level
     data_time: datetime
     evidence: dict[str, Any]
+    update_every_s: float | None = None  # an update at the same level (alerts/engine/updates.py)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ HazardKind = Literal["rainfall", "deformation", "water_level", "water_quality", 
                      "combined", "maintenance", "data_quality"]
 TargetType = Literal["hazard", "site", "device"]  # hazard point (隐患点), monitoring site, device
 AlertStatus = Literal["open", "acknowledged", "resolved"]
-EventKind = Literal["opened", "raised", "lowered", "cleared", "resolved"]
+EventKind = Literal["opened", "raised", "lowered", "cleared", "resolved", "updated"]
 
 HAZARD_KINDS: tuple[str, ...] = get_args(HazardKind)
 TARGET_TYPES: tuple[str, ...] = get_args(TargetType)

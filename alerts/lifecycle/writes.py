@@ -10,7 +10,11 @@ Rules, per (target_type, target_id, hazard_kind) — a "key":
   alert at another level it adds "raised" or "lowered" and updates the alert's current and
   peak level. NONE adds "cleared": the alert stays open (level NONE) until auto_resolve, a
   person resolves it, or the level rises again ("raised" from NONE). A change to the level the
-  alert already has is a no-op; NONE with no open alert is a no-op.
+  alert already has is a no-op, unless it is an update (`update_every_s` set: the engine
+  refreshed a forecast at the same level): then an "updated" event with the new evidence, at
+  most one per `update_every_s` of data time after the alert's newest event (level or
+  update); it changes neither the level nor the acknowledgement. NONE with no open alert is
+  a no-op.
 - Idempotent: a change whose (key, data_time, level) already has an event, in any alert of
   the key, is a replay and writes nothing (an engine restarted mid-tick replays its changes).
   A change older (data time) than the latest level change of the key's latest alert is stale
@@ -35,19 +39,17 @@ Rules, per (target_type, target_id, hazard_kind) — a "key":
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from enum import Enum
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from alerts.lifecycle import outbox
+from alerts.lifecycle.jsonable import jsonable
 from alerts.lifecycle.queries import (
     HAZARD_KINDS,
     TARGET_TYPES,
@@ -85,9 +87,16 @@ class LevelChange:
     level: Level  # NONE means "back below the clear threshold"
     data_time: datetime  # event time of the data that caused it
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    # Not None: the same level with new evidence (a refreshed forecast): an "updated" event,
+    # written only if the alert had no event within this many seconds before (data time).
+    update_every_s: float | None = None
 
     def __post_init__(self) -> None:
         what = f"level change for {self.target_type} {self.target_id!r}"
+        if self.update_every_s is not None and not (
+                isinstance(self.update_every_s, int | float) and self.update_every_s >= 0):
+            raise InvalidInput(f"{what}: update_every_s must be a number >= 0 or None, got "
+                               f"{self.update_every_s!r}")
         if self.target_type not in TARGET_TYPES:
             raise InvalidInput(f"{what}: unknown target type {self.target_type!r} "
                                f"(known: {', '.join(TARGET_TYPES)})")
@@ -108,47 +117,11 @@ class LevelChange:
             raise InvalidInput(f"{what}: evidence must be a mapping")
         object.__setattr__(self, "level", level)
         object.__setattr__(self, "data_time", self.data_time.astimezone(UTC))
-        object.__setattr__(self, "evidence", _jsonable(self.evidence, "evidence"))
+        object.__setattr__(self, "evidence", jsonable(self.evidence, "evidence"))
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.target_type, self.target_id, self.hazard_kind)
-
-
-def _jsonable(value: Any, path: str) -> Any:
-    """`value` as plain JSON types; InvalidInput naming the path of anything that is not."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, Enum):
-        return _jsonable(value.value, path)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInput(f"{path}: {value} is not a finite number (JSON has no NaN or "
-                               "Infinity; leave the item out or use null)")
-        return float(value)
-    if isinstance(value, np.generic):
-        return _jsonable(value.item(), path)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), path)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise InvalidInput(f"{path}: datetime {value.isoformat()} needs a time zone")
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidInput(f"{path}: key {k!r} is not a string")
-            out[k] = _jsonable(v, f"{path}.{k}")
-        return out
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    raise InvalidInput(f"{path}: {type(value).__name__} is not JSON (use numbers, strings, "
-                       "lists, mappings, aware datetimes)")
 
 
 # --- engine side ---------------------------------------------------------------------------
@@ -208,7 +181,7 @@ def _apply_one(conn: psycopg.Connection, change: LevelChange, engine: str) -> Al
             return None
         previous = Level(alert["level"])
         if change.level == previous:
-            return None
+            return _update(conn, alert["alert_id"], change, engine)
         kind: EventKind = ("cleared" if change.level == Level.NONE
                            else "raised" if change.level > previous else "lowered")
         withdrawn = kind == "raised" and alert["status"] == "acknowledged"
@@ -226,6 +199,21 @@ def _apply_one(conn: psycopg.Connection, change: LevelChange, engine: str) -> Al
         return _record(conn, alert["alert_id"], change, kind, previous, engine, extra)
     raise GeoWarnError(f"could not open or find the open {change.hazard_kind} alert for "
                        f"{change.target_type} {change.target_id!r}: it changed under us twice")
+
+
+def _update(conn: psycopg.Connection, alert_id: int, change: LevelChange, engine: str
+            ) -> AlertEvent | None:
+    """A same-level change: nothing, unless it is an update (new evidence) and the alert's
+    newest event is at least `update_every_s` older; then an "updated" event."""
+    if change.update_every_s is None or change.level == Level.NONE:
+        return None
+    row = conn.execute("SELECT max(data_time) FROM alert_events WHERE alert_id = %s AND "
+                       "kind <> 'resolved'", (alert_id,)).fetchone()
+    latest = row[0] if row else None
+    if latest is not None and (change.data_time <= latest or (
+            change.data_time - latest).total_seconds() < change.update_every_s):
+        return None
+    return _record(conn, alert_id, change, "updated", change.level, engine, {})
 
 
 def _is_replay(conn: psycopg.Connection, change: LevelChange) -> bool:
@@ -392,7 +380,7 @@ def _audit(conn: psycopg.Connection, actor: str, action: str, alert_id: int,
            detail: Mapping[str, Any]) -> None:
     conn.execute("INSERT INTO audit_log (actor, action, object_type, object_id, detail) "
                  "VALUES (%s, %s, 'alert', %s, %s)",
-                 (actor, action, str(alert_id), Jsonb(_jsonable(detail, "audit"))))
+                 (actor, action, str(alert_id), Jsonb(jsonable(detail, "audit"))))
 
 
 def comment(conn: psycopg.Connection, alert_id: int, *, user: str, text: str,
