@@ -51,7 +51,7 @@ class StoryDevice:
 # The story's devices: a rain gauge in the debris-flow gully under the typhoon, a crack meter
 # on the slope that accelerates, and a quiet pair elsewhere (nothing to warn about there).
 DEVICES = (
-    StoryDevice("DEMO-RG-01", "rain_gauge", "DEMO-DF-02", "后坑雨量站", 300.0),
+    StoryDevice("DEMO-RG-01", "rain_gauge", "DEMO-DF-02", "后坑雨量站", 600.0),
     StoryDevice("DEMO-CM-01", "crack_meter", "DEMO-LS-01", "岭头村裂缝计1号", 1800.0),
     StoryDevice("DEMO-CM-03", "crack_meter", "DEMO-CL-03", "石门裂缝计", 1800.0),
     StoryDevice("DEMO-RG-04", "rain_gauge", "DEMO-LS-04", "下湾雨量站", 3600.0),

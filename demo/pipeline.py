@@ -172,8 +172,9 @@ def run_story(db_url: str, target: BrokerTarget, out: TextIO, notifications: Pat
               f"{narrate.cst(clock.end - story.TYPHOON_START_BEFORE_END + story.TYPHOON_PEAK)}")
     _say(out, "    DEMO-CM-03, DEMO-RG-04: ordinary readings")
 
-    _say(out, "\n[4/6] The warning engine and the notifier live through it in data time, an "
-              "hour of data a step")
+    _say(out, "\n[4/6] The warning engine and the notifier live through it in data time "
+              f"({story.STEP.total_seconds() / 3600:g} h of data a step; every sample judged "
+              "at its own time)")
     notifications.parent.mkdir(parents=True, exist_ok=True)
     notifications.unlink(missing_ok=True)
     channel = FileChannel(notifications)
