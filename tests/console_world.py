@@ -19,9 +19,12 @@ import psycopg
 
 from alerts.engine.service import Engine, EngineConfig
 from api import users
+from devices.health import record_status, touch_last_reading
+from devices.messages import StatusReport
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
 from gis import csv_io, geojson_io, store
+from ingest.deadletters import DeadLetter, write_dead_letters
 from notify import people
 from notify.channels.file import FileChannel
 from notify.notifier import Notifier
@@ -34,6 +37,7 @@ USERS = {  # username: (role, counties, assigned hazard points)
     "duty.lishui": ("duty_officer", ["331100"], []),
     "monitor.jinyun": ("monitor", ["331122"], [SLOPE]),
     "viewer.lishui": ("viewer", ["331100"], []),
+    "admin.zj": ("admin", ["330000"], []),  # the province: also sees RIVER-R (no county)
 }
 
 
@@ -108,6 +112,22 @@ def import_examples(conn: psycopg.Connection) -> None:
         assert not report.errors, report.errors
 
 
+def device_health(conn: psycopg.Connection, last: dict[str, datetime], now: datetime) -> None:
+    """What the gateway records, through its own functions: the devices' last readings, a
+    rain gauge's status with a low battery, two messages of the crack meter refused (dead
+    letters), and a GNSS receiver registered on the cliff that never reported (silent)."""
+    touch_last_reading(conn, last)
+    record_status(conn, StatusReport("RAIN-R", now - timedelta(minutes=20), battery_pct=12.0,
+                                     battery_v=3.4, signal_dbm=-97.0))
+    write_dead_letters(conn, [
+        DeadLetter("geowarn/v1/CRACK-R/data", "out_of_range", f"opening: {v} mm is outside "
+                   "the sensor's range", b'{"opening": ' + str(v).encode() + b"}",
+                   now - timedelta(hours=h), device_id="CRACK-R", channel="opening")
+        for h, v in ((5, 950.0), (2, -400.0))])
+    add_device(conn, DeviceSpec("GNSS-S", kind="gnss", reporting_interval_s=600,
+                                hazard_id="SYN-CL-002", lon=120.071, lat=28.6607))
+
+
 def build(conn: psycopg.Connection, db_url: str, now: datetime | None = None, *,
           messages: Path | None = None) -> World:
     """`conn` autocommit on the test database; the engine connects by `db_url`. With
@@ -139,6 +159,7 @@ def build(conn: psycopg.Connection, db_url: str, now: datetime | None = None, *,
         engine.step()
     finally:
         engine.close()
+    device_health(conn, {tr.device_id: tr.time(tr.n - 1) for tr in tracks(start)}, now)
     for name, (role, counties, hazards) in USERS.items():
         users.add_user(conn, name, PASSWORD, role, counties, hazard_ids=hazards)
     red = conn.execute("SELECT alert_id FROM alerts WHERE target_id = %s AND hazard_kind = "

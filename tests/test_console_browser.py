@@ -173,3 +173,76 @@ def test_monitor_on_a_phone_confirms_and_sends_a_field_report(
                    "image/png", len(png()))
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     shot(page, artifacts_dir, "monitor-phone-report-sent")
+
+
+def test_device_health_list(world: World, console_server: str,
+                            open_page: Callable[..., Any], artifacts_dir: Path) -> None:
+    page, _ = open_page()
+    login(page, console_server, "duty.lishui", PASSWORD)
+    page.get_by_test_id("tab-devices").click()
+    silent = page.get_by_test_id("health-GNSS-S")
+    silent.wait_for()
+    assert silent.get_attribute("data-state") == "silent"
+    states = [r.get_attribute("data-state")
+              for r in page.locator("[data-testid^='health-']").all()]
+    rank = ["silent", "offline", "late", "unknown", "ok"]
+    assert states == sorted(states, key=rank.index), states  # worst first
+    rain = page.get_by_test_id("health-RAIN-R")
+    assert "12%" in rain.inner_text() and rain.locator("td.warn").count() == 1
+    crack = page.get_by_test_id("health-CRACK-R")
+    page.wait_for_function("el => el.lastElementChild.textContent === '2'",
+                           arg=crack.element_handle())  # two dead letters this week
+    assert "静默" in silent.inner_text()
+    assert page.get_by_test_id("queue").is_hidden()  # the tab replaces the duty view
+    shot(page, artifacts_dir, "duty-device-health")
+    page.get_by_test_id("tab-duty").click()
+    assert page.get_by_test_id("queue").is_visible() and silent.is_hidden()
+
+
+def test_admin_in_english_sees_water_level_against_stages_and_resolves(
+        world: World, conn: psycopg.Connection, console_server: str,
+        open_page: Callable[..., Any], artifacts_dir: Path) -> None:
+    page, _ = open_page()
+    login(page, console_server, "admin.zj", PASSWORD)
+    page.get_by_test_id("lang").click()
+    page.wait_for_selector("body[data-ready='1'] .queue-card h2:text('Alert queue')")
+    river = conn.execute("SELECT alert_id FROM alerts WHERE target_id = 'RIVER-R'").fetchone()
+    assert river is not None
+    open_alert(page, river[0])
+    chart = page.get_by_test_id("chart-water-level")
+    assert chart.locator("line.hline").count() == 3  # warning, guaranteed, historical max
+    labels = " ".join(chart.locator(".hline-label").all_text_contents())
+    assert "warning 15 m" in labels and "guaranteed 16.5 m" in labels
+    assert chart.locator("path.series").get_attribute("d").count("L") > 100
+    shot(page, artifacts_dir, "admin-english-water-level")
+
+    # Resolving needs a reason; with one, the alert leaves the queue.
+    detail = page.get_by_test_id("alert-detail")
+    page.get_by_test_id("resolve").click()
+    assert detail.locator(".actions .error").inner_text() == "give a reason"
+    page.fill("input[name=reason]", "river back below warning stage; gauge checked on site")
+    page.get_by_test_id("resolve").click()
+    page.wait_for_selector(f"[data-testid='detail-box'][data-ready='{river[0]}'] "
+                           ".status-resolved")
+    assert page.get_by_test_id(f"alert-{river[0]}").count() == 0
+    assert conn.execute("SELECT status, resolved_by, resolve_reason FROM alerts WHERE "
+                        "alert_id = %s", river).fetchone() == (
+        "resolved", "admin.zj", "river back below warning stage; gauge checked on site")
+    assert "admin.zj · resolved" in page.get_by_test_id("audit").inner_text()
+
+
+def test_viewer_sees_masked_residents_and_cannot_act(
+        world: World, console_server: str, open_page: Callable[..., Any],
+        artifacts_dir: Path) -> None:
+    page, _ = open_page()
+    login(page, console_server, "viewer.lishui", PASSWORD)
+    expect_hazard_level(page, SLOPE, "red")
+    open_alert(page, world.red_alert)
+    detail = page.get_by_test_id("alert-detail")
+    text = detail.inner_text()
+    assert "13600000001" not in text and "Example Head 1" not in text  # masked by the API
+    assert "E************* · 4 人 · 136****0001" in text  # the API's masks, shown as sent
+    assert detail.get_by_test_id("ack").count() == 0
+    assert detail.get_by_test_id("resolve").count() == 0
+    assert page.get_by_test_id("chart-displacement-forecast").count() == 1
+    shot(page, artifacts_dir, "viewer-masked")
