@@ -1,12 +1,13 @@
 """A small world for the console's browser tests, made by the real parts: the example GIS data
 (hazard points, shelters, households), three devices registered on it, two days of readings
-written to the store (a slope accelerating towards failure, a typhoon's rain, a river rising
-and falling), and one step of the real warning engine over them, which opens the alerts: a
-red deformation alert on SYN-LS-001 with a Fukuzono failure forecast and its band, an orange
-rainfall alert on SYN-DF-003, a water-level alert on RIVER-R. Optionally the real notifier
-(file channel, a driven clock) with a people directory and duty roster sends their warnings
-and starts their escalations. Users: a city duty officer, a monitor assigned to the slope, a
-viewer."""
+written to the store (a slope accelerating towards failure, a typhoon's rain, a river
+cresting at the end), and one step of the real warning engine over them, which opens the
+alerts: a red deformation alert on SYN-LS-001 with a Fukuzono failure forecast and its band,
+an orange rainfall alert on SYN-DF-003, an orange water-level alert on RIVER-R. Device health
+as the gateway records it (a silent receiver, a low battery, dead letters). Optionally the
+real notifier (file channel, a driven clock) with a people directory and duty roster sends
+their warnings and starts their escalations. Users: a city duty officer, a monitor assigned
+to the slope, a viewer, a province admin."""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def directory(conn: psycopg.Connection, now: datetime) -> None:
 
 def tracks(start: datetime) -> list[Track]:
     """Two days: creep at 2 mm/day turning tertiary at 0.6 d with failure due at 2 d (the
-    scenario of tests/test_engine_restart.py), a typhoon's rain, a flood wave."""
+    scenario of tests/test_engine_restart.py), a typhoon's rain, a flood wave cresting at the
+    end (so its alert is not resolved after six quiet hours)."""
     creep = accelerating_creep(288, 600.0, v0_mm_per_day=2.0, onset_s=0.6 * 86400,
                                failure_s=2 * 86400.0, noise_mm=0.02, quantum_mm=0.01, seed=3)
     return [
@@ -98,8 +100,9 @@ def tracks(start: datetime) -> list[Track]:
               typhoon_rain(576, 300.0, peak_index=300, peak_mm_h=32.0, width_h=2.0, seed=1)),
         Track("CRACK-R", "crack_meter", start, 600.0, {"opening": 5.0 + creep.displacement}),
         Track("WL-R", "water_level", start, 300.0,
-              {"level": flood_stage(576, 300.0, base_m=12.0, peak_m=17.2, rise_start=150,
-                                    peak_index=330, noise_m=0.004, seed=4)}),
+              # The flood crests in the last hours: its alert is still up at the end.
+              {"level": flood_stage(576, 300.0, base_m=12.0, peak_m=17.2, rise_start=380,
+                                    peak_index=560, noise_m=0.004, seed=4)}),
     ]
 
 
