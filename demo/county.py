@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from alerts.engine.rules import validate_override
 from devices.registry import DeviceSpec, add_device
 from geowarn.errors import GeoWarnError
 from gis import csv_io, geojson_io, store
@@ -90,6 +92,24 @@ def import_county(conn: psycopg.Connection, out: TextIO, *, roster_from: datetim
     for h in hazards:
         _say(out, f"    {h.hazard_id}  {h.name:<8} {h.hazard_type:<12} {h.households:>3} "
                   f"households, {h.people:>3} people")
+
+
+# The county's rule: a refreshed failure forecast on the slope is sent to its officers and
+# monitors every six hours at most, not hourly (the engine's default): over the days of a
+# tertiary phase hourly SMS would teach people to ignore them.
+RULES = (("hazard", "DEMO-LS-01", {"update_interval_s": 6 * 3600.0}),)
+
+
+def set_rules(conn: psycopg.Connection, out: TextIO) -> None:
+    """The county's engine rules, as `geowarn rules-set` stores them."""
+    for scope, scope_id, params in RULES:
+        validate_override(scope, scope_id, params)
+        conn.execute("INSERT INTO engine_rules (scope, scope_id, params, updated_by) VALUES "
+                     "(%s, %s, %s, 'demo') ON CONFLICT (scope, scope_id) DO UPDATE SET "
+                     "params = excluded.params, updated_at = now()",
+                     (scope, scope_id, Jsonb(params)))
+        _say(out, f"  rule for {scope} {scope_id}: {params} (forecast updates every 6 h at "
+                  "most)")
 
 
 def register_devices(conn: psycopg.Connection, devices: Sequence[StoryDevice], out: TextIO

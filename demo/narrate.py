@@ -80,6 +80,7 @@ class Sent:
     name: str
     audience: str
     channel: str
+    purpose: str = "warning"
 
 
 def sent_messages(conn: psycopg.Connection, path: Path) -> list[Sent]:
@@ -87,33 +88,81 @@ def sent_messages(conn: psycopg.Connection, path: Path) -> list[Sent]:
     if not path.exists():
         return []
     by_tag = {tag_of(int(r[0])): r[1:] for r in conn.execute(
-        "SELECT delivery_id, recipient_name, audience, channel FROM deliveries").fetchall()}
+        "SELECT delivery_id, recipient_name, audience, channel, purpose FROM deliveries"
+    ).fetchall()}
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
-        name, audience, channel = by_tag.get(d["tag"], ("?", "?", "?"))
+        name, audience, channel, purpose = by_tag.get(d["tag"], ("?", "?", "?", "?"))
         text = d["text"].removesuffix(f" #{d['tag']}")
         out.append(Sent(parse_time(d["at"]), text, d["to"], d["recipient"], name, audience,
-                        channel))
+                        channel, purpose))
     return out
 
 
 def report_messages(sent: Sequence[Sent], path: Path, out: TextIO, *, shown: str) -> None:
     """Messages grouped by time and text: the text once, then who got it."""
     groups: dict[tuple[datetime, str, str], list[Sent]] = {}
+    updates = [s for s in sent if s.purpose == "update"]
     for s in sent:
-        groups.setdefault((s.at, s.channel, s.text), []).append(s)
+        if s.purpose != "update":
+            groups.setdefault((s.at, s.channel, s.text), []).append(s)
     sms = sum(1 for s in sent if s.channel in ("sms", "file"))
     _say(out, f"  {len(sent)} messages ({sms} SMS, {len(sent) - sms} voice calls) written by "
               f"the file channel to {shown}, one JSON line each (phones masked):")
     for (at, channel, text), who in sorted(groups.items(), key=lambda kv: kv[0][0]):
         kind = "voice call" if channel == "voice" else "SMS"
         _say(out, f"    {cst(at)}  {kind} x{len(who)}: {text}")
-        people = [f"{w.name} {w.masked_to}" for w in who]
-        shown_people = ", ".join(people[:4]) + (f" and {len(people) - 4} more"
-                                                 if len(people) > 4 else "")
-        audiences = sorted({AUDIENCE.get(w.audience, w.audience) for w in who})
-        _say(out, f"                 to {', '.join(audiences)}: {shown_people}")
+        _say(out, f"                 to {_who(who)}")
+    if updates:
+        first, last = min(updates, key=lambda s: s.at), max(updates, key=lambda s: s.at)
+        _say(out, f"    {cst(first.at)} to {cst(last.at)}  {len(updates)} forecast updates "
+                  f"(SMS), the latest: {last.text}")
+        _say(out, f"                 to {_who(updates)}")
+
+
+def _who(who: Sequence[Sent]) -> str:
+    """The audiences, then up to four recipients (name and masked number)."""
+    people = list(dict.fromkeys(f"{w.name} {w.masked_to}" for w in who))
+    shown = ", ".join(people[:4]) + (f" and {len(people) - 4} more" if len(people) > 4 else "")
+    audiences = sorted({AUDIENCE.get(w.audience, w.audience) for w in who})
+    return f"{', '.join(audiences)}: {shown}"
+
+
+class Timeline:
+    """Level changes as they come, one line each (and the forecast under an orange or red);
+    a refreshed forecast at the same level ('updated', hourly at most) is counted and shown
+    once, before the target's next change and at the end."""
+
+    def __init__(self, names: dict[str, str], out: TextIO) -> None:
+        self.names, self.out = names, out
+        self.updates: dict[tuple[str, str], list[AlertEvent]] = {}
+
+    def add(self, events: Sequence[AlertEvent]) -> None:
+        for e in events:
+            key = (e.target_id, e.hazard_kind)
+            if e.kind == "updated":
+                self.updates.setdefault(key, []).append(e)
+                continue
+            self._flush(key)
+            for line in timeline_line(e, self.names):
+                _say(self.out, line)
+
+    def close(self) -> None:
+        for key in list(self.updates):
+            self._flush(key)
+
+    def _flush(self, key: tuple[str, str]) -> None:
+        ups = self.updates.pop(key, [])
+        if not ups:
+            return
+        last = ups[-1]
+        fc = forecast_of(last.evidence)
+        latest = f"; the latest, {cst(last.data_time)}: failure forecast " \
+                 f"{cst(parse_time(fc['time']))} CST" if fc else ""
+        _say(self.out, f"    {cst(ups[0].data_time)} to {cst(last.data_time)}  {key[0]} "
+                       f"{self.names.get(key[0], '')}  forecast refreshed {len(ups)} times at "
+                       f"{level_name(last.level)}{latest}")
 
 
 def report_open_alerts(conn: psycopg.Connection, names: dict[str, str], out: TextIO

@@ -125,12 +125,6 @@ def stop_gateway(gateway: Gateway, target: BrokerTarget) -> None:
         log.warning("could not end the demo gateway's session: %s", exc)
 
 
-def _timeline(events: Sequence[AlertEvent], names: dict[str, str], out: TextIO) -> None:
-    for e in events:
-        for line in narrate.timeline_line(e, names):
-            _say(out, line)
-
-
 def shown_path(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -148,6 +142,7 @@ def run_story(db_url: str, target: BrokerTarget, out: TextIO, notifications: Pat
         county.import_county(conn, out, roster_from=clock.start - county.ROSTER_MARGIN,
                              roster_to=clock.end + county.ROSTER_AFTER)
         county.register_devices(conn, county.DEVICES, out)
+        county.set_rules(conn, out)
         names = narrate.hazard_names(conn)
 
     _say(out, f"\n[3/6] Eight days of device data, {narrate.cst(clock.start)} to "
@@ -184,8 +179,9 @@ def run_story(db_url: str, target: BrokerTarget, out: TextIO, notifications: Pat
                         hotline=get_settings().notify_hotline)
     started = time.perf_counter()
     try:
-        replayed = story.replay(db_url, clock, notifier, notifier_clock,
-                                on_step=lambda evs: _timeline(evs, names, out))
+        timeline = narrate.Timeline(names, out)
+        replayed = story.replay(db_url, clock, notifier, notifier_clock, on_step=timeline.add)
+        timeline.close()
     finally:
         notifier.close()
     result.events = replayed.events
