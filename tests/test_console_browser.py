@@ -246,3 +246,22 @@ def test_viewer_sees_masked_residents_and_cannot_act(
     assert detail.get_by_test_id("resolve").count() == 0
     assert page.get_by_test_id("chart-displacement-forecast").count() == 1
     shot(page, artifacts_dir, "viewer-masked")
+
+
+def test_ended_session_returns_to_the_login(world: World, conn: psycopg.Connection,
+                                            console_server: str,
+                                            open_page: Callable[..., Any]) -> None:
+    page, watch = open_page()
+    login(page, console_server, "duty.lishui", PASSWORD)
+    # Logged out elsewhere (a password change ends every session of the user).
+    conn.execute("UPDATE api_sessions SET revoked_at = now()")
+    watch.allow(r"status of 401 \(Unauthorized\)")  # the refused request, expected
+    page.get_by_test_id(f"alert-{world.red_alert}").click()
+    page.get_by_test_id("login").wait_for()
+    assert "会话已结束" in page.get_by_test_id("login-error").inner_text()
+    assert page.get_by_test_id("queue").count() == 0
+    # Logging in again works, and the page does not keep the token anywhere readable.
+    login(page, console_server, "duty.lishui", PASSWORD)
+    stored = page.evaluate("JSON.stringify([Object.entries(localStorage), "
+                           "Object.entries(sessionStorage), document.cookie])")
+    assert "geowarn_session" not in stored and len(stored) < 200, stored

@@ -20,7 +20,12 @@ export async function api(path, { method = "GET", json, form } = {}) {
   const r = await fetch(path, init);
   if (r.status === 204) return null;
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new ApiError(r.status, typeof body.detail === "string" ? body.detail : r.statusText);
+  const detail = typeof body.detail === "string" ? body.detail : r.statusText;
+  // The session ended (expired, logged out elsewhere, password changed): back to the login.
+  if (r.status === 401 && path !== "/api/auth/login") {
+    window.dispatchEvent(new CustomEvent("geowarn:session-ended", { detail }));
+  }
+  if (!r.ok) throw new ApiError(r.status, detail);
   return body;
 }
 

@@ -80,6 +80,10 @@ loginForm.addEventListener("submit", async (e) => {
   }
 });
 
+window.addEventListener("geowarn:session-ended", (e) => {
+  if (user) showLogin(`${t("login.ended")}: ${e.detail}`);
+});
+
 document.getElementById("logout").addEventListener("click", async () => {
   try { await api("/api/auth/logout", { method: "POST" }); } finally { showLogin(); }
 });
