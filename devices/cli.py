@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from devices import commands, credentials, health, registry, secrets_file
+from devices import commands, credentials, health, maintenance_cli, registry, secrets_file
 from devices.catalogue import load_catalogue
 from devices.csv_import import EXAMPLE_CSV, FORMAT_HELP, decode, import_devices, parse_csv
 from devices.registry import Device, DeviceSpec
@@ -111,11 +111,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_show)
 
     for name, helptext in (("retire", "retire a device for good (revokes its secret)"),
-                           ("maintenance", "put a device in maintenance"),
+                           ("maintenance", "put a device in maintenance status, or with "
+                            "--from/--to/--reason give it a maintenance window"),
                            ("activate", "make a device active again")):
         x = dsub.add_parser(name, help=helptext)
         x.add_argument("device_id")
         x.set_defaults(func=_set_status, action=name)
+        if name == "maintenance":
+            maintenance_cli.add_window_args(x)
 
     c = dsub.add_parser("calibrate", help="set a channel's calibration")
     c.add_argument("device_id")
@@ -330,6 +333,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _set_status(args: argparse.Namespace) -> int:
+    if args.action == "maintenance" and (args.starts or args.ends or args.reason):
+        return maintenance_cli.add(args)
     with connect(autocommit=True) as conn:
         if args.action == "retire":
             device = registry.retire_device(conn, args.device_id, actor=_actor())

@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "contracts": "devices.contracts_cli",
     "devices": "devices.cli",
     "devices broker-config": "ingest.broker_cli",
+    "devices maintenance-list": "devices.maintenance_cli",
+    "devices maintenance-cancel": "devices.maintenance_cli",
     "readings": "geowarn.readings_cli",
     "ingest": "ingest.cli",
     "deadletters": "ingest.cli",

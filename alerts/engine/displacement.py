@@ -156,7 +156,10 @@ def add_readings(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: In
 
 
 def in_maintenance(p: dict[str, np.ndarray], ch: IntArray, t: FloatArray) -> np.ndarray:
-    return np.asarray((p["maint_from"][ch] <= t) & (t <= p["maint_until"][ch]))
+    """Whether time t of channel ch lies in one of its maintenance windows (the rule's or
+    its device's, alerts/engine/tick_setup.py)."""
+    tt = np.asarray(t, np.float64)[:, None]
+    return np.asarray(((p["maint_from"][ch] <= tt) & (tt <= p["maint_until"][ch])).any(axis=1))
 
 
 def _steps(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntArray,

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import psycopg
 
 from alerts.engine import data as engine_data
+from alerts.engine import maintenance as engine_maintenance
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
 from alerts.engine.partitions import Partition, select
@@ -113,7 +114,8 @@ class Engine:
             self.registry = {c.channel_id for c in every}
             channels = select(self.conn, every, self.config.partition)
             params = resolve(channels, engine_data.load_overrides(self.conn))
-            self.setup = build_setup(channels, params)
+            self.setup = build_setup(channels, params,
+                                     windows=engine_maintenance.load_windows(self.conn))
             restored = engine_state.restore(self.conn, self.config.name, self.setup)
             self.state = restored.state
             self.saved = restored.saved

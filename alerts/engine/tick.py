@@ -33,6 +33,7 @@ registry or the rules change (alerts/engine/tick_setup.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +43,7 @@ from alerts.engine import silence
 from alerts.engine import tick_methods as tm
 from alerts.engine import tick_quality as tq
 from alerts.engine.disp_evidence import describe
-from alerts.engine.displacement import add_readings
+from alerts.engine.displacement import add_readings, in_maintenance
 from alerts.engine.rules import AQI_TABLE, GB3838_ITEM, RAIN_WINDOWS_H
 from alerts.engine.tick_quality import fill_memory
 from alerts.engine.tick_setup import (
@@ -156,6 +157,10 @@ def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | 
     clean = ~f & ~state.suspicious[u]
     state.clean_raise[u] = np.where(clean, r, state.clean_raise[u])
     state.clean_hold[u] = np.where(clean, h, state.clean_hold[u])
+    # A device's maintenance window: its readings neither raise nor lower the level.
+    maint = in_maintenance(setup.p, u, state.watermark[u])
+    r = np.where(maint, 0, r).astype(LEVEL_DTYPE)
+    h = np.where(maint, state.level[u], h).astype(LEVEL_DTYPE)
     before = HysteresisState(state.level[u], state.lower_since[u], state.changed_at[u])
     after, changed = step_levels(before, r, h, state.watermark[u], setup.p["dwell_s"][u])
     state.level[u], state.lower_since[u], state.changed_at[u] = (
@@ -174,13 +179,14 @@ def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: 
         q, verdict = tq.screen_rain(setup, state.screen, ring, rows_in, idx, t, v, q)
         uniq = state.rain.update(ring, rows_in, t, v, q)
         ch = setup.group_rows[g][uniq]
-        tq.record(state, ch, t, v, verdict)
+        tq.record(state, ch, t, v, _muted(setup, ch, t, verdict))
         acc = state.rain.totals_mm(ring, uniq)
         _, _, q_last = ring.last(uniq, 1)
         return tm.rainfall(acc, p["rain_table_mm"][ch], p["clear_ratio"][ch], q_last[:, 0]), ch
     uniq, _, _ = ring.append(rows_in, t, v, q)
     ch = setup.group_rows[g][uniq]
-    tq.record(state, ch, t, v, tq.screen_series(setup, state.screen, ring, uniq, ch))
+    tq.record(state, ch, t, v, _muted(setup, ch, t, tq.screen_series(
+        setup, state.screen, ring, uniq, ch)))
     ratio = p["clear_ratio"][ch]
     if g == "displacement":
         # Each newest sample; the history leaves out what the device marked bad and what the
@@ -203,6 +209,14 @@ def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: 
         return tm.pollution(vv, qq, items, g == "air_quality", persist_n=p["persist_n"][ch],
                             persist_m=p["persist_m"][ch]), ch
     return tm.threshold(vv, qq, thr=p["thresholds"][ch], ratio=ratio), ch
+
+
+def _muted(setup: Setup, ch: IntArray, t: FloatArray, v: Verdict) -> Verdict:
+    """Quality findings inside a maintenance window are expected, not reported."""
+    m = in_maintenance(setup.p, ch, t)
+    if not m.any():
+        return v
+    return replace(v, implausible=v.implausible & ~m, suspicious=v.suspicious & ~m)
 
 
 def _evaluate_displacement(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray,

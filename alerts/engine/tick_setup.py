@@ -9,6 +9,7 @@ Split from alerts/engine/tick.py, which holds the evaluation itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -125,7 +126,10 @@ class Setup:
 
 
 def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
-                rain_ring_max: int = 4096) -> Setup:
+                rain_ring_max: int = 4096,
+                windows: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Setup:
+    """`windows`: maintenance windows (from, until seconds) per device id (devices/
+    maintenance.py), on top of each rule's maintenance_from/until."""
     if len(channels) != len(params):
         raise InvalidInput(f"{len(channels)} channels but {len(params)} rules")
     ids = [c.channel_id for c in channels]
@@ -175,9 +179,8 @@ def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
     for name in ("persist_n", "persist_m", "stuck_count", "onset_confirm_samples",
                  "suspicious_max_level", "accel_min_pairs"):
         p_arrays[name] = arr(name, np.int64)
-    windows = [maintenance_window(q.maintenance_from, q.maintenance_until) for q in params]
-    p_arrays["maint_from"] = np.array([w[0] for w in windows], np.float64)
-    p_arrays["maint_until"] = np.array([w[1] for w in windows], np.float64)
+    p_arrays["maint_from"], p_arrays["maint_until"] = _maintenance(channels, params,
+                                                                   windows or {})
     p_arrays["rain_ring_k"] = np.array([max(rain_k, default=16)], np.int64)
     p_arrays["interval_s"] = np.array([c.reporting_interval_s for c in channels], np.float64)
     device = np.array([dindex[c.device_id] for c in channels], np.int64)
@@ -185,6 +188,21 @@ def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
                  np.array([tindex[c.target] for c in channels], np.int64), tuple(tkeys), k,
                  device, tuple(devs), group_rows, row, p_arrays, at_least,
                  neighbours(channels, methods, device, p_arrays["corroborate_within_m"]))
+
+
+def _maintenance(channels: list[ChannelInfo], params: list[RuleParams],
+                 windows: Mapping[str, Sequence[tuple[float, float]]]
+                 ) -> tuple[FloatArray, FloatArray]:
+    """(C, K) window bounds per channel: its rule's window, then its device's windows
+    (an empty slot is (inf, -inf), which contains nothing)."""
+    k = 1 + max((len(windows.get(c.device_id, ())) for c in channels), default=0)
+    lo, hi = np.full((len(channels), k), np.inf), np.full((len(channels), k), -np.inf)
+    for i, (c, q) in enumerate(zip(channels, params, strict=True)):
+        rows = [maintenance_window(q.maintenance_from, q.maintenance_until),
+                *windows.get(c.device_id, ())]
+        lo[i, :len(rows)] = [a for a, _ in rows]
+        hi[i, :len(rows)] = [b for _, b in rows]
+    return lo, hi
 
 
 def neighbours(channels: list[ChannelInfo], methods: np.ndarray, device: IntArray,

@@ -1,5 +1,6 @@
 """/api/devices: devices with their health, one device's channels, last readings and commands
-(queue one, see replies), its readings raw or downsampled for charts; /api/deadletters.
+(queue one, see replies), its readings raw or downsampled for charts, its maintenance windows
+(list, add, cancel: admins and duty officers of its county); /api/deadletters.
 
 A device belongs to the county of the hazard point it watches; one not placed on a hazard
 point is the province's (see api/scope.py).
@@ -17,6 +18,7 @@ from api.deps import Conn, CurrentUser, require
 from api.schemas import ERRORS
 from api.scope import sql_prefixes, whole_province
 from api.users import User
+from devices import maintenance
 from devices.commands import list_commands, queue_command
 from devices.health import assess, device_problems, health_rows
 from devices.registry import Device, get_device, list_devices
@@ -184,3 +186,49 @@ def dead_letters(conn: Conn, user: CurrentUser, device: str | None = None,
              "device_id": d["device_id"], "reason": d["reason"], "detail": d["detail"],
              "channel": d["channel"], "payload_size": d["payload_size"],
              "payload_excerpt": payload_excerpt(bytes(d["payload"]))} for d in letters]
+
+
+class MaintenanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={
+        "examples": [{"from": "2026-12-02T08:00:00+08:00", "to": "2026-12-02T18:00:00+08:00",
+                      "reason": "GNSS antenna re-mount"}]})
+    starts_at: datetime = Field(alias="from")
+    ends_at: datetime = Field(alias="to")
+    reason: str = Field(min_length=1, max_length=maintenance.MAX_REASON)
+
+
+def _window(w: maintenance.Window) -> dict[str, Any]:
+    return {"id": w.window_id, "device_id": w.device_id, "from": w.starts_at,
+            "to": w.ends_at, "reason": w.reason, "created_by": w.created_by,
+            "created_at": w.created_at, "cancelled_by": w.cancelled_by,
+            "cancelled_at": w.cancelled_at}
+
+
+@router.get("/api/devices/{device_id}/maintenance",
+            summary="the device's maintenance windows (its readings raise nothing inside one)")
+def maintenance_windows(device_id: str, conn: Conn, user: CurrentUser,
+                        include_cancelled: bool = False) -> list[dict[str, Any]]:
+    _device_for(conn, user, device_id)
+    return [_window(w) for w in maintenance.list_windows(
+        conn, [device_id], include_cancelled=include_cancelled)]
+
+
+@router.post("/api/devices/{device_id}/maintenance", status_code=status.HTTP_201_CREATED,
+             summary="add a maintenance window: readings raise nothing, offsets are expected")
+def add_maintenance(device_id: str, body: MaintenanceIn, conn: Conn,
+                    user: CurrentUser) -> dict[str, Any]:
+    _device_for(conn, user, device_id, "command_devices")
+    w = maintenance.add_window(conn, device_id, _aware("from", body.starts_at),
+                               _aware("to", body.ends_at), body.reason, actor=user.username)
+    return _window(w)
+
+
+@router.delete("/api/devices/{device_id}/maintenance/{window_id}",
+               summary="cancel a maintenance window (it stops counting now)")
+def cancel_maintenance(device_id: str, window_id: int, conn: Conn,
+                       user: CurrentUser) -> dict[str, Any]:
+    _device_for(conn, user, device_id, "command_devices")
+    w = maintenance.get_window(conn, window_id)
+    if w.device_id != device_id:
+        raise HTTPException(404, f"maintenance window {window_id} is not {device_id}'s")
+    return _window(maintenance.cancel_window(conn, window_id, actor=user.username))
