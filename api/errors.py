@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.schemas import NO_NUL
 from api.users import AuthError, Throttled
 from geowarn.errors import DatabaseUnavailable, GeoWarnError, InvalidInput, NotFound
 
@@ -23,10 +24,17 @@ def _field(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    # The schema's NO_NUL pattern, said as what it means.
+    if (error.get("ctx") or {}).get("pattern") == NO_NUL:
+        return "contains a NUL byte, which cannot be stored"
+    return str(error.get("msg", ""))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", ""))}
+        errors = [{"field": _field(e.get("loc", ())), "message": _message(e)}
                   for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
         return JSONResponse({"detail": detail, "errors": errors}, status_code=422)

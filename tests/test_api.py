@@ -174,6 +174,12 @@ def test_filters_and_clear_4xx(seeded: dict[str, int], client: TestClient) -> No
     r = client.post(f"/api/alerts/{seeded['HP-XIHU']}/ack", headers=headers,
                     content=b"{not json", )
     assert r.status_code == 422
+    # A NUL byte, which PostgreSQL cannot store, is refused by the schema, naming the field.
+    r = client.post(f"/api/alerts/{seeded['HP-XIHU']}/comments", headers=headers,
+                    json={"text": "a\u0000b"})
+    assert r.status_code == 422 and "text" in r.json()["detail"], r.text
+    r = client.post("/api/auth/login", json={"username": "ad\u0000min", "password": "x"})
+    assert r.status_code == 422 and "username" in r.json()["detail"], r.text
     assert client.get("/api/hazards/NOPE", headers=headers).status_code == 404
 
 

@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="blue, yellow, orange or red: current level at least this")
     ls.add_argument("--since", type=time_arg, metavar="T",
                     help="alerts changed or resolved at or after T (ISO 8601 with offset)")
+    ls.add_argument("--exercise", metavar="NAME", help="only the drills of this exercise")
     ls.add_argument("--limit", type=int, default=100)
     ls.add_argument("--json", action="store_true", help="JSON with level history and audit")
     ls.set_defaults(func=_list)
@@ -85,6 +86,12 @@ def level_label(level: Level) -> str:
     return f"{level.grade} {level.name.lower()} {_COLOUR_ZH[level]}"
 
 
+def drill_label(alert: Alert) -> str:
+    """ "[DRILL 演练 NAME] " for an exercise's alert, "" for a live one: a drill must never
+    read as a live warning."""
+    return f"[DRILL 演练 {alert.exercise}] " if alert.exercise is not None else ""
+
+
 def target_label(alert: Alert) -> str:
     if alert.target_type != "hazard":
         return f"{alert.target_type} {alert.target_id}"
@@ -115,7 +122,8 @@ def _list(args: argparse.Namespace) -> int:
     with connect(autocommit=True) as conn:
         alerts = lifecycle.list_alerts(conn, status=status, target_id=args.target,
                                        hazard_kind=args.kind, min_level=args.min_level,
-                                       since=args.since, limit=args.limit)
+                                       since=args.since, exercise=args.exercise,
+                                       limit=args.limit)
         if args.json:
             print(json.dumps([detail_json(d) for d in with_history(conn, alerts)],
                              ensure_ascii=False, indent=2))
@@ -125,7 +133,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = [("ID", "STATUS", "LEVEL", "PEAK", "KIND", "TARGET", "OPENED", "LAST CHANGE")]
     rows += [(str(a.alert_id), a.status, level_label(a.level), level_label(a.peak_level),
-              a.hazard_kind, target_label(a), _time(a.opened_at), _time(a.last_data_time))
+              a.hazard_kind, drill_label(a) + target_label(a), _time(a.opened_at),
+              _time(a.last_data_time))
              for a in alerts]
     print(_table(rows))
     return 0
@@ -196,7 +205,9 @@ def render_evidence(evidence: Mapping[str, Any], indent: str = "      ") -> list
 
 def render_detail(detail: AlertDetail) -> str:
     a = detail.alert
-    out = [f"Alert {a.alert_id}: {a.hazard_kind} at {target_label(a)}"]
+    out = [f"{drill_label(a)}Alert {a.alert_id}: {a.hazard_kind} at {target_label(a)}"]
+    if a.exercise is not None:
+        out.append(f"  exercise:    {a.exercise} (a drill, 演练: not a live warning)")
     if a.threatened_people is not None:
         out.append(f"  threatened:  {a.threatened_households} households, "
                    f"{a.threatened_people} people")
@@ -235,7 +246,7 @@ def _show(args: argparse.Namespace) -> int:
 def _ack(args: argparse.Namespace) -> int:
     with connect(autocommit=True) as conn:
         alert = lifecycle.acknowledge(conn, args.alert_id, user=args.user, note=args.note)
-    print(f"alert {alert.alert_id} acknowledged by {alert.acknowledged_by} "
+    print(f"{drill_label(alert)}alert {alert.alert_id} acknowledged by {alert.acknowledged_by} "
           f"({level_label(alert.level)}, {alert.hazard_kind} at {target_label(alert)})")
     return 0
 
@@ -243,5 +254,6 @@ def _ack(args: argparse.Namespace) -> int:
 def _resolve(args: argparse.Namespace) -> int:
     with connect(autocommit=True) as conn:
         alert = lifecycle.resolve(conn, args.alert_id, user=args.user, reason=args.reason)
-    print(f"alert {alert.alert_id} resolved by {alert.resolved_by}: {alert.resolve_reason}")
+    print(f"{drill_label(alert)}alert {alert.alert_id} resolved by {alert.resolved_by}: "
+          f"{alert.resolve_reason}")
     return 0

@@ -76,6 +76,8 @@ class Alert:
     # Hazard points only (gis hazard_points): who is threatened; None for sites and devices.
     threatened_households: int | None = None
     threatened_people: int | None = None
+    # The exercise (演练) this alert is a drill of (migration 0130); None for a live alert.
+    exercise: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -101,7 +103,7 @@ ALERT_COLUMNS = """a.alert_id, a.target_type, a.target_id, h.name AS target_name
     h.county_code, a.hazard_kind, a.status, a.level, a.peak_level, a.opened_at,
     a.last_data_time, a.engine, a.recorded_at, a.acknowledged_by, a.acknowledged_at,
     a.ack_note, a.resolved_by, a.resolved_at, a.resolve_reason,
-    h.households AS threatened_households, h.people AS threatened_people"""
+    h.households AS threatened_households, h.people AS threatened_people, a.exercise"""
 ALERT_FROM = """alerts a LEFT JOIN hazard_points h
     ON a.target_type = 'hazard' AND h.hazard_id = a.target_id"""
 EVENT_COLUMNS = """e.event_id, e.alert_id, a.target_type, a.target_id, a.hazard_kind, e.kind,
@@ -188,6 +190,7 @@ def list_alerts(
     county: str | None = None,
     county_prefixes: Sequence[str] | None = None,
     include_no_county: bool = True,
+    exercise: str | None = None,
     oldest_first: bool = False,
     limit: int = 100,
 ) -> list[Alert]:
@@ -201,6 +204,7 @@ def list_alerts(
     or resolution is not earlier; `until`: latest level change before that time.
     `county_prefixes`: only alerts whose hazard point's county code starts with one of them
     (a user's scope), and, unless `include_no_county` is false, those with no county.
+    `exercise`: only the drills of that exercise.
     """
     conditions: list[sql.Composable] = []
     params: list[Any] = []
@@ -241,6 +245,9 @@ def list_alerts(
         conditions.append(sql.SQL("(h.county_code LIKE ANY(%s) OR h.county_code IS NULL)"
                                   if include_no_county else "h.county_code LIKE ANY(%s)"))
         params.append(patterns)
+    if exercise is not None:
+        conditions.append(sql.SQL("a.exercise = %s"))
+        params.append(exercise)
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit {limit} is out of range 1..{MAX_LIMIT}")
     where = (sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
@@ -281,6 +288,8 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "resolved_by": alert.resolved_by,
         "resolved_at": _time(alert.resolved_at),
         "resolve_reason": alert.resolve_reason,
+        # A drill must never pass for a live warning: every consumer sees which it is.
+        "exercise": alert.exercise,
     }
 
 

@@ -10,6 +10,12 @@ function badge(level) {
   return h("span", { class: `badge level-${level}`, "data-testid": "level" }, t("level." + level));
 }
 
+// A drill's alert (an exercise's) must never pass for a live warning: 【演练】 on it everywhere.
+export function drillBadge(alert) {
+  return alert.exercise ? h("span", { class: "badge drill", "data-testid": "drill",
+    title: alert.exercise }, t("drill")) : null;
+}
+
 function section(title, ...body) {
   return h("section", { class: "sub" }, h("h3", {}, title), ...body);
 }
@@ -68,7 +74,7 @@ export async function renderDetail(container, alertId, user, { onChanged, onClos
   const alert = await api(`/api/alerts/${alertId}`);
   const hazard = alert.target.type === "hazard" ? await api(`/api/hazards/${encodeURIComponent(alert.target.id)}`) : null;
   const head = h("div", { class: "detail-head" },
-    badge(alert.level),
+    drillBadge(alert), badge(alert.level),
     h("h2", {}, alert.target.name || alert.target.id),
     h("span", { class: "muted" }, `${t("kind." + alert.hazard_kind)} · #${alert.id}`),
     h("span", { class: `status status-${alert.status}`, "data-testid": "status" }, t("status." + alert.status)),

@@ -1,7 +1,7 @@
 // The duty-room view: the alert queue (by level, then age), the map of hazard points, the
 // open alert's detail, the device health list; kept live by the server-sent event stream.
 import { api, h } from "./api.js";
-import { renderDetail } from "./detail.js";
+import { drillBadge, renderDetail } from "./detail.js";
 import { drawMap } from "./map.js";
 import { beep } from "./sound.js";
 import { age, t, time } from "./i18n.js";
@@ -66,12 +66,13 @@ export class DutyView {
     this.queue.replaceChildren(...(this.alerts.length ? this.alerts.map((a) => h("li", {
       class: `item level-${a.level}${a.id === this.selected ? " selected" : ""}`,
       "data-testid": `alert-${a.id}`, "data-level": a.level, "data-status": a.status,
+      "data-exercise": a.exercise || null,
       tabindex: 0, role: "button",
       onclick: () => this.open(a.id),
       onkeydown: (e) => { if (e.key === "Enter") this.open(a.id); },
     },
     h("span", { class: `badge level-${a.level}` }, t("level." + a.level)),
-    h("span", { class: "what" }, h("b", {}, a.target.name || a.target.id), " ",
+    h("span", { class: "what" }, drillBadge(a), h("b", {}, a.target.name || a.target.id), " ",
       h("span", { class: "muted" }, t("kind." + a.hazard_kind))),
     h("span", { class: `status status-${a.status}` }, t("status." + a.status)),
     h("time", { datetime: a.opened_at, title: time(a.opened_at) }, age(a.opened_at))))
@@ -97,7 +98,7 @@ export class DutyView {
   async onEvent(change) {
     if (["opened", "raised"].includes(change.action) && ["red", "orange"].includes(change.level)) {
       beep(change.level);
-      showBanner(`${t("banner.new")}: ${t("level." + change.level)} · ${change.target.name || change.target.id} · ${t("kind." + change.hazard_kind)}`);
+      showBanner(`${change.exercise ? t("drill") + " " : ""}${t("banner.new")}: ${t("level." + change.level)} · ${change.target.name || change.target.id} · ${t("kind." + change.hazard_kind)}`);
     }
     clearTimeout(this.pending);
     this.pending = setTimeout(async () => {

@@ -1,6 +1,7 @@
 // The monitor's phone view (群测群防员): my hazard points and their level, "I received the
 // warning" for each unresolved alert, and a field report (kind, severity, note, photo).
 import { api, h } from "./api.js";
+import { drillBadge } from "./detail.js";
 import { t, time } from "./i18n.js";
 
 const KINDS = ["new_cracks", "cracks_widening", "bulging", "seepage", "turbid_water",
@@ -51,7 +52,7 @@ function alertRow(a, refresh) {
     } }, t("monitor.confirm"));
   return h("li", { class: `item level-${a.level}` },
     h("span", { class: `badge level-${a.level}` }, t("level." + a.level)),
-    h("span", { class: "what" }, t("kind." + a.hazard_kind), " · ", time(a.last_data_time)), done);
+    h("span", { class: "what" }, drillBadge(a), t("kind." + a.hazard_kind), " · ", time(a.last_data_time)), done);
 }
 
 export async function renderMonitor(root) {

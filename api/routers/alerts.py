@@ -26,6 +26,9 @@ def list_alerts(
     county: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{5}$")] = None,
     since: Annotated[datetime | None, Query(description="touched at or after")] = None,
     until: Annotated[datetime | None, Query(description="latest data before")] = None,
+    exercise: Annotated[str | None, Query(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["flood-drill-2026"],
+        description="only the drills of this exercise (演练)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     """Unresolved first, then by level and age: the order a duty room works in."""
@@ -33,7 +36,8 @@ def list_alerts(
     found = queries.list_alerts(
         conn, status=alert_status or None, hazard_kind=kind, min_level=level, since=since,
         until=until, county=county, county_prefixes=[prefix(c) for c in user.counties],
-        include_no_county=whole_province(user.counties), oldest_first=True, limit=limit)
+        include_no_county=whole_province(user.counties), exercise=exercise,
+        oldest_first=True, limit=limit)
     return [alert_json(a) for a in found]
 
 

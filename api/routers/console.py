@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -59,6 +59,8 @@ class MyAlertOut(BaseModel):
     status: str
     last_data_time: datetime
     received_at: datetime | None
+    exercise: str | None = Field(default=None, description=(
+        "the exercise (演练) this alert is a drill of; null for a live alert"))
 
 
 class MyHazardOut(BaseModel):
@@ -78,7 +80,7 @@ def my_hazards(conn: Conn, user: CurrentUser) -> list[dict[str, Any]]:
     require(user, "read", check_county=False)
     rows = conn.execute(
         "SELECT h.hazard_id, h.name, h.hazard_type, h.county_code, a.alert_id, "
-        "a.hazard_kind, a.level, a.status, a.last_data_time, "
+        "a.hazard_kind, a.level, a.status, a.last_data_time, a.exercise, "
         "(SELECT max(l.at) FROM audit_log l WHERE l.object_type = 'alert' "
         "  AND l.object_id = a.alert_id::text AND l.action = 'received' AND l.actor = %s) "
         "FROM api_users u JOIN hazard_points h ON h.hazard_id = ANY(u.hazard_ids) "
@@ -87,7 +89,8 @@ def my_hazards(conn: Conn, user: CurrentUser) -> list[dict[str, Any]]:
         "WHERE u.username = %s ORDER BY h.hazard_id, a.level DESC, a.alert_id",
         (user.username, user.username)).fetchall()
     out: dict[str, dict[str, Any]] = {}
-    for hid, name, htype, county, aid, kind, level, status, data_time, received in rows:
+    for hid, name, htype, county, aid, kind, level, status, data_time, exercise, received \
+            in rows:
         if county is None or not covers(user.counties, county):
             continue  # an assignment outside the user's counties shows nothing
         point = out.setdefault(hid, {"id": hid, "name": name, "hazard_type": htype,
@@ -96,7 +99,7 @@ def my_hazards(conn: Conn, user: CurrentUser) -> list[dict[str, Any]]:
             continue
         point["alerts"].append({
             "id": aid, "hazard_kind": kind, "level": LEVELS[level], "status": status,
-            "last_data_time": data_time, "received_at": received})
+            "last_data_time": data_time, "received_at": received, "exercise": exercise})
         if LEVELS.index(point["level"]) < level:
             point["level"] = LEVELS[level]
     return list(out.values())

@@ -5,7 +5,8 @@ engine; acknowledged, resolved, commented by people), its SSE id the audit row's
 client that reconnects with Last-Event-ID (EventSource does so by itself) receives exactly
 what it missed. A trigger NOTIFYs each new row (migration 0121): the stream wakes on it, with
 no polling; a comment line every 15 s keeps proxies from closing an idle stream. Only alerts
-in the user's counties are sent.
+in the user's counties are sent. `exercise` names the exercise of a drill's alert (null for
+a live one), so the console marks drills as it does in the queue.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ KEEPALIVE_S = 15.0
 BATCH = 500
 
 _SELECT = """SELECT l.id, l.at, l.actor, l.action, l.detail, a.alert_id, a.target_type,
-    a.target_id, h.name, h.county_code, a.hazard_kind, a.status, a.level
+    a.target_id, h.name, h.county_code, a.hazard_kind, a.status, a.level, a.exercise
     FROM audit_log l JOIN alerts a ON l.object_type = 'alert' AND a.alert_id::text = l.object_id
     LEFT JOIN hazard_points h ON a.target_type = 'hazard' AND h.hazard_id = a.target_id
     WHERE l.object_type = 'alert' AND l.id > %s AND (h.county_code LIKE ANY(%s) {extra})
@@ -40,11 +41,11 @@ LEVELS = ("none", "blue", "yellow", "orange", "red")
 
 def _event(row: tuple[Any, ...]) -> str:
     (audit_id, at, actor, action, detail, alert_id, ttype, tid, name, county, kind, status,
-     level) = row
+     level, exercise) = row
     data = {"alert_id": alert_id, "action": action, "actor": actor, "at": at.isoformat(),
             "target": {"type": ttype, "id": tid, "name": name, "county_code": county},
             "hazard_kind": kind, "status": status, "level": LEVELS[level],
-            "detail": detail}
+            "exercise": exercise, "detail": detail}
     return f"id: {audit_id}\nevent: alert\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
