@@ -331,9 +331,12 @@ RESOLUTION: dict[str, float] = {
     "water_quality": 0.1, "air_quality.co": 0.01, "air_quality": 1.0}
 # Identical values in a row that make a channel suspicious. Rain: one non-zero increment
 # repeated for RAIN_STUCK_S ("for hours", warning-science.md; steady drizzle repeats one tip
-# for a while), at least 6 samples; GNSS noise (mm) never repeats 6 fixes; gauges that may
+# for a while), at least RAIN_STUCK_MIN samples (an hourly gauge repeating 25 mm for the 6
+# samples that were the minimum reached orange at the 5th hour, before the hold: outside trial,
+# issue 7); GNSS noise (mm) never repeats 6 fixes; gauges that may
 # rest (stages, groundwater, cracks) need a longer run.
 RAIN_STUCK_S = 7200.0
+RAIN_STUCK_MIN = 3
 STUCK_DEFAULT: dict[str, int] = {"gnss": 6, "water_quality": 12, "air_quality": 12}
 STUCK_FALLBACK = 24
 _JUDGED = frozenset({"rainfall", "displacement", "water_level", "water_quality",
@@ -385,7 +388,7 @@ def _kind_defaults(p: RuleParams, ch: ChannelInfo) -> RuleParams:
         p = replace(p, hampel_min_deviation=3.0 * resolution(ch.kind, ch.spec))
     if p.stuck_count == -1:
         if p.method == "rainfall":
-            n = max(6, math.ceil(RAIN_STUCK_S / max(ch.reporting_interval_s, 1.0)))
+            n = max(RAIN_STUCK_MIN, math.ceil(RAIN_STUCK_S / max(ch.reporting_interval_s, 1.0)))
         else:
             n = STUCK_DEFAULT.get(ch.kind, STUCK_DEFAULT.get(p.method, STUCK_FALLBACK))
         p = replace(p, stuck_count=n)

@@ -64,12 +64,19 @@ def screen_rain(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: I
                 t: FloatArray, v: FloatArray, q: np.ndarray) -> tuple[np.ndarray, Verdict]:
     """Judge new rain increments before they enter the running sums; returns the qualities
     to store (implausible ones count as no rain)."""
-    prev_t = ring.newest_time(rows)
-    # A gauge's first increment covers (about) one reporting interval.
-    prev_t = np.where(np.isfinite(prev_t), prev_t, t - setup.p["interval_s"][ch])
+    prev_t = rain_since(ring.newest_time(rows), t, setup.p["interval_s"][ch])
     prev = np.full((ch.size, 2 * HAMPEL_HALF), np.nan)
     verdict = screen(st, ch, _params(setup, ch), t, v, q, prev, prev_t)
     return np.where(verdict.implausible, IMPLAUSIBLE_Q, q).astype(np.int8), verdict
+
+
+def rain_since(prev_t: FloatArray, t: FloatArray, interval_s: FloatArray) -> FloatArray:
+    """Start of the time a rain increment at t covers: its previous sample, but never more
+    than one reporting interval back (NaN prev: the gauge's first). A gauge reporting every
+    10 minutes sends 10 minutes of rain after a data gap too (the lost reports are lost, or
+    come later with their own times), so a 95.5 mm sample after a 2-hour gap is judged
+    against the 10-minute envelope, not the 2-hour one (outside trial, issue 7)."""
+    return np.asarray(np.where(interval_s > 0, np.fmax(prev_t, t - interval_s), prev_t))
 
 
 def screen_series(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: IntArray
@@ -196,7 +203,8 @@ def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
         assert state.rain is not None
         ch, t, v, q = s.ch[rain], s.t[rain], s.v[rain], s.q[rain]
         first = np.r_[True, ch[1:] != ch[:-1]]
-        prev_t = np.where(first, t - setup.p["interval_s"][ch], np.r_[np.nan, t[:-1]])
+        prev_t = rain_since(np.where(first, np.nan, np.r_[np.nan, t[:-1]]), t,
+                            setup.p["interval_s"][ch])
         # The only rain marks are implausible increments, which need only the interval: one
         # vector over all samples gives the marks the ticks gave.
         p = setup.p

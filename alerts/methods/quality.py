@@ -187,12 +187,22 @@ def screen(st: ScreenState, ch: IntArray, p: ScreenParams, t: FloatArray, x: Flo
     with np.errstate(invalid="ignore"):
         near = np.abs(dev) <= GROWTH * st.prev_dev[ch] + p.min_dev
     cont = out & near & (st.onset_sign[ch] == side)
-    grow = out & near & ~cont & (st.pend_n[ch] > 0) & (st.pend_sign[ch] == side) & (
-        np.abs(dev) >= 0.5 * st.pend_dev[ch])
-    start = out & ~cont & ~grow
+    # Does the sample stay off the median of the samples before it (pending ones left out)
+    # on the pending side, by at least half the first jump? Judged whether or not it is an
+    # outlier itself: when the pending samples leave too few in the window to judge an
+    # outlier, the sample is accepted, and it must still confirm them (outside trial: an
+    # ammonia front 1.06, 5.3, 8.75 mg/L lost 5.3 that way and came two samples late).
+    with np.errstate(invalid="ignore"):
+        off = x - nanmedian_rows(prev)
+        stay = good & (st.pend_n[ch] > 0) & (np.sign(off) == st.pend_sign[ch]) & (
+            np.abs(off) >= 0.5 * st.pend_dev[ch])
+    grow_out = out & near & ~cont & stay
+    grow_in = ~out & stay
+    grow = grow_out | grow_in
+    start = out & ~cont & ~grow_out
     pend_n = np.where(grow, st.pend_n[ch] + 1, np.where(start, 1, 0))
     pend_q = np.where(grow, np.maximum(st.pend_q[ch], q), np.where(start, q, 0))
-    confirmed = (out & ~cont) & (pend_n > p.confirm)
+    confirmed = ((out & ~cont) | grow_in) & (pend_n > p.confirm)
     reinstate_from = np.where(confirmed & grow, st.pend_t0[ch], np.nan)
     reinstate_q = np.where(confirmed & grow, st.pend_q[ch], np.nan)
     pending = out & ~cont & ~confirmed
@@ -203,7 +213,8 @@ def screen(st: ScreenState, ch: IntArray, p: ScreenParams, t: FloatArray, x: Flo
     st.pend_q[ch] = pend_q
     # An accepted onset keeps counting while it stays an outlier on its side; a sample back
     # inside the window ends it (and makes any pending outliers final spikes).
-    st.onset_sign[ch] = np.where(confirmed, side, np.where(cont, st.onset_sign[ch], 0.0))
+    st.onset_sign[ch] = np.where(confirmed & out, side,
+                                 np.where(cont, st.onset_sign[ch], 0.0))
     st.prev_dev[ch] = np.where(good, np.abs(dev), st.prev_dev[ch])
     return Verdict(implausible, pending, suspicious, reinstate_from, reinstate_q, limit)
 
