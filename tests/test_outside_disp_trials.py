@@ -1,0 +1,50 @@
+"""Outside trial of the displacement warnings (issue 7), handed over to the displacement owners
+(/work/coord/findings-displacement.md): an accelerating slope on 10-minute GNSS (2 mm noise,
+3 % dropouts, creep 0.5 mm/day for 20 days, then α = 2 tertiary creep over 10 days, data
+ending 6 h before failure) must reach red before failure with a forecast whose error is
+within 10 % of the remaining time. Found: seed 0 red with the last forecast +18.8 % off;
+seed 2 red with no forecast at all; on hourly GNSS (same
+series, one sample an hour) nothing at all. Kept as a known failure until the forecast is fixed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from alerts.engine.rules import ChannelInfo
+from alerts.methods.levels import Level
+from tests.outside_series import T0, Trace, first_change, live
+
+
+def accelerating_gnss(seed: int, step: float = 600.0, days: float = 30.0,
+                      acc_days: float = 10.0, end_before_h: float = 6.0
+                      ) -> tuple[Trace, float]:
+    rng = np.random.default_rng(seed)
+    tf = T0 + days * 86400
+    t = np.arange(T0, tf - end_before_h * 3600, step)
+    b = rng.uniform(8, 20)  # mm: velocity = creep + b / (t_f - t) (days)
+    td = (tf - t) / 86400
+    x = 0.5 * (t - T0) / 86400 + b * np.log(acc_days / np.maximum(td, 1e-6)) * (td < acc_days)
+    x = x + rng.normal(0, 2.0, t.size)
+    x[rng.uniform(0, 1, t.size) < 0.03] = np.nan
+    return Trace(t, np.asarray(np.round(x, 1))), tf
+
+
+@pytest.mark.xfail(strict=False, reason="issue 7 forecast accuracy (disp-skill): 10-min seed 0 "
+                   "last forecast +18.8 % of the remaining time, seed 2 red with no forecast; "
+                   "hourly GNSS seed 0 raises nothing at all")
+@pytest.mark.parametrize(("seed", "step"), [(0, 600.0), (2, 600.0), (0, 3600.0)])
+def test_accelerating_gnss_red_before_failure_with_a_forecast_within_10_percent(
+        seed: int, step: float) -> None:
+    tr, tf = accelerating_gnss(seed, step)
+    ch = live([ChannelInfo(1, "GN", "gnss", "disp_x", "HP", None, step)], [tr],
+              batch_s=3600.0)
+    red = first_change(ch, "HP", "deformation", Level.RED)
+    assert red is not None and red < tf
+    forecasts = [e["forecast"] for c in ch for e in c.evidence.get("channels", [])
+                 if isinstance(e, dict) and "forecast" in e]
+    assert forecasts, "red without a forecast"
+    got = datetime.fromisoformat(forecasts[-1]["time"]).timestamp()
+    assert abs(got - tf) <= 0.1 * (tf - tr.t[-1]), (got - tf) / (tf - tr.t[-1])
