@@ -106,7 +106,7 @@ def _snapshot(setup: Setup, state: EngineState) -> dict[str, Any]:
     return {"rain": [(a[np.isfinite(a)].tolist(), b[np.isfinite(a)].tolist(),
                       c[np.isfinite(a)].tolist()) for a, b, c in zip(tr, vr, qr, strict=True)],
             **{k: getattr(state, k).copy() for k in ("level", "lower_since", "clean_raise",
-                                                     "clean_hold", "baseline")}}
+                                                     "clean_hold")}}
 
 
 # ---- the plain per-channel loop -------------------------------------------------------

@@ -39,23 +39,25 @@ def refill(st: DispState, p: dict[str, np.ndarray], ch: IntArray, row_of: IntArr
     a channel to its displacement row) from their stored readings (sorted or not)."""
     if ch.size == 0:
         return
-    order = np.lexsort((t, ch))
+    order = np.lexsort((t, row_of[ch]))
     ch, t, v, q = ch[order], t[order], v[order], q[order]
     rows_all = row_of[ch]
     rows = np.unique(rows_all)
     saved = st.first_hour[rows] >= 0
     offset = st.hist.offset[rows[saved]].copy()
-    plan = _plan(st, p, ch, rows_all, rows[saved], t)
+    # Sorted by row, then time: each row's first reading, and its channel.
+    first_i = np.searchsorted(rows_all, rows)
+    plan = _plan(st, p, ch[first_i[saved]], t[first_i[saved]], rows[saved])
     fresh = DispState.empty(1).saved_arrays()
     for k, a in st.saved_arrays().items():  # replayed rows start from nothing
         a[rows[~saved]] = fresh[k][0]
     known = np.isin(rows_all, rows[saved])
     ok_t = np.full(rows.size, np.nan)
     ok_v = np.full(rows.size, np.nan)
-    start = np.flatnonzero(np.r_[True, ch[1:] != ch[:-1]])
-    rank = np.arange(ch.size) - np.repeat(start, np.diff(np.r_[start, ch.size]))
-    for j in range(int(rank.max()) + 1):
-        i = np.flatnonzero(rank == j)
+    # Round j holds every row's j-th reading (one sort, not a scan per round).
+    rank = np.arange(ch.size) - np.repeat(first_i, np.diff(np.r_[first_i, ch.size]))
+    order = np.argsort(rank, kind="stable")
+    for i in np.split(order, np.searchsorted(rank[order], np.arange(1, int(rank.max()) + 1))):
         qi = _screened(p, ch[i], t[i], v[i], q[i], ok_t, ok_v,
                        np.searchsorted(rows, rows_all[i]))
         a, b = i[known[i]], i[~known[i]]
@@ -68,13 +70,13 @@ def refill(st: DispState, p: dict[str, np.ndarray], ch: IntArray, row_of: IntArr
 Plan = dict[int, list[tuple[int, float, int]]]  # row -> (hour of removal, jump, hours)
 
 
-def _plan(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows_all: IntArray,
-          rows: IntArray, t: FloatArray) -> Plan:
-    """Set each saved row's starting offset; the logged steps its replay removes."""
+def _plan(st: DispState, p: dict[str, np.ndarray], ch: IntArray, t0: FloatArray,
+          rows: IntArray) -> Plan:
+    """Set each saved row's starting offset; the logged steps its replay removes (`ch`,
+    `t0`: each row's channel and first reloaded reading)."""
     plan: Plan = {}
-    for r in rows.tolist():
-        c = int(ch[np.flatnonzero(rows_all == r)[0]])
-        first = int(np.floor(t[rows_all == r].min() / HOUR))
+    for r, c, t_first in zip(rows.tolist(), ch.tolist(), t0.tolist(), strict=True):
+        first = int(np.floor(t_first / HOUR))
         m = int(p["step_confirm_h"][c])
         todo = [(int(np.floor(tt / HOUR)) + m - 1, float(jump), m)
                 for tt, jump, _, _ in st.step_log[r] if np.isfinite(tt)]

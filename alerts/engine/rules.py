@@ -1,12 +1,12 @@
 """Per-channel rule configuration for the engine: which method judges a channel, with which
 numbers, and how they are overridden per sensor kind, hazard point, site or channel.
 
-Defaults and their sources are in docs/methods.md (and docs/quality.md for the data-quality
-settings); where the reference gives no number (water-level stages, displacement velocities
-and cumulative limits are per site) the default is NaN, meaning "that criterion is off until
-someone configures it". Overrides live in the `engine_rules` table (migration 0045) as flat
-JSON objects whose keys are the fields of `RuleParams`; later scopes win: kind → hazard
-point → site → channel.
+Defaults and their sources are in docs/methods.md (its "Data quality" section for the
+data-quality settings); where the reference gives no number (water-level stages,
+displacement velocities and cumulative limits are per site) the default is NaN, meaning
+"that criterion is off until someone configures it". Overrides live in the `engine_rules`
+table (migration 0045) as flat JSON objects whose keys are the fields of `RuleParams`;
+later scopes win: kind → hazard point → site → channel.
 
 Mappings chosen here (no national number exists; documented so operators can argue with them):
 - Water quality (GB 3838-2002): class ≤ IV no warning; class V blue; worse than V (劣V) yellow;
@@ -116,7 +116,7 @@ class RuleParams:
     # pollution persistence: a level needs n of the last m samples
     persist_n: int = 2
     persist_m: int = 3
-    # data quality (docs/quality.md): spikes and onsets (not for rain increments)
+    # data quality (docs/methods.md, "Data quality"): spikes and onsets (not for rain increments)
     hampel_k: float = 3.0
     hampel_min_deviation: float = math.nan  # sensor units; NaN: 3 resolution steps
     onset_confirm_samples: int = 1  # following samples that confirm a jump as an onset
@@ -320,8 +320,9 @@ def default_params(kind: str, spec: str) -> RuleParams:
 
 
 # Sensor resolution (units of the catalogue) by kind.channel, then kind: the spike filter's
-# minimum deviation defaults to 3 steps of it (docs/quality.md; tipping buckets 0.1-0.5 mm and
-# crack meters ~0.1 mm per warning-science.md, the rest typical instrument specifications).
+# minimum deviation defaults to 3 steps of it (docs/methods.md#data-quality; tipping buckets
+# 0.1-0.5 mm and crack meters ~0.1 mm per warning-science.md, the rest typical instrument
+# specifications).
 RESOLUTION: dict[str, float] = {
     "rain_gauge": 0.2, "gnss": 0.1, "crack_meter": 0.1, "inclinometer": 0.1,
     "tilt_meter": 0.001, "accelerometer": 0.1, "water_level": 0.01, "groundwater_level": 0.01,
@@ -404,7 +405,7 @@ def check_applies(methods: Sequence[str], params: Mapping[str, Any], where: str)
         raise InvalidInput(
             f"engine rule {where}: {dead} would have no effect: its channels are judged by "
             f"method(s) {sorted(set(methods))}; parameters per method are listed in "
-            f"docs/quality.md and alerts/engine/rules.py APPLIES_TO")
+            f"docs/methods.md and alerts/engine/rules.py APPLIES_TO")
 
 
 def kind_methods(scope_id: str) -> list[str]:

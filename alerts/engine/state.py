@@ -2,7 +2,7 @@
 and engine_state_rows, migrations 0045 and 0047).
 
 Saved: what `EngineState.saved_arrays()` names, in four scopes: per channel (levels, dwell
-clocks, watermarks, learnt baselines, the quality screen, ...), per target (`emitted`, the
+clocks, watermarks, data-quality findings, the quality screen, ...), per target (`emitted`, the
 levels last emitted per hazard kind), per device (`maintenance`, `quality`) and per
 displacement channel ("disp", keyed by channel id: the episode state of
 alerts/engine/displacement.py DispState). Each channel, target, device and displacement

@@ -1,6 +1,6 @@
 """The engine tick's data: its constants, the immutable `Setup` (channels, rules and
 per-channel parameter arrays, rebuilt when the registry or rules change), the mutable
-`EngineState` (levels, dwell clocks, watermarks, learnt references, emitted target levels and
+`EngineState` (levels, dwell clocks, watermarks, displacement episodes, emitted target levels and
 the sample rings) and the data-quality memory. alerts/engine/tick_quality.py refills the rings
 after a restart (`fill_memory`).
 
@@ -238,8 +238,7 @@ def neighbours(channels: list[ChannelInfo], methods: np.ndarray, device: IntArra
 
 
 _SAVED = ("level", "lower_since", "changed_at", "watermark", "first_watch", "clean_raise",
-          "clean_hold", "baseline", "ref_t0", "ref_n", "ref_st", "ref_sd", "ref_stt",
-          "ref_std", "suspicious", "finding_t", "finding_code", "finding_value",
+          "clean_hold", "suspicious", "finding_t", "finding_code", "finding_value",
           "finding_limit")
 DEVICE_ARRAYS = ("maintenance", "quality")
 
@@ -253,13 +252,6 @@ class EngineState:
     first_watch: FloatArray  # engine clock when the channel was first watched
     clean_raise: LevelArray
     clean_hold: LevelArray
-    baseline: FloatArray
-    ref_t0: FloatArray
-    ref_n: FloatArray
-    ref_st: FloatArray
-    ref_sd: FloatArray
-    ref_stt: FloatArray
-    ref_std: FloatArray
     emitted: LevelArray  # (T, 6)
     maintenance: LevelArray  # (D,)
     # data quality: the screen's memory, whether the newest sample is a suspicious pattern,
@@ -289,8 +281,6 @@ class EngineState:
             return np.zeros(n, LEVEL_DTYPE)
 
         st = cls(zero(), nan(), nan(), nan(), nan(), zero(), zero(),
-                 setup.p["baseline"].copy(), nan(), np.zeros(n), np.zeros(n), np.zeros(n),
-                 np.zeros(n), np.zeros(n),
                  np.zeros((len(setup.targets), len(KINDS)), LEVEL_DTYPE),
                  np.zeros(len(setup.devices), LEVEL_DTYPE), ScreenState.initial(n),
                  np.zeros(n, bool), nan(), np.zeros(n), nan(), nan(),

@@ -2,7 +2,7 @@
 implementation the engine runs (vectorised over channels, one newest sample each), plus the
 same checks over a block of samples for analysis and benchmarks.
 
-What a sample can be (docs/quality.md gives the defaults and their sources):
+What a sample can be (docs/methods.md, "Data quality", gives the defaults and their sources):
 - implausible: physically beyond what the kind can measure in its interval (a rain increment
   far beyond the records for its interval; a value outside a configured range or changing
   faster than a configured rate). Left out of every computation (a rain total never counts
