@@ -1,8 +1,10 @@
-"""Displacement rules: regularising irregular series, robust velocity, acceleration onset,
-cumulative thresholds and the improved tangent angle.
+"""Displacement rules on regular grids: Savitzky–Golay and rolling-regression velocity,
+acceleration onset (used by failure_time.forecast_failure, which the engine does not run)
+and the improved tangent angle.
 
 Everything works on regular grids shaped (channels, samples) so one call covers every
-channel; `resample` turns CSR-packed irregular readings into such a grid first. Displacement
+channel. The engine judges displacement on its hourly history instead
+(alerts/engine/displacement.py, alerts/methods/velocity.py). Displacement
 is taken positive in the direction of movement (flip the sign of a sensor whose readings
 fall as the slope moves).
 
@@ -28,44 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import savgol_filter
 
-from alerts.methods.fitting import masked_linear_fit
 from alerts.methods.levels import LevelArray, classify
-from alerts.methods.ragged import BoolArray, FloatArray, Ragged, composite_key
+from alerts.methods.ragged import BoolArray, FloatArray
 from geowarn.errors import InvalidInput
-
-
-def resample(
-    r: Ragged, t_start: float, step_s: float, n: int, max_gap_s: float | None = None
-) -> FloatArray:
-    """Linear interpolation of every channel onto t_start + k·step_s, k < n: (channels, n).
-
-    NaN outside a channel's first..last reading and, when max_gap_s is set, inside gaps
-    between readings longer than that (interpolating across an outage invents a trend).
-    """
-    if not step_s > 0 or n < 1:
-        raise InvalidInput(f"resample needs step_s > 0 and n >= 1, got {step_s}, {n}")
-    grid = t_start + step_s * np.arange(n)
-    n_ch = r.n_channels
-    out = np.full((n_ch, n), np.nan)
-    if r.times.size == 0:
-        return out
-    reach = float(max(abs(grid[0] - r.times.min()), abs(grid[-1] - r.times.max())))
-    key, t0, span = composite_key(r, reach)
-    lo_b, hi_b = r.offsets[:-1, None], r.offsets[1:, None]
-    q = (grid[None, :] - t0) + np.arange(n_ch)[:, None] * span
-    right = np.searchsorted(key, q, side="right")  # first reading after the grid time
-    last = r.times.size - 1
-    i0 = np.clip(right - 1, 0, last)
-    i1 = np.clip(np.minimum(right, hi_b - 1), 0, last)
-    t_a, t_b = r.times[i0], r.times[i1]
-    # Valid: a reading at/before the grid time, and one after it or exactly on it.
-    ok = (right > lo_b) & ((right < hi_b) | (t_a == grid[None, :]))
-    if max_gap_s is not None:
-        ok &= ((t_b - t_a) <= max_gap_s) | (t_a == grid[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(t_b > t_a, (grid[None, :] - t_a) / (t_b - t_a), 0.0)
-    val = r.values[i0] + w * (r.values[i1] - r.values[i0])
-    return np.where(ok, val, out)
 
 
 def savgol_velocity(disp: FloatArray, step_s: float, window: int, polyorder: int = 2
@@ -178,23 +145,6 @@ def _run_length(flag: BoolArray) -> np.ndarray:
     return np.where(flag, idx - last_false, 0)
 
 
-def reference_velocity(
-    times: FloatArray, disp: FloatArray, t_from: float | FloatArray, t_to: float | FloatArray
-) -> FloatArray:
-    """Mean rate v̄ (units/s) per channel: least-squares slope over [t_from, t_to].
-
-    `times` is the grid (samples,); NaN samples are ignored; NaN when fewer than 3 remain.
-    """
-    t = np.asarray(times, dtype=np.float64)
-    d = np.asarray(disp, dtype=np.float64)
-    lo = np.asarray(t_from, dtype=np.float64)[..., None]
-    hi = np.asarray(t_to, dtype=np.float64)[..., None]
-    if np.any(hi <= lo):
-        raise InvalidInput("reference window must end after it starts")
-    m = (t >= lo) & (t <= hi)
-    return masked_linear_fit(t, d, m).slope
-
-
 def tangent_angle(velocity: FloatArray, v_ref: FloatArray | float) -> FloatArray:
     """α = arctan(v / v̄) in degrees; NaN where v̄ is not a positive rate."""
     v = np.asarray(velocity, dtype=np.float64)
@@ -229,9 +179,3 @@ def tangent_levels(angle_deg: FloatArray, cfg: TangentAngleConfig = TangentAngle
     thr = (cfg.blue_from_deg, float(np.nextafter(cfg.yellow_above_deg, np.inf)),
            cfg.orange_from_deg, cfg.red_from_deg)
     return classify(angle_deg, thr)
-
-
-def cumulative_levels(disp_since_reference: FloatArray, thresholds: tuple[float, ...]
-                      ) -> LevelArray:
-    """Level from cumulative displacement against per-site (blue, yellow, orange, red)."""
-    return classify(disp_since_reference, thresholds)
