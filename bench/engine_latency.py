@@ -18,6 +18,11 @@ Two engines in the same run, on the same database, broker and gateway, one after
   readings on every periodic tick (before, every periodic tick loaded every channel).
 Also timed: one search of the whole registry for un-notified readings (the shipped service
 runs it every `search_period_s`, 300 s).
+
+CPU time beside the wall clock, because the machine is shared and wall-clock percentiles
+follow its load: per notified step the engine thread's CPU (time.thread_time) and its
+database backend's (/proc), and the gateway process's CPU per probe message. These count
+the work a step does, so they show whether it grows with the registry whatever the load.
 """
 
 from __future__ import annotations
@@ -79,7 +84,8 @@ def register(conn: psycopg.Connection, registry: int) -> None:
 
 
 def whole_state_save(conn: psycopg.Connection, engine: str, setup: Setup,
-                     state: EngineState, clock: float, previous: Any = None) -> Any:
+                     state: EngineState, clock: float, previous: Any = None,
+                     touched: Any = None) -> Any:
     """The baseline's save: what a step saved before (the whole state as one numpy .npz blob
     with every channel id, target and device, one row rewritten per step)."""
     buf = io.BytesIO()
@@ -102,17 +108,36 @@ def _whole_state(step: Callable[..., Any]) -> Callable[..., Any]:
     return whole_state_step
 
 
-def trials(url: str, port: int, n: int, variant: str, sent_before: int) -> list[float]:
-    """Latencies (s) of n probe level changes through the running gateway; the probe
-    alternates 25/5 (level 2/0) continuing from the `sent_before` messages already sent."""
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) a process has used: /proc/PID/stat, clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def trials(url: str, port: int, n: int, variant: str, sent_before: int, gateway_pid: int
+           ) -> tuple[list[float], dict[str, float]]:
+    """Latencies (s) of n probe level changes through the running gateway, and CPU time
+    (load-independent: what the work costs, not how long it waited for a core): the engine
+    thread's per notified step (p50, p99), the engine's database backend per notified step
+    (mean), the gateway process per probe message (mean). The probe alternates 25/5 (level
+    2/0) continuing from the `sent_before` messages already sent."""
     committed: dict[int, float] = {}
     seen = threading.Condition()
     original = Engine.step
     inner = _whole_state(original) if variant == "whole-state" else original
+    step_cpu: list[float] = []
+    server_cpu: list[float] = []
+    measuring = threading.Event()
 
     def timed_step(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        notified = bool(kwargs.get("channel_ids")) and not kwargs.get("periodic")
+        backend = self.conn.info.backend_pid
+        c0, s0 = time.thread_time(), cpu_s(backend)
         events = inner(self, *args, **kwargs)  # returns after its commit
         now = time.perf_counter()
+        if notified and measuring.is_set():
+            step_cpu.append(time.thread_time() - c0)
+            server_cpu.append(cpu_s(backend) - s0)
         with seen:
             for e in events:
                 if e.target_id == "PROBE-SITE" and e.hazard_kind == "water_level":
@@ -137,6 +162,9 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int) -> list[
         # up to now) and after those of the previous variant (older ones would be replays).
         base = int((time.time() - (n + WARMUP) * STAMP_STEP_S - 1.0) * 1000)
         for i in range(n + WARMUP):
+            if i == WARMUP:
+                measuring.set()
+                gw0 = cpu_s(gateway_pid)
             stamp = base + i * round(STAMP_STEP_S * 1000)
             value = 25.0 if (sent_before + i) % 2 == 0 else 5.0
             payload = json.dumps({"seq": sent_before + i + 1, "readings": [
@@ -148,13 +176,18 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int) -> list[
                     raise RuntimeError(f"no alert event for probe message {i} ({variant})")
             if i >= WARMUP:  # the first few warm the connections and caches
                 lat.append(committed[stamp] - sent)
+        gateway_cpu = (cpu_s(gateway_pid) - gw0) / max(n, 1)
         pub.close()
     finally:
         stop.set()
         runner.join(60)
         Engine.step = original  # type: ignore[method-assign]
         engine_state.save = real_save
-    return lat
+    steps = np.array(step_cpu) * 1000.0
+    return lat, {"engine_step_cpu_p50": float(np.percentile(steps, 50)),
+                 "engine_step_cpu_p99": float(np.percentile(steps, 99)),
+                 "server_step_cpu_mean": float(np.mean(server_cpu)) * 1000.0,
+                 "gateway_msg_cpu_mean": gateway_cpu * 1000.0, "steps": int(steps.size)}
 
 
 def search_ms(url: str) -> float:
@@ -184,10 +217,11 @@ def run(admin: str, registry: int, n: int) -> dict[str, Any]:
         gateway = start_gateway(url, port, Path(tmp) / "gw.log")
         try:
             for k, variant in enumerate(("incremental", "whole-state")):
-                ms = np.array(trials(url, port, n, variant, k * (n + WARMUP))) * 1000.0
+                lat, cpu = trials(url, port, n, variant, k * (n + WARMUP), gateway.pid)
+                ms = np.array(lat) * 1000.0
                 out[variant] = {"p50": float(np.percentile(ms, 50)),
                                 "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
-                                "trials": int(ms.size)}
+                                "trials": int(ms.size), **cpu}
                 print(f"  {registry:,} devices, {variant}: {out[variant]}", flush=True)
         finally:
             gateway.terminate()
@@ -204,7 +238,13 @@ def report(r: dict[str, Any]) -> str:
             f"changes each: incremental p50 {inc['p50']:.1f} ms, p99 {inc['p99']:.1f} ms, max "
             f"{inc['max']:.1f} ms | whole-state baseline p50 {whole['p50']:.1f} ms, p99 "
             f"{whole['p99']:.1f} ms, max {whole['max']:.1f} ms | p99 ratio "
-            f"{inc['p99'] / whole['p99']:.2f} | registry search {r['search_ms']:.0f} ms")
+            f"{inc['p99'] / whole['p99']:.2f} | registry search {r['search_ms']:.0f} ms | CPU "
+            f"per notified step, incremental: engine p50 {inc['engine_step_cpu_p50']:.1f} ms, "
+            f"p99 {inc['engine_step_cpu_p99']:.1f} ms, its database backend "
+            f"{inc['server_step_cpu_mean']:.1f} ms; whole-state: engine p50 "
+            f"{whole['engine_step_cpu_p50']:.1f} ms, backend {whole['server_step_cpu_mean']:.1f}"
+            f" ms; gateway per message {inc['gateway_msg_cpu_mean']:.1f} ms "
+            f"(load average {os.getloadavg()[0]:.1f})")
 
 
 def main() -> None:

@@ -302,6 +302,9 @@ def set_calibration(conn: psycopg.Connection, device_id: str, channel: str, scal
                                f"{', '.join(c.channel for c in device.channels) or 'none'})")
         conn.execute("UPDATE channels SET cal_scale = %s, cal_offset = %s "
                      "WHERE channel_id = %s", (scale, offset, old.channel_id))
+        # The device changed as the gateway sees it: its cache refreshes by updated_at.
+        conn.execute("UPDATE devices SET updated_at = now() WHERE device_id = %s",
+                     (device_id,))
         audit(conn, actor, "calibrate", device_id,
               {"channel": channel, "from": [old.calibration.scale, old.calibration.offset],
                "to": [scale, offset]})
@@ -342,6 +345,27 @@ def device_info(conn: psycopg.Connection, device_id: str) -> DeviceInfo | None:
 def load_device_infos(conn: psycopg.Connection) -> dict[str, DeviceInfo]:
     """Every device's DeviceInfo (retired ones included, so the gateway can say so)."""
     return {d.device_id: d.info() for d in list_devices(conn)}
+
+
+def changed_device_infos(conn: psycopg.Connection, since: datetime
+                         ) -> tuple[dict[str, DeviceInfo], datetime]:
+    """DeviceInfo of the devices updated after `since` (status, kind, profile and
+    calibration all bump updated_at), and the server's clock when asked; an index range
+    (devices_updated_at_idx), so its cost follows the devices that changed, not the registry."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        now = cur.execute("SELECT now() AS now").fetchone()
+        assert now is not None
+        rows = cur.execute("SELECT device_id, profile, status, kind FROM devices "
+                           "WHERE updated_at > %s", (since,)).fetchall()
+        cal: dict[str, dict[str, Calibration]] = {}
+        for c in cur.execute("SELECT device_id, channel, cal_scale, cal_offset FROM channels "
+                             "WHERE device_id = ANY(%s)", ([r["device_id"] for r in rows],)):
+            cal.setdefault(c["device_id"], {})[c["channel"]] = Calibration(c["cal_scale"],
+                                                                           c["cal_offset"])
+    return ({r["device_id"]: DeviceInfo(device_id=r["device_id"], profile=r["profile"],
+                                        status=r["status"], kind=r["kind"],
+                                        calibration=cal.get(r["device_id"], {}))
+             for r in rows}, now["now"])
 
 
 def channel_ids(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]

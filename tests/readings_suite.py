@@ -315,3 +315,42 @@ def test_bulk_rollups_match_numpy_on_both_paths(store: psycopg.Connection) -> No
         rb.rollups(store, ids, T0 + timedelta(minutes=5), end, H)
     with pytest.raises(InvalidInput, match="hourly or daily"):
         rb.rollups(store, ids, start, end, timedelta(minutes=10))
+
+
+def test_bulk_hourly_middles_match_numpy(store: psycopg.Connection) -> None:
+    """The engine's hourly displacement medians from the store: per hour the middle values of
+    the newest reliable readings inside the bounds, as numpy computes them from raw rows."""
+    ids = make_channels(store, 3)
+    rng = np.random.default_rng(9)
+    data = random_data(rng, ids, n=1200, span=timedelta(days=2))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    quality = {cid: np.where(rng.random(ts.size) < 0.1, 2, 0) for cid, (ts, _) in data.items()}
+    rd.write_readings(store, [(cid, epoch + timedelta(microseconds=int(t)), float(v),
+                               int(q)) for cid, (ts, vals) in data.items()
+                              for t, v, q in zip(ts, vals, quality[cid], strict=True)])
+    lo = [T0, T0 + timedelta(hours=5), T0]
+    hi = [T0 + timedelta(days=2), T0 + timedelta(days=1), T0 + timedelta(hours=30)]
+    low, high = [np.nan, 0.2, np.nan], [np.nan, 3.0, 1.5]
+    newest = 7
+    got = rb.hourly_middles(store, ids, lo, hi, low, high, newest=newest)
+    assert np.all(np.diff(got.channel_id) >= 0)
+    for cid, a, b, vmin, vmax in zip(ids, lo, hi, low, high, strict=True):
+        ts, vals = data[cid]
+        keep = ((ts >= us(a)) & (ts < us(b)) & (quality[cid] < 2)
+                & ~(vals < vmin) & ~(vals > vmax))
+        t_k, v_k = ts[keep], vals[keep]
+        hour = t_k // 3_600_000_000
+        want = []
+        for h in np.unique(hour):
+            v = v_k[hour == h][-newest:]  # the newest of the hour
+            s = np.sort(v)
+            want.append((t_k[hour == h][-1], v.size, s[(v.size - 1) // 2], s[v.size // 2]))
+        mine = got.channel_id == cid
+        assert (got.t[mine] * 1e6).round().astype(np.int64).tolist() == [w[0] for w in want]
+        assert got.n[mine].tolist() == [w[1] for w in want]
+        assert got.lo[mine].tolist() == [w[2] for w in want]
+        assert got.hi[mine].tolist() == [w[3] for w in want]
+    assert rb.hourly_middles(store, [], [], [], [], [], newest=1).t.size == 0
+    with pytest.raises(InvalidInput, match="not on a UTC hour edge"):
+        rb.hourly_middles(store, ids[:1], [T0 + timedelta(minutes=5)], [hi[0]], [np.nan],
+                          [np.nan], newest=1)

@@ -22,6 +22,7 @@ from tests.readings_suite import (  # noqa: F401  (imported tests are collected 
     make_channels,
     test_accumulation_window_edges,
     test_accumulations_match_numpy,
+    test_bulk_hourly_middles_match_numpy,
     test_bulk_ranges_match_numpy,
     test_bulk_rollups_match_numpy_on_both_paths,
     test_downsample_hand_computed,

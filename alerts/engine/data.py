@@ -8,7 +8,9 @@
 - `channels_with_new_readings`: which channels hold readings beyond their saved watermark,
   answered by the server (for steps that were not told which channels changed);
 - `load_memory`: the readings at or before each watermark that the rings need after a
-  restart (rain: 72 h; other groups: their ring length in reporting intervals, with margin);
+  restart (rain: 72 h; other groups: their ring length in reporting intervals, with margin),
+  and the displacement history's older hours as their middle values (`disp_hours`: one row
+  per hour from the store, not every reading of 45 days);
 - `regional_levels` / `RegionalFloors`: the regional-warning floor of every hazard-point
   target at a data time (the latter recomputes it only when its inputs change).
 
@@ -26,9 +28,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from alerts.engine.disp_history import HOUR, OPEN_K
 from alerts.engine.rules import RAIN_WINDOWS_H, ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
 from alerts.engine.tick_setup import DISP_MEMORY_S
+from alerts.methods.quality import HAMPEL_HALF
 from devices.catalogue import load_catalogue
 from geowarn import readings_bulk
 from geowarn.errors import InvalidInput
@@ -105,10 +109,22 @@ def load_samples(conn: psycopg.Connection, setup: Setup, state: EngineState, unt
                   [up] * len(ids), inclusive_lower=False)
 
 
+def _hour_floor(seconds: float) -> float:
+    return math.floor(seconds / HOUR) * HOUR
+
+
+def _disp_from_hours(setup: Setup, i: int) -> bool:
+    """Whether channel row i's older displacement history reloads as hourly middle values:
+    a rate rule judges each reading against the one before it, which needs every reading."""
+    return (setup.params[i].method == "displacement"
+            and not math.isfinite(float(setup.p["implausible_rate_per_h"][i])))
+
+
 def memory_ranges(setup: Setup, state: EngineState
                   ) -> tuple[list[int], list[datetime], list[datetime]]:
-    """Channel ids and (lower, upper] bounds of what the rings held before a restart:
-    (watermark − lookback, watermark]."""
+    """Channel ids and (lower, upper] bounds of the raw readings the rings held before a
+    restart: (watermark − lookback, watermark]. Displacement: its ring's raw span, from a
+    whole hour on; the older hours of its history come from `disp_hour_ranges`."""
     ids, lo, hi = [], [], []
     for i, c in enumerate(setup.channels):
         w = float(state.watermark[i])
@@ -116,25 +132,100 @@ def memory_ranges(setup: Setup, state: EngineState
             continue
         method = setup.params[i].method
         if method == "rainfall":
-            back = max(RAIN_WINDOWS_H) * 3600.0
-        elif method == "displacement":
-            back = DISP_MEMORY_S
+            start = w - max(RAIN_WINDOWS_H) * 3600.0
+        elif _disp_from_hours(setup, i):
+            # from the start of an hour, so no hour is part raw, part middle values; -1 µs:
+            # the bound is exclusive and the hour's first reading may lie on its edge
+            start = _hour_floor(w - RING_K[method] * c.reporting_interval_s * 1.5) - 1e-6
+        elif method == "displacement":  # every reading of the history's hours
+            start = _hour_floor(w - DISP_MEMORY_S) - 1e-6
         elif method in RING_K:
-            back = RING_K[method] * c.reporting_interval_s * 1.5
+            start = w - RING_K[method] * c.reporting_interval_s * 1.5
         else:
             continue
         ids.append(c.channel_id)
-        lo.append(datetime.fromtimestamp(w - back, UTC))
+        lo.append(datetime.fromtimestamp(start, UTC))
         hi.append(datetime.fromtimestamp(w, UTC))
     return ids, lo, hi
 
 
+def disp_hour_ranges(setup: Setup, state: EngineState
+                     ) -> tuple[list[int], list[datetime], list[datetime], list[int]]:
+    """Channel ids, [lower, upper) whole-hour bounds and channel rows of the displacement
+    history a restart reloads as hourly middle values: the whole hours reaching back
+    DISP_MEMORY_S (the history's length), before the raw span of `memory_ranges`."""
+    ids, lo, hi, rows = [], [], [], []
+    for i in setup.group_rows["displacement"].tolist():
+        w = float(state.watermark[i])
+        if not (math.isfinite(w) and _disp_from_hours(setup, i)):
+            continue
+        c = setup.channels[i]
+        end = _hour_floor(w - RING_K["displacement"] * c.reporting_interval_s * 1.5)
+        start = _hour_floor(w - DISP_MEMORY_S)  # whole hours: the oldest one in full
+        if end <= start:
+            continue
+        ids.append(c.channel_id)
+        lo.append(datetime.fromtimestamp(start, UTC))
+        hi.append(datetime.fromtimestamp(end, UTC))
+        rows.append(i)
+    return ids, lo, hi, rows
+
+
 def load_memory(conn: psycopg.Connection, setup: Setup, state: EngineState) -> Samples:
-    """Readings the rings held before a restart, in one binary COPY."""
+    """Readings the rings and the displacement history held before a restart: raw readings
+    in one binary COPY, and the displacement history's older hours as two samples per hour
+    (its middle values) in another, bounded by hours, not by the sampling rate."""
     ids, lo, hi = memory_ranges(setup, state)
+    raw = _fetch(conn, setup, ids, lo, hi, inclusive_lower=False) if ids else Samples.empty()
+    hours = disp_hours(conn, setup, state)
+    if not hours.ch.size:
+        return raw
+    # The rings are refilled from each channel's newest raw readings (tick_quality's
+    # fill_memory); a channel whose raw span holds fewer (a gap) reloads its raw readings
+    # over the whole lookback instead of middle values.
+    need = RING_K["displacement"] + 2 * HAMPEL_HALF + 1
+    short = np.setdiff1d(np.unique(hours.ch), raw.ch[np.bincount(raw.ch, minlength=setup.n)[
+        raw.ch] >= need])
+    if short.size:
+        w = state.watermark[short]
+        more = _fetch(conn, setup, [setup.channels[i].channel_id for i in short.tolist()],
+                      [datetime.fromtimestamp(_hour_floor(x - DISP_MEMORY_S) - 1e-6, UTC)
+                       for x in w.tolist()],
+                      [datetime.fromtimestamp(x, UTC) for x in w.tolist()],
+                      inclusive_lower=False)
+        drop = np.isin(raw.ch, short)
+        keep = ~np.isin(hours.ch, short)
+        raw = Samples(np.r_[raw.ch[~drop], more.ch], np.r_[raw.t[~drop], more.t],
+                      np.r_[raw.v[~drop], more.v], np.r_[raw.q[~drop], more.q])
+        hours = Samples(hours.ch[keep], hours.t[keep], hours.v[keep], hours.q[keep])
+    ch, t = np.r_[raw.ch, hours.ch], np.r_[raw.t, hours.t]
+    order = np.lexsort((t, ch))
+    return Samples(ch[order], t[order], np.r_[raw.v, hours.v][order],
+                   np.r_[raw.q, hours.q][order].astype(np.int8))
+
+
+def disp_hours(conn: psycopg.Connection, setup: Setup, state: EngineState) -> Samples:
+    """The displacement history's older hours from the store, each as its two middle values
+    (alerts/engine/disp_history.py keeps the median of the hour's newest OPEN_K readings that
+    are reliable and plausible): fed to the history like readings, they give the bin the
+    live readings gave, since the median of those two values is the hour's median. The
+    values the range rule finds implausible are left out by the server as the screen left
+    them out."""
+    ids, lo, hi, rows = disp_hour_ranges(setup, state)
     if not ids:
         return Samples.empty()
-    return _fetch(conn, setup, ids, lo, hi, inclusive_lower=False)
+    p = setup.p
+    got = readings_bulk.hourly_middles(
+        conn, ids, lo, hi, [float(p["implausible_min"][i]) for i in rows],
+        [float(p["implausible_max"][i]) for i in rows], newest=OPEN_K)
+    if not got.t.size:
+        return Samples.empty()
+    ch = setup.rows_of(got.channel_id)
+    # Two samples an hour inside that hour: the lower middle value just before the newest
+    # kept reading's time (never before the hour's start), the upper one at it.
+    t_lo = np.maximum(np.floor(got.t / HOUR) * HOUR, got.t - 1e-3)
+    return Samples(np.repeat(ch, 2), np.c_[t_lo, got.t].ravel(), np.c_[got.lo, got.hi].ravel(),
+                   np.zeros(2 * ch.size, np.int8))
 
 
 def regional_levels(conn: psycopg.Connection, setup: Setup, at: float) -> np.ndarray:

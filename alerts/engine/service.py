@@ -164,8 +164,11 @@ class Engine:
                 changes = self.reports.annotate(
                     [LevelChange(**asdict(c)) for c in result.changes])
                 events = self._apply(changes, clock, periodic)
+                # A notified step compares only the rows its tick touched; a periodic one
+                # compares every row (a safety net for anything that changed otherwise).
                 saved = engine_state.save(self.conn, self.config.name, self.setup,
-                                          self.state, clock, self.saved)
+                                          self.state, clock, self.saved,
+                                          None if periodic else result.touched)
         except Exception:
             # The tick advanced the in-memory state; the database did not: start again from
             # what was committed.

@@ -17,24 +17,41 @@ from typing import Any
 
 import numpy as np
 
-from alerts.engine.tick_setup import Change, EngineState, Samples, Setup
-from alerts.methods.levels import LEVEL_DTYPE, Level
-from alerts.methods.ragged import FloatArray
+from alerts.engine.tick_setup import Change, EngineState, Samples, Setup, gather
+from alerts.methods.levels import Level
+from alerts.methods.ragged import FloatArray, IntArray
 
 
-def silent_from(setup: Setup, state: EngineState) -> FloatArray:
-    """(devices,) the data time each device is (or would become) silent."""
-    off = setup.p["offline_after_s"]
-    n_dev = len(setup.devices)
-    heard = np.full(n_dev, -np.inf)
-    np.maximum.at(heard, setup.device, np.where(np.isnan(state.watermark), -np.inf,
-                                                state.watermark + off))
-    watched = np.full(n_dev, -np.inf)
-    np.maximum.at(watched, setup.device, np.where(np.isnan(state.first_watch), -np.inf,
-                                                  state.first_watch + off))
+def silent_from(setup: Setup, state: EngineState, devs: IntArray | None = None
+                ) -> FloatArray:
+    """(devices,) the data time each device is (or would become) silent; of `devs` only,
+    in that order, when given (a step computes only the devices it touched)."""
+    if devs is None:
+        devs = np.arange(len(setup.devices))
+    if devs.size == 0:
+        return np.zeros(0)
+    members, starts = gather(setup.device_members, devs)
+    off = setup.p["offline_after_s"][members]
+    wm, fw = state.watermark[members], state.first_watch[members]
+    heard = np.maximum.reduceat(np.where(np.isnan(wm), -np.inf, wm + off), starts)
+    watched = np.maximum.reduceat(np.where(np.isnan(fw), -np.inf, fw + off), starts)
     # A channel the device never reports on (an unused sensor) does not keep it "alive"
     # or "silent": once any channel has spoken, only spoken channels count.
-    return np.where(np.isfinite(heard), heard, watched)
+    return np.asarray(np.where(np.isfinite(heard), heard, watched))
+
+
+def cached(setup: Setup, state: EngineState) -> FloatArray:
+    """Every device's silent_from, kept in the state and brought up to date by `touch`."""
+    if state.silent_at is None or state.silent_at.shape != (len(setup.devices),):
+        state.silent_at = silent_from(setup, state)
+    return state.silent_at
+
+
+def touch(setup: Setup, state: EngineState, ch: IntArray) -> None:
+    """Channels `ch` moved their watermark: recompute their devices' silent_from only."""
+    if state.silent_at is not None and ch.size:
+        devs = np.unique(setup.device[ch])
+        state.silent_at[devs] = silent_from(setup, state, devs)
 
 
 def returns(setup: Setup, state: EngineState, s: Samples) -> list[Change]:
@@ -43,17 +60,18 @@ def returns(setup: Setup, state: EngineState, s: Samples) -> list[Change]:
     if s.ch.size == 0:
         return []
     dev = setup.device[s.ch]
-    first = np.full(len(setup.devices), np.inf)
-    np.minimum.at(first, dev, s.t)
-    since = silent_from(setup, state)
-    devs = np.unique(dev)
+    devs, inverse = np.unique(dev, return_inverse=True)
+    first = np.full(devs.size, np.inf)
+    np.minimum.at(first, inverse, s.t)
+    since = cached(setup, state)[devs]
     was_all = state.maintenance[devs] > 0
     out: list[Change] = []
-    for d in devs[was_all | (first[devs] > since[devs])]:  # few: silences are rare
+    for i in np.flatnonzero(was_all | (first > since)):  # few: silences are rare
+        d = int(devs[i])
         was = state.maintenance[d] > 0
         if not was:
-            out.append(_change(setup, state, int(d), Level.BLUE, float(since[d])))
-        out.append(_change(setup, state, int(d), Level.NONE, float(first[d])))
+            out.append(_change(setup, state, d, Level.BLUE, float(since[i])))
+        out.append(_change(setup, state, d, Level.NONE, float(first[i])))
         state.maintenance[d] = 0
     return out
 
@@ -61,17 +79,16 @@ def returns(setup: Setup, state: EngineState, s: Samples) -> list[Change]:
 def at_clock(setup: Setup, state: EngineState, now: float) -> tuple[list[Change], list[str]]:
     """Devices silent at engine clock `now`: the changes of those newly silent, and the ids
     of all silent devices."""
-    since = silent_from(setup, state)
+    since = cached(setup, state)
     silent = now > since
-    new = np.where(silent, int(Level.BLUE), 0).astype(LEVEL_DTYPE)
-    out = [_change(setup, state, int(d), Level.BLUE, float(since[d]))
-           for d in np.flatnonzero(silent & (state.maintenance == 0))]
-    state.maintenance = np.maximum(state.maintenance, new).astype(LEVEL_DTYPE)
+    newly = np.flatnonzero(silent & (state.maintenance == 0))
+    out = [_change(setup, state, int(d), Level.BLUE, float(since[d])) for d in newly]
+    state.maintenance[newly] = int(Level.BLUE)
     return out, [setup.devices[d] for d in np.flatnonzero(silent)]
 
 
 def _change(setup: Setup, state: EngineState, d: int, level: Level, when: float) -> Change:
-    members = np.flatnonzero(setup.device == d)
+    members, _ = gather(setup.device_members, np.array([d]))
     wm = state.watermark[members]
     last = float(np.nanmax(wm)) if np.isfinite(wm).any() else None
     ev: dict[str, Any] = {"reason": "silent" if level else "reporting again",

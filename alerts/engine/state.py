@@ -16,10 +16,11 @@ channel's watermark (alerts/engine/disp_restart.py for displacement).
 
 Incremental: `save` compares the saved arrays, bit for bit (NaN equals NaN), with a copy of
 what the database holds (the `Saved` snapshot that `restore` or the previous save returned),
-and UPSERTs only the rows that differ. The comparison is a few vectorised compares over memory
-(well under a millisecond for 45,000 channels); what goes to the database is proportional to
-what changed, whatever the registry's size, and no part of the tick has to remember what it
-touched: a field added to the saved arrays is saved incrementally too. A restart reads every
+and UPSERTs only the rows that differ: what goes to the database is proportional to what
+changed, whatever the registry's size, and a field added to the saved arrays is saved
+incrementally too. Comparing every row costs a few milliseconds at 45,000 channels (tens of
+arrays), so a step that knows which rows it touched (the tick's `TickResult.touched`) compares
+only those; the service compares every row on its periodic steps. A restart reads every
 row in one query per scope.
 
 `save` runs on the caller's connection, inside the transaction that applies the tick's level
@@ -72,13 +73,17 @@ class Restored:
 
 
 def keys(setup: Setup, scope: str, rows: Sequence[int] | None = None) -> list[str]:
-    """The row keys of a scope, in setup order (or of the given rows only)."""
+    """The row keys of a scope, in setup order (or of the given rows only: a step names only
+    the rows it writes)."""
     if scope in ("channel", "disp"):
         chans = setup.group_rows["displacement"] if scope == "disp" else np.arange(setup.n)
         pick = chans if rows is None else chans[np.asarray(rows, np.int64)]
         return [str(setup.channels[i].channel_id) for i in pick.tolist()]
-    names = [f"{t}:{i}" for t, i in setup.targets] if scope == "target" else setup.devices
-    return [names[i] for i in rows] if rows is not None else list(names)
+    if rows is None:
+        rows = range(len(setup.targets) if scope == "target" else len(setup.devices))
+    if scope == "target":
+        return [f"{setup.targets[i][0]}:{setup.targets[i][1]}" for i in rows]
+    return [setup.devices[i] for i in rows]
 
 
 def _scoped(state: EngineState) -> dict[str, dict[str, np.ndarray]]:
@@ -122,19 +127,35 @@ def _bits(a: np.ndarray) -> np.ndarray:
         flat.view(np.uint8)
 
 
-def _changed(now: Mapping[str, np.ndarray], before: Mapping[str, np.ndarray], n: int
-             ) -> np.ndarray:
+def _changed(now: Mapping[str, np.ndarray], before: Mapping[str, np.ndarray], n: int,
+             among: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose saved arrays differ from `before` (only rows `among`, when given)."""
+    if among is not None:
+        among = np.unique(np.asarray(among, np.int64))
+        return among[_changed({k: a[among] for k, a in now.items()},
+                              {k: before[k][among] for k in now}, among.size)]
     ne = np.zeros(n, bool)
     for name, a in now.items():
         ne |= (_bits(a) != _bits(before[name])).any(axis=1)
     return np.flatnonzero(ne)
 
 
+def unsaved(state: EngineState, saved: Saved) -> dict[str, np.ndarray]:
+    """Rows per scope where the state differs from what the database holds (empty after a
+    save that saw every change)."""
+    scoped = _scoped(state)
+    return {s: _changed(scoped[s], saved.arrays[s], next(iter(scoped[s].values())).shape[0])
+            for s in SCOPES}
+
+
 def save(conn: psycopg.Connection, engine: str, setup: Setup, state: EngineState,
-         clock: float, previous: Saved | None = None) -> Saved:
+         clock: float, previous: Saved | None = None,
+         touched: Mapping[str, np.ndarray] | None = None) -> Saved:
     """Write the rows that differ from `previous` (every row when it is None, or when its
     layout is not the current one) and the header; returns the up-to-date snapshot
-    (`previous` itself, updated, when it was usable)."""
+    (`previous` itself, updated, when it was usable). `touched` (the tick's
+    TickResult.touched): per scope, the only rows that can have changed since the last
+    save, so only those are compared (a scope it does not name is compared whole)."""
     scoped = _scoped(state)
     layout = {s: _layout(a) for s, a in scoped.items()}
     sizes = {"channel": setup.n, "target": len(setup.targets), "device": len(setup.devices),
@@ -153,7 +174,8 @@ def save(conn: psycopg.Connection, engine: str, setup: Setup, state: EngineState
         if full or previous is None:
             dirty[s] = np.arange(sizes[s])
         else:
-            dirty[s] = _changed(scoped[s], previous.arrays[s], sizes[s])
+            dirty[s] = _changed(scoped[s], previous.arrays[s], sizes[s],
+                                None if touched is None else touched.get(s))
         rows = dirty[s]
         batch[0].extend([s] * rows.size)
         batch[1].extend(keys(setup, s, rows.tolist()))

@@ -58,6 +58,7 @@ from alerts.engine.tick_setup import (
     Setup,
     TickResult,
     build_setup,
+    gather,
 )
 from alerts.engine.updates import forecast_updates
 from alerts.methods import fusion
@@ -82,24 +83,40 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
             raise InvalidInput("sample channel index out of range")
         fresh = ~(s.t <= state.watermark[s.ch])  # replays of processed samples are skipped
         s = Samples(s.ch[fresh], s.t[fresh], s.v[fresh], s.q[fresh])
-    state.first_watch = np.where(np.isnan(state.first_watch), now, state.first_watch)
+    unwatched = np.isnan(state.first_watch)
+    if unwatched.any():  # a fresh start or a registry change: every device's silence anew
+        state.first_watch = np.where(unwatched, now, state.first_watch)
+        state.silent_at = None
     changes: list[Change] = []
     last_raise = np.zeros(n, LEVEL_DTYPE)
     seen = np.zeros(n, bool)
     assert state.disp is not None
+    targets: list[IntArray] = []
     for part in time_rounds(s):
         issued = state.disp.fc[:, 3].copy()
         changes += silence.returns(setup, state, part)
         u, r, changed_ch = _judge(setup, state, part, regional)
         last_raise[u], seen[u] = r, True
         changes += tq.quality_changes(setup, state, u)
-        level_changes = _target_changes(setup, state, now, changed_ch, regional, reports)
+        level_changes, fused = _target_changes(setup, state, now, changed_ch, regional,
+                                               reports)
         changes += level_changes + forecast_updates(
             setup, state, issued, level_changes, lambda c: _channel_evidence(setup, state, c))
+        targets.append(fused)
+    maintenance = state.maintenance.copy()
     quiet, silent_devs = silence.at_clock(setup, state, now)
     changes += quiet
     u = np.flatnonzero(seen)
-    return state, TickResult(changes, u, last_raise[u], silent_devs)
+    # What this tick can have changed in the saved state (alerts/engine/state.py compares
+    # only these rows): the channels that got samples or were first watched, their devices
+    # and those that fell silent, and the targets fused again.
+    ch = np.union1d(s.ch, np.flatnonzero(unwatched))
+    disp = ch[setup.group_of[ch] == GROUPS.index("displacement")]
+    touched = {"channel": ch, "target": np.unique(np.concatenate(targets)),
+               "device": np.union1d(setup.device[ch],
+                                    np.flatnonzero(state.maintenance != maintenance)),
+               "disp": setup.row_in_group[disp]}
+    return state, TickResult(changes, u, last_raise[u], silent_devs, touched)
 
 
 def time_rounds(s: Samples) -> list[Samples]:
@@ -133,8 +150,9 @@ def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | 
     hold = np.zeros(n, LEVEL_DTYPE)
     flagged = np.zeros(n, bool)
     updated_mask = np.zeros(n, bool)
-    for g in GROUPS:
-        in_g = np.isin(s.ch, setup.group_rows[g]) if s.ch.size else np.zeros(0, bool)
+    group = setup.group_of[s.ch]
+    for gi, g in enumerate(GROUPS):
+        in_g = group == gi
         if not in_g.any():
             continue
         idx = s.ch[in_g]
@@ -148,6 +166,7 @@ def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | 
             full[chans] = col
     if s.ch.size:
         np.fmax.at(state.watermark, s.ch, s.t)
+        silence.touch(setup, state, s.ch)
     u = np.flatnonzero(updated_mask)
     r, h, f = raise_lv[u], hold[u], flagged[u]
     r = np.where(f, np.minimum(r, state.clean_raise[u]), r).astype(LEVEL_DTYPE)
@@ -238,41 +257,58 @@ def _evaluate_displacement(setup: Setup, state: EngineState, ch: IntArray, t: Fl
 
 def _target_changes(setup: Setup, state: EngineState, now: float, changed_ch: IntArray,
                     regional: LevelArray | None,
-                    reports: LevelArray | None = None) -> list[Change]:
-    fam = fusion.kind_levels(state.level, setup.target, setup.family, len(setup.targets),
-                             setup.fusion_k)
+                    reports: LevelArray | None = None) -> tuple[list[Change], IntArray]:
+    """Level changes of the targets whose channels changed level or whose floor (regional
+    warnings, field reports) moved, and those targets; every other target's fused levels
+    are what was emitted last (fusion reads only its own channels' levels and its floor),
+    so only these are fused again."""
+    n_t = len(setup.targets)
     # Field reports floor the combined level as regional warnings do (field_reports.py).
     floor = regional if reports is None else (
         reports if regional is None else np.maximum(regional, reports))
-    fused, both = fusion.combine(fam, setup.fusion_at_least[:, 0], setup.fusion_at_least[:, 1],
-                                 floor)
-    is_hazard = np.array([t[0] == "hazard" for t in setup.targets], bool)
-    combined = np.where(is_hazard & (fused > fam.max(axis=1)), fused, 0)
+    reg = np.zeros(n_t, LEVEL_DTYPE) if floor is None else np.asarray(floor, LEVEL_DTYPE)
+    if state.fused_regional is None or state.fused_regional.shape != reg.shape:
+        ts = np.arange(n_t)  # first fusion of this state: every target
+    else:
+        ts = np.union1d(setup.target[changed_ch], np.flatnonzero(reg != state.fused_regional))
+    state.fused_regional = reg.copy()
+    if ts.size == 0:
+        return [], ts
+    members, starts = gather(setup.target_members, ts)
+    local = np.repeat(np.arange(ts.size), np.diff(np.r_[starts, members.size]))
+    fam = fusion.kind_levels(state.level[members], local, setup.family[members], ts.size,
+                             setup.fusion_k[ts])
+    fused, both = fusion.combine(fam, setup.fusion_at_least[ts, 0],
+                                 setup.fusion_at_least[ts, 1],
+                                 None if floor is None else reg[ts])
+    combined = np.where(setup.is_hazard[ts] & (fused > fam.max(axis=1)), fused, 0)
     new = np.concatenate([fam, combined[:, None]], axis=1).astype(LEVEL_DTYPE)
-    diff = np.argwhere(new != state.emitted)
+    diff = np.argwhere(new != state.emitted[ts])
     changes = []
-    data_t = np.full(len(setup.targets), np.nan)
+    data_t = np.full(ts.size, np.nan)
     if changed_ch.size:
-        np.fmax.at(data_t, setup.target[changed_ch], state.watermark[changed_ch])
-    for ti, ki in diff:
-        members = np.flatnonzero(setup.target == ti)
+        np.fmax.at(data_t, np.searchsorted(ts, setup.target[changed_ch]),
+                   state.watermark[changed_ch])
+    for li, ki in diff:
+        ti = int(ts[li])
+        members_t, _ = gather(setup.target_members, np.array([ti]))
         if ki != COMBINED:
-            members = members[setup.family[members] == ki]
-        when = data_t[ti] if np.isfinite(data_t[ti]) else now
+            members_t = members_t[setup.family[members_t] == ki]
+        when = data_t[li] if np.isfinite(data_t[li]) else now
         ev: dict[str, Any] = {"channels": [_channel_evidence(setup, state, int(c))
-                                           for c in members if state.level[c] > 0
+                                           for c in members_t if state.level[c] > 0
                                            or c in changed_ch],
                               "previous_level": int(state.emitted[ti, ki])}
         if ki == COMBINED:
-            ev["kind_levels"] = {KINDS[j]: int(fam[ti, j]) for j in range(N_FAM)}
+            ev["kind_levels"] = {KINDS[j]: int(fam[li, j]) for j in range(N_FAM)}
             ev["regional_floor"] = int(regional[ti]) if regional is not None else 0
             ev["field_report_floor"] = int(reports[ti]) if reports is not None else 0
-            ev["rain_and_deformation"] = bool(both[ti])
+            ev["rain_and_deformation"] = bool(both[li])
         ttype, tid = setup.targets[ti]
-        changes.append(Change(ttype, tid, KINDS[ki], Level(int(new[ti, ki])),
+        changes.append(Change(ttype, tid, KINDS[ki], Level(int(new[li, ki])),
                               _dt(when), ev))
-    state.emitted = new
-    return changes
+    state.emitted[ts] = new
+    return changes, ts
 
 
 def _channel_evidence(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from alerts.engine.tick_setup import (
     EngineState,
     Samples,
     Setup,
+    gather,
     refill_displacement,
 )
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
@@ -49,7 +50,7 @@ STEP, SLIP = 3, 4  # displacement steps (alerts/engine/displacement.py)
 
 def _params(setup: Setup, ch: IntArray) -> ScreenParams:
     p = setup.p
-    rain = np.isin(ch, setup.group_rows["rainfall"])
+    rain = setup.group_of[ch] == GROUPS.index("rainfall")
     nan = np.full(ch.size, np.nan)
     return ScreenParams(
         hampel=~rain, hampel_k=p["hampel_k"][ch], min_dev=p["hampel_min_deviation"][ch],
@@ -122,9 +123,12 @@ def corroborated(setup: Setup, state: EngineState, u: IntArray,
     """A neighbour of the same method warns on clean data, or a regional warning covers the
     channel's target."""
     off, nb = setup.neighbours
-    good = (state.level[nb] >= Level.BLUE) & ~state.suspicious[nb]
-    c = np.r_[0, np.cumsum(good)]
-    out = (c[off[u + 1]] - c[off[u]]) > 0
+    lengths = off[u + 1] - off[u]  # only these channels' neighbours, not every pair
+    starts = np.cumsum(lengths) - lengths
+    mine = nb[np.arange(int(lengths.sum())) - np.repeat(starts - off[u], lengths)]
+    good = (state.level[mine] >= Level.BLUE) & ~state.suspicious[mine]
+    out = np.bincount(np.repeat(np.arange(u.size), lengths), weights=good,
+                      minlength=u.size) > 0
     if regional is not None:
         out |= np.asarray(regional)[setup.target[u]] >= Level.BLUE
     return np.asarray(out)
@@ -146,23 +150,25 @@ def quality_changes(setup: Setup, state: EngineState, touched: IntArray) -> list
     """Data-quality level changes of the devices of channels `touched` this round."""
     if touched.size == 0:
         return []
-    with np.errstate(invalid="ignore"):
-        active = np.isfinite(state.finding_t) & (
-            state.watermark - state.finding_t <= setup.p["quality_hold_s"])
-    per_dev = np.bincount(setup.device, weights=active.astype(np.float64),
-                          minlength=len(setup.devices)) > 0
-    new = np.where(per_dev, int(Level.BLUE), 0).astype(LEVEL_DTYPE)
     devs = np.unique(setup.device[touched])
+    members, starts = gather(setup.device_members, devs)  # only these devices' channels
+    with np.errstate(invalid="ignore"):
+        active = np.isfinite(state.finding_t[members]) & (
+            state.watermark[members] - state.finding_t[members]
+            <= setup.p["quality_hold_s"][members])
+    new = np.where(np.logical_or.reduceat(active, starts), int(Level.BLUE), 0).astype(
+        LEVEL_DTYPE)
     out = []
-    for d in devs[new[devs] != state.quality[devs]]:
-        members = np.flatnonzero(setup.device == d)
-        when = float(np.nanmax(state.watermark[members]))
-        findings = [_finding(setup, state, int(c)) for c in members[active[members]]]
-        out.append(Change("device", setup.devices[d], "data_quality", Level(int(new[d])),
+    ends = np.r_[starts[1:], members.size]
+    for i in np.flatnonzero(new != state.quality[devs]):
+        d, mine = int(devs[i]), members[starts[i]:ends[i]]
+        when = float(np.nanmax(state.watermark[mine]))
+        findings = [_finding(setup, state, int(c)) for c in mine[active[starts[i]:ends[i]]]]
+        out.append(Change("device", setup.devices[d], "data_quality", Level(int(new[i])),
                           datetime.fromtimestamp(when, UTC),
-                          {"reason": "data-quality finding" if new[d] else "data clean again",
+                          {"reason": "data-quality finding" if new[i] else "data clean again",
                            "channels": findings}))
-        state.quality[d] = new[d]
+        state.quality[d] = new[i]
     return out
 
 

@@ -115,6 +115,29 @@ class Setup:
             raise InvalidInput("channel ids outside the engine setup")
         return np.asarray(order[pos], np.int64)
 
+    # Lookups a step uses to touch only what changed (built once per setup).
+    @cached_property
+    def group_of(self) -> IntArray:
+        """(C,) index into GROUPS of each channel's method group."""
+        out = np.full(self.n, -1, np.int64)
+        for gi, g in enumerate(GROUPS):
+            out[self.group_rows[g]] = gi
+        return out
+
+    @cached_property
+    def is_hazard(self) -> np.ndarray:
+        return np.array([t[0] == "hazard" for t in self.targets], bool)
+
+    @cached_property
+    def target_members(self) -> tuple[IntArray, IntArray]:
+        """CSR (offsets (T+1,), channel rows ascending) of each target's channels."""
+        return _csr(self.target, len(self.targets))
+
+    @cached_property
+    def device_members(self) -> tuple[IntArray, IntArray]:
+        """CSR (offsets (D+1,), channel rows ascending) of each device's channels."""
+        return _csr(self.device, len(self.devices))
+
     @cached_property
     def _id_order(self) -> IntArray:
         return np.argsort(np.array([c.channel_id for c in self.channels], np.int64),
@@ -123,6 +146,22 @@ class Setup:
     @cached_property
     def _sorted_ids(self) -> IntArray:
         return np.array([c.channel_id for c in self.channels], np.int64)[self._id_order]
+
+
+def _csr(key: IntArray, n_keys: int) -> tuple[IntArray, IntArray]:
+    order = np.argsort(key, kind="stable")
+    return np.searchsorted(key[order], np.arange(n_keys + 1)).astype(np.int64), order
+
+
+def gather(csr: tuple[IntArray, IntArray], keys: IntArray) -> tuple[IntArray, IntArray]:
+    """Members of the given keys, concatenated in key order, and the start of each key's
+    run in that concatenation (for np.*.reduceat; every key has at least one member)."""
+    off, members = csr
+    lengths = off[keys + 1] - off[keys]
+    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64) if keys.size else \
+        np.zeros(0, np.int64)
+    pos = np.arange(int(lengths.sum())) - np.repeat(starts - off[keys], lengths)
+    return members[pos], starts
 
 
 def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
@@ -269,6 +308,10 @@ class EngineState:
     disp: DispState | None = None
     disp_findings: list[StepEvent] = field(default_factory=list)
     evidence: dict[str, FloatArray] = field(default_factory=dict)
+    # Working caches, never saved, rebuilt whole when None: each device's silent_from
+    # (alerts/engine/silence.py), and the regional floors the emitted levels were fused with.
+    silent_at: FloatArray | None = None
+    fused_regional: LevelArray | None = None
 
     @classmethod
     def initial(cls, setup: Setup) -> EngineState:
@@ -319,6 +362,9 @@ class TickResult:
     updated: IntArray  # channel indices evaluated this tick
     raise_level: LevelArray  # (len(updated),) before hysteresis
     silent_devices: list[str]
+    # scope ("channel", "target", "device") -> the only rows whose saved state this tick can
+    # have changed (alerts/engine/state.py `save` compares just these)
+    touched: dict[str, IntArray] = field(default_factory=dict)
 
 
 def refill_displacement(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray,
