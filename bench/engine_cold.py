@@ -40,7 +40,6 @@ from alerts.engine import state as engine_state
 from alerts.engine.rules import resolve
 from alerts.engine.service import Engine, EngineConfig
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory
-from alerts.engine.tick_setup import DISP_MEMORY_S
 from bench.store import LOCAL_ADMIN, fresh_database
 
 GROUP_OF_FIELD = {"rain": "rainfall"}  # state fields kept for one method group only
@@ -112,21 +111,6 @@ def timed_load(url: str) -> dict[str, Any]:
     return out
 
 
-def raw_ranges(setup: Setup, state: EngineState
-               ) -> tuple[list[int], list[datetime], list[datetime]]:
-    """Every raw reading of the lookback: `memory_ranges` with each displacement channel's
-    range reaching back over its whole history."""
-    ids, lo, hi = engine_data.memory_ranges(setup, state)
-    index = setup.index
-    for j, cid in enumerate(ids):
-        i = index[cid]
-        if setup.params[i].method == "displacement":
-            w = float(state.watermark[i])
-            lo[j] = datetime.fromtimestamp(np.floor((w - DISP_MEMORY_S) / 3600.0) * 3600.0
-                                           - 1e-6, UTC)
-    return ids, lo, hi
-
-
 def raw_load(url: str) -> dict[str, Any]:
     """Baseline: every raw reading of the lookback through the engine's binary COPY, and
     the same refill."""
@@ -134,7 +118,7 @@ def raw_load(url: str) -> dict[str, Any]:
         setup = _setup(conn)
         restored = engine_state.restore(conn, "engine", setup)
         a = time.perf_counter()
-        ids, lo, hi = raw_ranges(setup, restored.state)
+        ids, lo, hi = engine_data.memory_ranges(setup, restored.state)
         memory = engine_data._fetch(conn, setup, ids, lo, hi, inclusive_lower=False)
         b = time.perf_counter()
         fill_memory(setup, restored.state, memory)
@@ -144,7 +128,7 @@ def raw_load(url: str) -> dict[str, Any]:
 
 def plain_select(url: str, setup: Setup, state: EngineState) -> tuple[float, int]:
     """Every raw reading of the lookback through a plain SELECT (fetchall), the baseline."""
-    ids, lo, hi = raw_ranges(setup, state)
+    ids, lo, hi = engine_data.memory_ranges(setup, state)
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
         rows = conn.execute(

@@ -155,7 +155,9 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int, gateway_
     runner.start()
     lat = []
     try:
-        if not service.leading.wait(600):
+        # Trials start once the engine has loaded and caught up (a 30,000-device registry
+        # on a loaded machine takes a minute or more), so none waits for the start.
+        if not service.caught_up.wait(900):
             raise RuntimeError("engine did not start")
         pub = Publisher("127.0.0.1", port, client_id=f"bench-engine-{variant}")
         # Distinct data times 10 ms apart, in the past (the wall-clock engine judges readings

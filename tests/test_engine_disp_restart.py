@@ -62,7 +62,9 @@ def feed(series: list[Series]) -> Feed:
 
 def restarted(f: Feed, live: EngineState) -> EngineState:
     """What a restart holds: the saved arrays of `live` and its memory refilled from the
-    readings the service reloads (alerts/engine/data.py memory_ranges)."""
+    readings it is made of (alerts/engine/data.py memory_ranges; the service reads the older
+    hours of them as two middle values an hour, which give the same history:
+    tests/test_engine_history_load.py)."""
     st = EngineState.initial(f.setup)
     saved = live.saved_arrays()
     for name, a in st.saved_arrays().items():

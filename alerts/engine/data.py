@@ -120,11 +120,12 @@ def _disp_from_hours(setup: Setup, i: int) -> bool:
             and not math.isfinite(float(setup.p["implausible_rate_per_h"][i])))
 
 
-def memory_ranges(setup: Setup, state: EngineState
+def memory_ranges(setup: Setup, state: EngineState, hours: bool = False
                   ) -> tuple[list[int], list[datetime], list[datetime]]:
-    """Channel ids and (lower, upper] bounds of the raw readings the rings held before a
-    restart: (watermark − lookback, watermark]. Displacement: its ring's raw span, from a
-    whole hour on; the older hours of its history come from `disp_hour_ranges`."""
+    """Channel ids and (lower, upper] bounds of the raw readings the memory held before a
+    restart: (watermark − lookback, watermark]; displacement: every reading of its history's
+    hours. With `hours` (what `load_memory` reads raw), displacement only its ring's span,
+    from a whole hour on: the older hours of its history come from `disp_hour_ranges`."""
     ids, lo, hi = [], [], []
     for i, c in enumerate(setup.channels):
         w = float(state.watermark[i])
@@ -133,7 +134,7 @@ def memory_ranges(setup: Setup, state: EngineState
         method = setup.params[i].method
         if method == "rainfall":
             start = w - max(RAIN_WINDOWS_H) * 3600.0
-        elif _disp_from_hours(setup, i):
+        elif hours and _disp_from_hours(setup, i):
             # from the start of an hour, so no hour is part raw, part middle values; -1 µs:
             # the bound is exclusive and the hour's first reading may lie on its edge
             start = _hour_floor(w - RING_K[method] * c.reporting_interval_s * 1.5) - 1e-6
@@ -175,7 +176,7 @@ def load_memory(conn: psycopg.Connection, setup: Setup, state: EngineState) -> S
     """Readings the rings and the displacement history held before a restart: raw readings
     in one binary COPY, and the displacement history's older hours as two samples per hour
     (its middle values) in another, bounded by hours, not by the sampling rate."""
-    ids, lo, hi = memory_ranges(setup, state)
+    ids, lo, hi = memory_ranges(setup, state, hours=True)
     raw = _fetch(conn, setup, ids, lo, hi, inclusive_lower=False) if ids else Samples.empty()
     hours = disp_hours(conn, setup, state)
     if not hours.ch.size:

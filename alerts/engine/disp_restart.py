@@ -16,6 +16,8 @@ the stored readings:
 - a channel without saved displacement state (saved by an engine before this existed, or
   new) is replayed through the tick's own code (displacement.add_readings), which finds the
   steps again and rebuilds the episode state from the reloaded span.
+The older hours of the reloaded readings arrive as the two middle values of each hour
+(alerts/engine/data.py `disp_hours`), whose median is the hour's: the same bins.
 Implausible readings: the live screen's range and rate rules (alerts/methods/quality.screen)
 are applied over the reloaded readings in order, so the same ones stay out of the history.
 Limits: steps older than the log (more than STEP_LOG in 45 days) count from the start of the
