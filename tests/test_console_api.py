@@ -12,10 +12,13 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any
 
+import httpx
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.routers import stream
 from api.routers.console import CONSOLE_DIR
 from tests.fixtures.api import PASSWORD, login
 
@@ -134,3 +137,28 @@ def test_a_nul_byte_is_a_4xx_not_a_500(seeded: dict[str, int], client: TestClien
     r = client.post(f"/api/alerts/{seeded['HP-XIHU']}/comments", headers=headers,
                     json={"text": "a\u0000b"})
     assert r.status_code == 422, r.text
+
+
+def test_event_stream_ends_when_its_session_ends(seeded: dict[str, int],
+                                                 conn: psycopg.Connection, console_server: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's live stream authenticates once by its cookie; a session revoked
+    afterwards (logout elsewhere, password change) must not keep receiving alerts."""
+    monkeypatch.setattr(stream, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(stream, "REAUTH_S", 0.2)
+    r = httpx.post(f"{console_server}/api/auth/login",
+                   json={"username": "duty.xihu", "password": PASSWORD})
+    cookies = {"geowarn_session": r.cookies["geowarn_session"]}
+    lines: list[str] = []
+    with httpx.stream("GET", f"{console_server}/api/alerts/stream", cookies=cookies,
+                      timeout=httpx.Timeout(20.0)) as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            lines.append(line)
+            if line.startswith("retry:"):
+                conn.execute("UPDATE api_sessions SET revoked_at = now()")
+            if line == "event: ended":
+                break
+    assert "event: ended" in lines and lines[0].startswith("retry:")
+    again = httpx.get(f"{console_server}/api/alerts/stream", cookies=cookies, timeout=10)
+    assert again.status_code == 401

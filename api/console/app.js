@@ -26,6 +26,8 @@ function connect() {
   stream = new EventSource("/api/alerts/stream");
   stream.onopen = () => setLive(true);
   stream.onerror = () => setLive(false);  // EventSource reconnects by itself (retry: 3 s)
+  // The server ends the stream when the session ends (logged out elsewhere, expired).
+  stream.addEventListener("ended", () => showLogin(t("login.ended")));
   stream.addEventListener("alert", (e) => {
     const change = JSON.parse(e.data);
     document.body.dataset.lastEvent = e.lastEventId;
