@@ -159,3 +159,30 @@ def test_single_spikes_on_a_river_and_a_pollutant_raise_nothing(step: float) -> 
     assert all(top(ch, f"RIV{s}", "water_level") == 0 for s in SEEDS)
     ch = live([quality_station(step, s) for s in SEEDS], nh3)
     assert all(top(ch, f"RIV{s}", "water_quality") == 0 for s in SEEDS)
+
+
+def test_a_gauge_stuck_at_zero_beside_a_warning_gauge_is_a_quality_finding() -> None:
+    """Found: a gauge reporting 0 while one 2 km away measured a typhoon raised nothing at all.
+    Now a finding for the maintainer (no level either way); a gauge 8 km away (beyond
+    corroborate_within_m, 5 km) is not its neighbour."""
+    step = 600.0
+    chans, traces = [], []
+    for s in SEEDS:
+        tr = typhoon_rain(np.random.default_rng(s), step, hours=24.0)
+        zero = Trace(tr.t, np.where(np.isfinite(tr.v), 0.0, np.nan))
+        far = 2.0 if s % 2 == 0 else 8.0
+        chans += [rain_gauge(2 * s + 1, f"RA{s}", f"HA{s}", step, 30.0 * s),
+                  rain_gauge(2 * s + 2, f"RB{s}", f"HB{s}", step, 30.0 * s + far)]
+        traces += [tr, zero]
+    ch = live(chans, traces)
+    for s in SEEDS:
+        assert top(ch, f"HA{s}", "rainfall") >= Level.BLUE  # the neighbour warns
+        assert top(ch, f"HB{s}", "rainfall") == 0
+        dq = quality_events(ch, f"RB{s}")
+        if s % 2 == 0:
+            assert dq and dq[0].evidence["channels"][0]["finding"] == \
+                "dry while a neighbour warns"
+            warned = first_change(ch, f"HA{s}", "rainfall", 1)
+            assert warned is not None and dq[0].data_time.timestamp() >= warned
+        else:
+            assert not dq

@@ -199,6 +199,8 @@ def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: 
         uniq = state.rain.update(ring, rows_in, t, v, q)
         ch = setup.group_rows[g][uniq]
         tq.record(state, ch, t, v, _muted(setup, ch, t, verdict))
+        awake = ~in_maintenance(setup.p, ch, t)
+        tq.record_dry(setup, state, ch[awake], t[awake])
         acc = state.rain.totals_mm(ring, uniq)
         _, _, q_last = ring.last(uniq, 1)
         return tm.rainfall(acc, p["rain_table_mm"][ch], p["clear_ratio"][ch], q_last[:, 0]), ch

@@ -46,6 +46,7 @@ from alerts.methods.ragged import FloatArray, IntArray
 IMPLAUSIBLE_Q = 3
 IMPLAUSIBLE, REPEATING = 1, 2
 STEP, SLIP = 3, 4  # displacement steps (alerts/engine/displacement.py)
+DRY = 5  # a rain gauge reporting zeros while a neighbour warns
 
 
 def _params(setup: Setup, ch: IntArray) -> ScreenParams:
@@ -106,6 +107,23 @@ def record(state: EngineState, ch: IntArray, t: FloatArray, v: FloatArray, verdi
     state.finding_t[c], state.finding_code[c] = t[has], code[has]
     state.finding_value[c], state.finding_limit[c] = v[has], verdict.limit[has]
     state.suspicious[ch] = verdict.suspicious
+
+
+def record_dry(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray) -> None:
+    """A rain gauge that has reported only zeros for its stuck run (two hours of samples)
+    while a neighbouring gauge warns on clean data is a finding for the maintainer (a
+    blocked funnel or a dead bucket): outside trial, a gauge at 0 beside one at 166 mm
+    raised nothing. It never changes a level: no rain is no evidence."""
+    p, sc = setup.p, state.screen
+    dry = (sc.run_val[ch] == 0) & (p["stuck_count"][ch] > 0) & (
+        sc.run_len[ch] >= p["stuck_count"][ch])
+    if not dry.any():
+        return
+    c = ch[dry]
+    hit = corroborated(setup, state, c, None)
+    c, when = c[hit], t[dry][hit]
+    state.finding_t[c], state.finding_code[c] = when, DRY
+    state.finding_value[c], state.finding_limit[c] = 0.0, np.nan
 
 
 def record_step(state: EngineState, c: int, found_at: float, step_t: float, jump_mm: float,
@@ -183,8 +201,8 @@ def _finding(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:
                 "offset_mm": round(float(state.finding_value[c]), 1),
                 "step_time": datetime.fromtimestamp(float(state.finding_limit[c]),
                                                     UTC).isoformat()}
-    name = "implausible" if code == IMPLAUSIBLE else (
-        "repeating" if setup.params[c].method == "rainfall" else "flat")
+    name = "implausible" if code == IMPLAUSIBLE else "dry while a neighbour warns" if (
+        code == DRY) else ("repeating" if setup.params[c].method == "rainfall" else "flat")
     ev: dict[str, Any] = {"channel_id": info.channel_id, "device_id": info.device_id,
                           "sensor": f"{info.kind}.{info.spec}", "finding": name,
                           "value": float(state.finding_value[c]),
@@ -192,8 +210,9 @@ def _finding(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:
                                                               UTC).isoformat()}
     if code == IMPLAUSIBLE and np.isfinite(state.finding_limit[c]):
         ev["limit"] = round(float(state.finding_limit[c]), 3)
-    if code == REPEATING:
+    if code in (REPEATING, DRY):
         ev["repeated"] = int(state.screen.run_len[c])
+    if code == REPEATING:
         ev["held_at_most"] = Level(int(setup.p["suspicious_max_level"][c])).name.lower()
     return ev
 
