@@ -8,7 +8,7 @@ families (simulators/displacement_scenarios.py) span creep 0.2–2 mm/day, terti
 dropouts and outliers, α = 2 and α ≠ 2 and velocity staircases. The test suite
 (tests/test_engine_disp_scenarios.py) asserts on the same runs.
 
-Run: .venv/bin/python -m bench.warning_skill [--seeds 20]
+Run: .venv/bin/python -m bench.warning_skill [--seeds 20] [--first-seed 100]
 """
 
 from __future__ import annotations
@@ -196,8 +196,10 @@ def _fmt(xs: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="first seed (e.g. 100 for seeds the test suite never runs)")
     args = ap.parse_args()
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     t0 = time.perf_counter()
     rows = [skill(f, r, s) for f, s, r in families_run(FAMILIES, seeds)]
     rows += [skill(f, r, s) for f, s, r in families_run((MINUTE_FAMILY,), seeds)]
