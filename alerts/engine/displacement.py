@@ -37,6 +37,7 @@ from alerts.methods.velocity import acceleration_seen, bin_noise, multi_scale, p
 
 DAY_H = 24.0
 ACCEL_GRACE_S = 3 * HOUR
+EARLIER_H = 12  # the second window of the non-adjacent scale agreement (methods/velocity.py)
 NOISE_BINS = 72
 TREND_BINS = 72
 CRITERIA = ("tangent_angle", "velocity", "cumulative", "forecast")
@@ -210,16 +211,22 @@ def _judge(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntArray
     vel = np.full((rows.size, 4), np.nan)
     se = np.full_like(vel, np.nan)
     daily = np.argmax(scales == 24, axis=1)
+    vel0, se0 = np.full_like(vel, np.nan), np.full_like(vel, np.nan)  # half a day before
     for key in np.unique(scales, axis=0):
         sel = np.all(scales == key, axis=1)
+        sc = tuple(int(k) for k in key)
         y = st.hist.window(rows[sel], int(key[-1]))
-        vel[sel], se[sel] = multi_scale(y, HOUR, tuple(int(k) for k in key), noise[sel])
+        vel[sel], se[sel] = multi_scale(y, HOUR, sc, noise[sel])
+        y0 = st.hist.window(rows[sel], int(key[-1]), end_back=EARLIER_H)
+        vel0[sel], se0[sel] = multi_scale(y0, HOUR, sc, noise[sel])
     vel, se = vel * HOUR * DAY_H, se * HOUR * DAY_H  # mm/day
+    vel0, se0 = vel0 * HOUR * DAY_H, se0 * HOUR * DAY_H
     seen = np.zeros(rows.size, bool)
     for d in np.unique(daily):
         sel = daily == d
         seen[sel] = acceleration_seen(vel[sel], se[sel], int(d), p["accel_z"][ch[sel]],
-                                      p["accel_min_pairs"][ch[sel]])
+                                      p["accel_min_pairs"][ch[sel]],
+                                      earlier=(vel0[sel], se0[sel]))
     persist = p["accel_persist_h"][ch] * HOUR
     since, last = st.accel_since[rows], st.accel_last[rows]
     # A miss of up to ACCEL_GRACE_S does not break a run (near failure the scales straddle
