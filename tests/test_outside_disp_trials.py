@@ -1,6 +1,6 @@
 """Outside trial of the displacement warnings (issue 7), handed over to the displacement owners
-(/work/coord/findings-displacement.md): an accelerating slope on 10-minute GNSS (2 mm noise,
-3 % dropouts, creep 0.5 mm/day for 20 days, then α = 2 tertiary creep over 10 days, data
+(findings in the 2026-12-02 note on issue 7): an accelerating slope on 10-minute GNSS (2 mm
+noise, 3 % dropouts, creep 0.5 mm/day for 20 days, then α = 2 tertiary creep over 10 days, data
 ending 6 h before failure) must reach red before failure with a forecast whose error is
 within 10 % of the remaining time. Found: seed 0 red with the last forecast +18.8 % off;
 seed 2 red with no forecast at all; on hourly GNSS (same
