@@ -194,23 +194,31 @@ def test_duty_room_webhook_gets_what_officers_are_told(conn: psycopg.Connection,
     assert len(sent_lines(tmp_path / "room.jsonl")) == 1
 
 
-def test_maintenance_goes_to_officers_and_the_maintainer_only(
-        conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+def _device_alert(conn: psycopg.Connection, db_url: str, path: Path, kind: str, level: Level,
+                  evidence: dict) -> list[deliveries.Delivery]:
+    """A `kind` alert on DEV-1 of a point with households, whose maintainer is "fixer" (the
+    other maintainer keeps DEV-9), planned and sent; the deliveries."""
     from alerts.lifecycle.writes import LevelChange, apply_changes
 
-    world.build(conn, households=3)
+    world.build(conn, households=4)
     conn.execute("INSERT INTO devices (device_id, kind, hazard_id) VALUES "
                  "('DEV-1', 'crack_meter', 'HP-1')")
     people.import_people(conn, [people.Contact("fixer", "运维员", "+8613300000001", "zh",
                                                ("maintainer",), "331122", ("DEV-1",)),
                                 people.Contact("other-fixer", "运维员乙", "+8613300000002",
                                                "zh", ("maintainer",), "331122", ("DEV-9",))])
-    apply_changes(conn, [LevelChange("device", "DEV-1", "maintenance", Level.BLUE,
-                                     world.T0, {"reason": "silent"})], engine="test")
-    n = notifier(db_url, tmp_path / "o.jsonl")
+    apply_changes(conn, [LevelChange("device", "DEV-1", kind, level,  # type: ignore[arg-type]
+                                     world.T0, evidence)], engine="test")
+    n = notifier(db_url, path)
     drain(n)
     n.close()
-    rows = deliveries.list_deliveries(conn)
+    return deliveries.list_deliveries(conn)
+
+
+def test_maintenance_goes_to_officers_and_the_maintainer_only(
+        conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+    rows = _device_alert(conn, db_url, tmp_path / "o.jsonl", "maintenance", Level.BLUE,
+                         {"reason": "silent"})
     assert {(d.recipient_id, d.audience) for d in rows} == {
         ("person:county-1", "county_officer"), ("person:fixer", "maintainer")}
     assert all("DEV-1" in d.body and "无数据上报" in d.body for d in rows)
@@ -221,24 +229,10 @@ def test_data_quality_goes_to_officers_and_the_maintainer_only(
         conn: psycopg.Connection, db_url: str, tmp_path: Path, level: Level) -> None:
     """Bad data on a device of a point with households: whatever the level, no resident,
     no monitor and no call hears of it; the device's own maintainer does, the other not."""
-    from alerts.lifecycle.writes import LevelChange, apply_changes
-
-    world.build(conn, households=4)
-    conn.execute("INSERT INTO devices (device_id, kind, hazard_id) VALUES "
-                 "('DEV-1', 'crack_meter', 'HP-1')")
-    people.import_people(conn, [people.Contact("fixer", "运维员", "+8613300000001", "zh",
-                                               ("maintainer",), "331122", ("DEV-1",)),
-                                people.Contact("other-fixer", "运维员乙", "+8613300000002",
-                                               "zh", ("maintainer",), "331122", ("DEV-9",))])
     finding = {"channel_id": 1, "device_id": "DEV-1", "sensor": "crack_meter.opening",
                "finding": "flat", "value": 12.0}
-    apply_changes(conn, [LevelChange("device", "DEV-1", "data_quality", level, world.T0,
-                                     {"reason": "data-quality finding",
-                                      "channels": [finding]})], engine="test")
-    n = notifier(db_url, tmp_path / "o.jsonl")
-    drain(n)
-    n.close()
-    rows = deliveries.list_deliveries(conn)
+    rows = _device_alert(conn, db_url, tmp_path / "o.jsonl", "data_quality", level,
+                         {"reason": "data-quality finding", "channels": [finding]})
     audiences = {d.audience for d in rows}
     assert "maintainer" in audiences and audiences <= {"maintainer", "township_officer",
                                                        "county_officer", "city_officer"}

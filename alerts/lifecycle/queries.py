@@ -208,46 +208,36 @@ def list_alerts(
     """
     conditions: list[sql.Composable] = []
     params: list[Any] = []
+
+    def add(condition: str, *values: Any) -> None:
+        conditions.append(sql.SQL(condition))  # built from literals only, values are params
+        params.extend(values)
+
     if status is not None:
         wanted = [status] if isinstance(status, str) else list(status)
         for s in wanted:
             if s not in STATUSES:
                 raise InvalidInput(f"unknown alert status {s!r} (known: {', '.join(STATUSES)})")
-        conditions.append(sql.SQL("a.status = ANY(%s)"))
-        params.append(wanted)
-    if target_id is not None:
-        conditions.append(sql.SQL("a.target_id = %s"))
-        params.append(target_id)
-    if hazard_kind is not None:
-        if hazard_kind not in HAZARD_KINDS:
-            raise InvalidInput(f"unknown hazard kind {hazard_kind!r} "
-                               f"(known: {', '.join(HAZARD_KINDS)})")
-        conditions.append(sql.SQL("a.hazard_kind = %s"))
-        params.append(hazard_kind)
+        add("a.status = ANY(%s)", wanted)
+    if hazard_kind is not None and hazard_kind not in HAZARD_KINDS:
+        raise InvalidInput(f"unknown hazard kind {hazard_kind!r} "
+                           f"(known: {', '.join(HAZARD_KINDS)})")
+    for column, value in (("a.target_id", target_id), ("a.hazard_kind", hazard_kind),
+                          ("h.county_code", county), ("a.exercise", exercise)):
+        if value is not None:
+            add(f"{column} = %s", value)
     if min_level is not None:
-        conditions.append(sql.SQL("a.level >= %s"))
-        params.append(int(parse_level(min_level)))
+        add("a.level >= %s", int(parse_level(min_level)))
+    for name, when in (("since", since), ("until", until)):
+        if when is not None and when.tzinfo is None:
+            raise InvalidInput(f"{name} {when.isoformat()} needs a time zone")
     if since is not None:
-        if since.tzinfo is None:
-            raise InvalidInput(f"since {since.isoformat()} needs a time zone")
-        conditions.append(sql.SQL("(a.last_data_time >= %s OR a.resolved_at >= %s)"))
-        params += [since, since]
+        add("(a.last_data_time >= %s OR a.resolved_at >= %s)", since, since)
     if until is not None:
-        if until.tzinfo is None:
-            raise InvalidInput(f"until {until.isoformat()} needs a time zone")
-        conditions.append(sql.SQL("a.last_data_time < %s"))
-        params.append(until)
-    if county is not None:
-        conditions.append(sql.SQL("h.county_code = %s"))
-        params.append(county)
+        add("a.last_data_time < %s", until)
     if county_prefixes is not None:
-        patterns = [p + "%" for p in county_prefixes]
-        conditions.append(sql.SQL("(h.county_code LIKE ANY(%s) OR h.county_code IS NULL)"
-                                  if include_no_county else "h.county_code LIKE ANY(%s)"))
-        params.append(patterns)
-    if exercise is not None:
-        conditions.append(sql.SQL("a.exercise = %s"))
-        params.append(exercise)
+        add("(h.county_code LIKE ANY(%s) OR h.county_code IS NULL)" if include_no_county
+            else "h.county_code LIKE ANY(%s)", [p + "%" for p in county_prefixes])
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit {limit} is out of range 1..{MAX_LIMIT}")
     where = (sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)) if conditions else sql.SQL("")
