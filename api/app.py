@@ -28,6 +28,7 @@ from api.routers import (
     reports,
     status,
     stream,
+    velocity,
 )
 from geowarn.settings import get_settings
 
@@ -51,7 +52,7 @@ def create_app(extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     # The stream's fixed path is registered before /api/alerts/{alert_id}.
     for module in (health, metrics, auth, stream, alerts, hazards, reports, devices,
-                   notifications, cap, push, regional, status):
+                   notifications, cap, push, regional, status, velocity):
         app.include_router(module.router)
     for extra in extra_routers:
         app.include_router(extra)

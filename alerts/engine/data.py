@@ -39,12 +39,15 @@ from geowarn.errors import InvalidInput
 from gis.regional import regional_floor
 
 
-def load_channels(conn: psycopg.Connection) -> list[ChannelInfo]:
+def load_channels(conn: psycopg.Connection,
+                  channel_ids: Sequence[int] | None = None) -> list[ChannelInfo]:
+    """Every judged channel, or only those of `channel_ids` (the console's velocity chart)."""
     catalogue = load_catalogue()
     rows = conn.execute(
         "SELECT c.channel_id, c.device_id, c.kind, c.spec, d.hazard_id, d.site_id, "
         "d.reporting_interval_s, d.lon, d.lat FROM channels c JOIN devices d USING (device_id) "
-        "WHERE d.status <> 'retired' ORDER BY c.channel_id").fetchall()
+        "WHERE d.status <> 'retired' AND (%s::int4[] IS NULL OR c.channel_id = ANY(%s::int4[])) "
+        "ORDER BY c.channel_id", (channel_ids, channel_ids)).fetchall()
     out = []
     for cid, dev, kind, spec, hazard, site, interval, lon, lat in rows:
         if interval is None:
