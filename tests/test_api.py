@@ -92,7 +92,8 @@ def _expected(role: str, counties: list[str], action: str, county: str | None) -
 
 def test_authorization_matrix(seeded: dict[str, int], conn: psycopg.Connection,
                               client: TestClient) -> None:
-    """Every role x endpoint x own/other county."""
+    """Lists and the main details by role x own/other county (the matrix of every route the
+    app serves is tests/test_api_authz.py)."""
     county_of = {hid: county for hid, county, _ in HAZARDS}
     cap_id = dict(conn.execute("SELECT alert_id, identifier FROM cap_feed").fetchall())
     conn.commit()

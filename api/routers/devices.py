@@ -25,7 +25,7 @@ from devices.registry import Device, get_device, list_devices
 from geowarn import readings
 from geowarn.errors import InvalidInput
 from geowarn.timeargs import parse_duration
-from ingest.deadletters import list_dead_letters, payload_excerpt
+from ingest.deadletters import payload_excerpt
 
 router = APIRouter(tags=["devices"], responses=ERRORS)
 MAX_RAW_ROWS = 20_000
@@ -173,19 +173,31 @@ def device_readings(
 def dead_letters(conn: Conn, user: CurrentUser, device: str | None = None,
                  reason: str | None = None, since: datetime | None = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    """Without `device`, every device's: for users whose scope is the whole province."""
+    """Without `device`, every device's in your scope: for users whose scope is a whole
+    province (letters of a device on a hazard point go by its county, as the device does;
+    those of unknown devices or devices on no hazard point are the province's)."""
     if device is not None:
         _device_for(conn, user, device)
     elif not whole_province(user.counties):
         raise HTTPException(422, "device: give device=ID (dead letters of all devices are "
                             "for users whose scope is the whole province)")
     require(user, "read", check_county=False)
-    letters = list_dead_letters(conn, since=_aware("since", since) if since else None,
-                                device_id=device, reason=reason, limit=limit)
-    return [{"id": d["id"], "received_at": d["received_at"], "topic": d["topic"],
-             "device_id": d["device_id"], "reason": d["reason"], "detail": d["detail"],
-             "channel": d["channel"], "payload_size": d["payload_size"],
-             "payload_excerpt": payload_excerpt(bytes(d["payload"]))} for d in letters]
+    since = _aware("since", since) if since else None
+    # Scoped here rather than by ingest.deadletters, which knows no hazard points.
+    rows = conn.execute(
+        "SELECT l.id, l.received_at, l.topic, l.device_id, l.reason, l.detail, l.channel, "
+        "l.payload, l.payload_size FROM dead_letters l LEFT JOIN devices d USING (device_id) "
+        "LEFT JOIN hazard_points h ON h.hazard_id = d.hazard_id "
+        "WHERE (h.county_code LIKE ANY(%s) OR (h.county_code IS NULL AND %s)) "
+        "AND (%s::text IS NULL OR l.device_id = %s) AND (%s::text IS NULL OR l.reason = %s) "
+        "AND (%s::timestamptz IS NULL OR l.received_at >= %s) "
+        "ORDER BY l.received_at DESC, l.id DESC LIMIT %s",
+        (sql_prefixes(user.counties), whole_province(user.counties), device, device, reason,
+         reason, since, since, limit)).fetchall()
+    return [{"id": i, "received_at": at, "topic": topic, "device_id": dev, "reason": why,
+             "detail": detail, "channel": channel, "payload_size": size,
+             "payload_excerpt": payload_excerpt(bytes(payload))}
+            for i, at, topic, dev, why, detail, channel, payload, size in rows]
 
 
 class MaintenanceIn(BaseModel):
