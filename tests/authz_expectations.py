@@ -431,6 +431,9 @@ CASES: list[Case] = [
         "name": "sync_time"}), scoped("command_devices", 201)),
     Case("GET", "/api/devices/{device_id}/readings", on_device("GET", "/readings", params={
         "from": (NOW - timedelta(days=1)).isoformat(), "bucket": "1h"}), scoped("read", 200)),
+    Case("GET", "/api/devices/{device_id}/velocity", on_device("GET", "/velocity", params={
+        "channel": "opening", "from": (NOW - timedelta(days=1)).isoformat()}),
+        scoped("read", 200)),
     Case("GET", "/api/devices/{device_id}/maintenance", on_device("GET", "/maintenance"),
          scoped("read", 200)),
     Case("POST", "/api/devices/{device_id}/maintenance", on_device(

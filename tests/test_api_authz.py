@@ -211,10 +211,10 @@ def test_walker_sees_a_route_added_later(world: World) -> None:
 
     extra = APIRouter()
 
-    @extra.get("/api/devices/{device_id}/velocity")
-    def velocity(device_id: str) -> dict[str, str]:
+    @extra.get("/api/devices/{device_id}/acceleration")
+    def acceleration(device_id: str) -> dict[str, str]:
         return {"device": device_id}
 
     app = served_app()
     app.include_router(extra)
-    assert ("GET", "/api/devices/{device_id}/velocity") in route_keys(app) - set(EXPECTATIONS)
+    assert ("GET", "/api/devices/{device_id}/acceleration") in route_keys(app) - set(EXPECTATIONS)
