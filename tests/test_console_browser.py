@@ -56,7 +56,11 @@ def test_duty_officer_sees_red_point_opens_forecast_and_acknowledges(
     shot(page, artifacts_dir, "duty-map-and-queue")
 
     # The map opens the point's alert, as the queue does.
-    page.get_by_test_id(f"hazard-{SLOPE}").click()
+    with page.expect_response(lambda r: "/api/devices/CRACK-R/velocity?" in r.url) as got:
+        page.get_by_test_id(f"hazard-{SLOPE}").click()
+    assert got.value.status == 200
+    served = [s["scale"] for s in got.value.json()["scales"]
+              if any(p["mm_per_day"] is not None for p in s["points"])]
     page.wait_for_selector(f"[data-testid='detail-box'][data-ready='{world.red_alert}']")
     detail = page.get_by_test_id("alert-detail")
     assert detail.get_by_test_id("level").first.inner_text() == "红色"
@@ -69,7 +73,14 @@ def test_duty_officer_sees_red_point_opens_forecast_and_acknowledges(
     local = page.evaluate("iso => { const d = new Date(iso); return [d.getHours(), "
                           "d.getMinutes()]; }", forecast.isoformat())
     assert f"{local[0]:02d}:{local[1]:02d}" in label, label
-    assert page.get_by_test_id("chart-velocity").locator("path.series").count() == 1
+    # The engine's velocities per scale (not a curve of the browser's), each with its band.
+    velocity = page.get_by_test_id("chart-velocity")
+    drawn = velocity.locator("path.series").evaluate_all("els => els.map(e => e.dataset.scale)")
+    assert drawn == served and "24h" in drawn, (drawn, served)
+    assert velocity.get_by_test_id("chart-velocity-err").count() >= len(served)
+    assert "95%" in page.get_by_test_id("velocity-note").inner_text()
+    page.get_by_test_id("evidence-displacement").screenshot(
+        path=str(artifacts_dir / "duty-displacement-velocity.png"))
     assert "预报破坏时间" in page.get_by_test_id("evidence-summary").first.inner_text()
     # Households at risk, with phones (a duty officer calls them).
     assert "13600000001" in detail.inner_text()

@@ -26,6 +26,18 @@ function fmt(v) {
   return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : +v.toPrecision(3) + "";
 }
 
+// Consecutive items for which ok(item) holds, as separate arrays.
+function runs(items, ok) {
+  const out = [];
+  let cur = [];
+  for (const it of items) {
+    if (ok(it)) cur.push(it);
+    else if (cur.length) { out.push(cur); cur = []; }
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
 export function timeChart({ title, series = [], hlines = [], band = null, vline = null,
   testid, xDomain = null }) {
   const pts = series.flatMap((s) => s.points).filter(([, v]) => Number.isFinite(v));
@@ -66,11 +78,30 @@ export function timeChart({ title, series = [], hlines = [], band = null, vline 
     svg.append(h("line", { class: `hline ${l.cls || ""}`, x1: M.l, x2: W - M.r, y1: Y(l.y), y2: Y(l.y) }),
       h("text", { class: `hline-label ${l.cls || ""}`, x: W - M.r - 4, y: Y(l.y) - 4 }, l.label));
   }
-  for (const s of series) {
-    const d = s.points.filter(([, v]) => Number.isFinite(v))
-      .map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
-    svg.append(h("path", { class: `series ${s.cls || ""}`, d }, h("title", {}, s.label)));
+  // Error bands (e.g. ±1.96 standard errors) under their lines, clipped to the plot: a
+  // scale whose error dwarfs the signal must not squash the others.
+  const clampY = (y) => Y(Math.min(y1, Math.max(y0, y)));
+  for (const s of series.filter((x) => x.band)) {
+    for (const run of runs(s.band.filter(([x]) => x >= x0 && x <= x1), ([, lo, hi]) => Number.isFinite(lo) && Number.isFinite(hi))) {
+      const up = run.map(([x, , hi], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${clampY(hi).toFixed(1)}`);
+      const down = run.slice().reverse().map(([x, lo]) => `L${X(x).toFixed(1)},${clampY(lo).toFixed(1)}`);
+      svg.append(h("path", { class: `err-band ${s.cls || ""}`, d: `${up.join("")}${down.join("")}Z`,
+        "data-testid": testid && `${testid}-err` }, h("title", {}, s.bandLabel || "")));
+    }
   }
+  for (const s of series) {
+    // A missing value breaks the line (an hour the engine had too few readings for).
+    const d = runs(s.points, ([, v]) => Number.isFinite(v)).map((run) => run
+      .map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("")).join("");
+    svg.append(h("path", { class: `series ${s.cls || ""}`, d, "data-scale": s.scale }, h("title", {}, s.label)));
+  }
+  const named = series.filter((s) => s.legend);
+  named.forEach((s, i) => {
+    const x = W - M.r - (named.length - i) * 92;
+    svg.append(h("g", { class: "chart-legend" },
+      h("line", { class: `series ${s.cls || ""}`, x1: x, x2: x + 18, y1: 12, y2: 12 }),
+      h("text", { x: x + 22, y: 16, class: "legend-label" }, s.legend)));
+  });
   if (vline && vline.x) {
     svg.append(h("line", { class: `vline ${vline.cls || ""}`, x1: X(vline.x), x2: X(vline.x),
       y1: M.t, y2: H - M.b, "data-testid": testid && `${testid}-forecast` }),

@@ -16,18 +16,27 @@ async function readings(device, channel, from, to, bucket, agg) {
     .map((x) => [new Date(x.ts).getTime(), x.value]);
 }
 
-// Velocity from the displacement series: centred differences over about `window` ms.
-export function velocity(points, window = 6 * HOUR) {
-  const out = [];
-  let j = 0, k = 0;
-  for (let i = 0; i < points.length; i++) {
-    const t0 = points[i][0];
-    while (points[j][0] < t0 - window / 2) j++;
-    while (k + 1 < points.length && points[k + 1][0] <= t0 + window / 2) k++;
-    const dt = points[k][0] - points[j][0];
-    if (dt >= window * 0.6) out.push([t0, (points[k][1] - points[j][1]) / (dt / DAY)]);
-  }
-  return out;
+// The engine's velocities per scale with standard errors, hour by hour
+// (GET /api/devices/{id}/velocity: the engine's own code over the stored readings).
+async function velocities(device, channel, from, to) {
+  const q = new URLSearchParams({ channel, from: new Date(from).toISOString(),
+    to: new Date(to).toISOString() });
+  return api(`/api/devices/${encodeURIComponent(device)}/velocity?${q}`);
+}
+
+// Drawn: the scales the engine had enough hours for; the shortest is the noisiest, so the
+// band is the 95 % interval of each (±1.96 standard errors).
+const Z95 = 1.96;
+const VELOCITY_MAX_DAYS = 30;  // the endpoint replays at most 31 days
+export function velocitySeries(body) {
+  return body.scales.map((s) => {
+    const pts = s.points.map((p) => [new Date(p.ts).getTime(), p.mm_per_day, p.se]);
+    return { scale: s.scale, cls: `vel vel-${s.scale}`, label: `${s.scale} mm/day`, legend: s.scale,
+      points: pts.map(([x, v]) => [x, v]),
+      band: pts.map(([x, v, e]) => (Number.isFinite(v) && Number.isFinite(e)
+        ? [x, v - Z95 * e, v + Z95 * e] : [x, NaN, NaN])),
+      bandLabel: `${s.scale} ±${Z95}σ` };
+  }).filter((s) => s.points.some(([, v]) => Number.isFinite(v)));
 }
 
 // The evidence's times are ISO 8601 to the minute ("2026-07-03T06:10Z"), which Date parses.
@@ -45,12 +54,13 @@ async function displacement(ch, device, channel, end) {
   const fc = ch.forecast;
   const from = Math.min(end - 3 * DAY, (parseTime(ch.data_time) || end) - DAY);
   const to = fc ? Math.max(end, parseTime(fc.upper)) + 2 * HOUR : end;
-  const series = await readings(device, channel, from, end, "30m", "avg");
+  const [series, vbody] = await Promise.all([readings(device, channel, from, end, "30m", "avg"),
+    velocities(device, channel, Math.max(from, end - VELOCITY_MAX_DAYS * DAY), end)]);
   const band = fc ? { from: parseTime(fc.lower), to: parseTime(fc.upper), cls: "forecast",
     label: `${t("chart.band")} ${time(fc.lower)} – ${time(fc.upper)}` } : null;
   const vline = fc ? { x: parseTime(fc.time), cls: "forecast",
     label: `${t("chart.forecast")} ${time(fc.time)}` } : null;
-  const vel = velocity(series);
+  const vel = velocitySeries(vbody);
   const hl = Number.isFinite(ch.reference_rate_mm_per_day)
     ? [{ y: ch.reference_rate_mm_per_day, cls: "reference",
       label: currentLang() === "zh" ? "参考速率" : "reference rate" }] : [];
@@ -58,7 +68,8 @@ async function displacement(ch, device, channel, end) {
     timeChart({ title: `${t("chart.displacement")} ${device} ${channel} (mm)`, testid: "chart-displacement",
       series: [{ points: series, cls: "disp", label: channel }], band, vline, xDomain: [from, to] }),
     timeChart({ title: `${t("chart.velocity")} ${device}`, testid: "chart-velocity",
-      series: [{ points: vel, cls: "vel", label: "mm/day" }], hlines: hl, band, vline, xDomain: [from, to] }),
+      series: vel, hlines: hl, band, vline, xDomain: [from, to] }),
+    h("p", { class: "chart-note muted", "data-testid": "velocity-note" }, t("chart.engine_band")),
   ];
 }
 
