@@ -20,6 +20,7 @@ from geowarn import push_subscriptions as push_store
 from gis import store
 from gis.model import HazardPoint, Household
 from notify import people
+from notify.forecast_news import Forecast, forecast_of
 from notify.people import Contact
 from notify.phones import PhoneError, to_e164
 from notify.planner import EventContext, Told
@@ -61,16 +62,28 @@ def _device_reason(kind: str, evidence: Mapping[str, Any]) -> str:
     return "无数据上报" if evidence.get("reason") == "silent" else "恢复上报"
 
 
-def forecast_text(evidence: Mapping[str, Any]) -> str:
-    """The newest forecast an "updated" event carries, short for an SMS (UTC):
-    "07-16 14:20Z (07-16 13:10 – 07-16 16:40)"."""
-    found = [ch["forecast"] for ch in evidence.get("channels", ())
-             if isinstance(ch, Mapping) and isinstance(ch.get("forecast"), Mapping)]
-    if not found:
+def forecast_text(fc: Forecast | None) -> str:
+    """A forecast, short for an SMS (UTC): "07-16 14:20Z (07-16 13:10 – 07-16 16:40)"."""
+    if fc is None:
         return "-"
-    fc = max(found, key=lambda f: str(f.get("issued_at", "")))
-    t, lo, hi = (str(fc.get(k, "")) for k in ("time", "lower", "upper"))
-    return f"{t[5:10]} {t[11:16]}Z ({lo[5:10]} {lo[11:16]} – {hi[5:10]} {hi[11:16]})"
+    text = f"{fc.time:%m-%d %H:%M}Z"
+    if fc.lower is not None and fc.upper is not None:
+        text += f" ({fc.lower:%m-%d %H:%M} – {fc.upper:%m-%d %H:%M})"
+    return text
+
+
+def told_forecast(conn: psycopg.Connection, item: OutboxItem) -> Forecast | None:
+    """The forecast the officers were last texted for this alert: that of the latest earlier
+    "updated" event with an update delivery not failed (notify/forecast_news.py); None when
+    none was texted."""
+    row = conn.execute(
+        "SELECT e.evidence FROM deliveries d JOIN alert_events e USING (event_id) "
+        "WHERE d.alert_id = %s AND d.purpose = 'update' AND e.kind = 'updated' "
+        "AND (e.data_time, e.event_id) < (%s, %s) "
+        "AND d.state NOT IN ('failed', 'rejected', 'expired') "
+        "ORDER BY e.data_time DESC, e.event_id DESC LIMIT 1",
+        (item.alert_id, item.data_time, item.event_id)).fetchone()
+    return forecast_of(row[0]) if row and isinstance(row[0], Mapping) else None
 
 
 def _device_place(conn: psycopg.Connection, device_id: str) -> tuple[str | None, str]:
@@ -120,8 +133,11 @@ def load(conn: psycopg.Connection, item: OutboxItem, *, hotline: str,
         shelters = [(by_id[r.shelter_id], r.distance_m) for r in ranked]
     told = told_before(conn, item.alert_id) if item.event_kind in (
         "lowered", "cleared", "resolved", "updated") else []
+    forecast: Forecast | None = None
+    told_fc: Forecast | None = None
     if item.event_kind == "updated":
-        reason = forecast_text(evidence)
+        forecast, told_fc = forecast_of(evidence), told_forecast(conn, item)
+        reason = forecast_text(forecast)
     lookup = {t.recipient_id: p for t in told if (p := people.phone_of(conn, t.recipient_id))}
     if item.event_kind == "resolved":
         row = conn.execute("SELECT resolve_reason FROM alerts WHERE alert_id = %s",
@@ -135,7 +151,8 @@ def load(conn: psycopg.Connection, item: OutboxItem, *, hotline: str,
         hazard=hazard, contacts=contacts, households=households, shelters=shelters,
         told=told, floor_only=_floor_only(evidence, int(item.level)), reason=reason,
         hotline=hotline, place=place_names.get(county, county), lookup_phone=lookup,
-        push_recipients=frozenset(push_store.people_with_push(conn)))
+        push_recipients=frozenset(push_store.people_with_push(conn)), forecast=forecast,
+        told_forecast=told_fc)
 
 
 def _contacts(conn: psycopg.Connection, hazard: HazardPoint | None, county: str,

@@ -145,6 +145,9 @@ class Notifier:
                 outbox.mark_sent(conn, item.id, now=now)
                 self.stats.planned_events += 1
                 self.stats.deliveries_planned += n
+                if result.skipped:
+                    log.info("alert %s event %s (%s): nothing sent: %s", item.alert_id,
+                             item.event_id, item.event_kind, result.skipped)
                 if result.unplaced:
                     log.warning("alert %s: %d households have no shelter place; officers told",
                                 item.alert_id, len(result.unplaced))

@@ -9,6 +9,9 @@ Event kinds (alerts/lifecycle_queries.EventKind):
   assigned shelter (notify/allocation.py). A floor-only level (the regional warning, not this
   slope, sets it) and maintenance alerts go to officers (and the maintainer) only.
 - lowered / cleared: the officers who had been told, with the new level.
+- updated (a refreshed failure forecast at the same level): the officers who had been told,
+  only when the forecast changed materially since the one they were last texted
+  (notify/forecast_news.py, routing.forecast_updates); never residents.
 - resolved: the all-clear to everyone told before for this alert (residents included when
   they had been told to prepare or evacuate).
 """
@@ -21,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gis.model import HazardPoint, Household, Shelter
-from notify import messages
+from notify import forecast_news, messages
 from notify.allocation import Allocation, allocate
+from notify.forecast_news import Forecast, News
 from notify.people import Contact
 from notify.phones import mask
 from notify.routing import OFFICERS, RESIDENTS, RoutingTable
@@ -78,6 +82,9 @@ class EventContext:
     place: str = ""
     lookup_phone: Mapping[str, str] = field(default_factory=dict)  # told recipient -> phone
     push_recipients: frozenset[str] = frozenset()  # people with a Web Push subscription
+    forecast: Forecast | None = None  # "updated" events: the alert's forecast now,
+    told_forecast: Forecast | None = None  # and the one the officers were last texted
+    forecast_news: News | None = None  # what changed between them (set by `plan`)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class Plan:
     deliveries: tuple[PlannedDelivery, ...]
     allocation: Allocation | None = None
     unplaced: tuple[Household, ...] = ()
+    skipped: str = ""  # why an event that could notify sends nothing (for the log)
 
 
 def _values(ctx: EventContext, language: str) -> dict[str, object]:
@@ -94,6 +102,8 @@ def _values(ctx: EventContext, language: str) -> dict[str, object]:
             "previous_level": messages.level_words(ctx.previous_level, language),
             "kind": messages.kind_words(ctx.hazard_kind, language), "hotline": ctx.hotline,
             "device": ctx.target_id, "reason": ctx.reason or "-",
+            "change": (forecast_news.words(ctx.forecast_news, language)
+                       if ctx.forecast_news else "-"),
             "minutes": 0}
 
 
@@ -112,6 +122,12 @@ def plan(ctx: EventContext, routing: RoutingTable,
     elif ctx.event_kind in ("lowered", "cleared"):
         result = _officers_told(ctx, routing, tpl, "level_down", "update")
     elif ctx.event_kind == "updated":  # a refreshed forecast: officers, never re-page residents
+        found = forecast_news.news(ctx.told_forecast, ctx.forecast, ctx.data_time,
+                                   routing.forecast_updates)
+        if found is None:
+            return Plan((), skipped="the refreshed forecast is not materially different from "
+                        "the one last texted")
+        ctx = dataclasses.replace(ctx, forecast_news=found)
         result = _officers_told(ctx, routing, tpl, "forecast_updated", "update")
     elif ctx.event_kind == "resolved":
         result = _all_clear(ctx, tpl, routing)

@@ -15,6 +15,10 @@ who had been told. Regional-warning floors and maintenance alerts go to officers
 device, its maintainer) only, never to residents: a floor is a forecast for a region, not
 evidence at this slope.
 
+A refreshed failure forecast (an "updated" event) is texted to the officers who had been told
+only when it changed materially since the one they were last texted; "forecast_updates" in
+the file sets what is material (notify/forecast_news.py).
+
 Escalation (notify/escalation.py) climbs OFFICER_LADDER past the officers a level already
 reaches, one tier per `escalate_after_min[level]` minutes without acknowledgement.
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from geowarn.errors import ConfigurationError
+from notify.forecast_news import ForecastPolicy
 
 AUDIENCES = ("monitor", "responsible", "township_officer", "county_officer", "city_officer",
              "residents_prepare", "residents_evacuate", "maintainer", "expert")
@@ -69,6 +74,8 @@ class RoutingTable:
     # Also push what officers are told to their console (channel "push"), for those who
     # subscribed.
     web_push: bool = False
+    # When a refreshed forecast is worth an SMS (notify/forecast_news.py).
+    forecast_updates: ForecastPolicy = field(default_factory=ForecastPolicy)
 
     def _override(self, county_code: str, level: int) -> tuple[str, ...] | None:
         # Most specific first: 331122, 331100, 330000.
@@ -125,7 +132,8 @@ def _levels(obj: Any, where: str) -> dict[int, tuple[str, ...]]:
 def load_routing(path: Path | None, *, sms_channel: str = "sms") -> RoutingTable:
     """The default table, with the levels/voice/escalation/county overrides of a JSON file:
     {"levels": {...}, "voice": {...}, "escalate_after_min": {"red": 5},
-     "counties": {"331122": {"orange": [...]}}}."""
+     "counties": {"331122": {"orange": [...]}},
+     "forecast_updates": {"shift_fraction": 0.2, "min_shift_min": 60, "band_fraction": 0.5}}."""
     if path is None:
         return RoutingTable(sms_channel=sms_channel)
     try:
@@ -148,4 +156,23 @@ def load_routing(path: Path | None, *, sms_channel: str = "sms") -> RoutingTable
         if not (len(code) == 6 and code.isdigit()):
             raise ConfigurationError(f"routing counties: {code!r} is not a 6-digit code")
         counties[code] = _levels(table, f"counties.{code}")
-    return RoutingTable(levels, voice, escalate, counties, sms_channel)
+    return RoutingTable(levels, voice, escalate, counties, sms_channel,
+                        forecast_updates=_forecast_policy(data.get("forecast_updates", {})))
+
+
+def _forecast_policy(obj: Any) -> ForecastPolicy:
+    """{"shift_fraction": 0.2, "min_shift_min": 60, "band_fraction": 0.5}, each optional."""
+    known = ("shift_fraction", "min_shift_min", "band_fraction")
+    if not isinstance(obj, Mapping):
+        raise ConfigurationError("routing forecast_updates: expected an object")
+    unknown = sorted(set(obj) - set(known))
+    if unknown:
+        raise ConfigurationError(f"routing forecast_updates: unknown setting(s) {unknown} "
+                                 f"(known: {', '.join(known)})")
+    base = ForecastPolicy()
+    minutes = obj.get("min_shift_min", base.min_shift_s / 60.0)
+    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not minutes >= 0:
+        raise ConfigurationError(f"routing forecast_updates.min_shift_min: need minutes >= 0, "
+                                 f"got {minutes!r}")
+    return ForecastPolicy(obj.get("shift_fraction", base.shift_fraction), minutes * 60.0,
+                          obj.get("band_fraction", base.band_fraction))

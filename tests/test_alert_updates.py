@@ -24,6 +24,7 @@ from geowarn.errors import InvalidInput
 from geowarn.readings import write_readings
 from notify import deliveries
 from notify.channels.file import FileChannel
+from notify.forecast_news import forecast_of, news
 from notify.notifier import Notifier
 from notify.routing import OFFICERS
 from simulators.displacement_scenarios import accelerating
@@ -92,6 +93,13 @@ def test_a_refreshed_forecast_is_an_update_event_through_the_engine(
     n_audit = conn.execute("SELECT count(*) FROM audit_log WHERE object_type = 'alert' AND "
                            "action = 'updated'").fetchone()
     assert n_out == n_audit == (len(ups),)
+    # The officers are texted the material ones only (notify/forecast_news.py): the first
+    # forecast, then moves beyond max(1 h, 20 % of the time to go).
+    told, texted = None, 0
+    for _, _, _, at, evidence in ups:
+        if news(told, forecast_of(evidence), at) is not None:
+            told, texted = forecast_of(evidence), texted + 1
+    assert 1 <= texted < len(ups)
     if interval_h == 4.0:
         # Every refresh was hourly; the 4 h interval kept about one in four.
         span = (ups[-1][3] - ups[0][3]).total_seconds() / HOUR

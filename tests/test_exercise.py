@@ -161,7 +161,8 @@ def test_every_template_says_drill_and_fits_the_sms_budget(language: str) -> Non
               "previous_level": "橙色预警", "kind": "变形", "hotline": "12336",
               "device": "GNSS-0001", "reason": "无数据上报", "minutes": 30,
               "shelter": "某某村小学操场临时避灾安置点" * 2, "distance": "1.2公里",
-              "shelter_phone": "+8613700000001", "households": 12, "people": 40}
+              "shelter_phone": "+8613700000001", "households": 12, "people": 40,
+              "change": "较上次通知提前1天23小时"}
     names = sorted(p.stem for p in (messages.SHIPPED / language).glob("*.txt"))
     assert len(names) >= 10
     for name in names:
