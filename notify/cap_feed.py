@@ -9,6 +9,12 @@ in ../shared/reference): the unit, the entry time in Beijing time, and N = 0..9 
 unit's messages of that second. An eleventh message in one second is entered at the next
 second (its identifier says so; `sent` keeps the real time). The institution code cannot be
 derived here: it is the deployment's to give.
+
+A drill's events are written too, as status Exercise with the exercise in <note> and
+【演练】 in the headline (notify/cap_out.py), for the exercise's participants to see what a
+real warning would have published. They stay out of the live feed: /api/cap/feed shows them
+only when asked (?status=Exercise), to officers and monitors, never to a viewer (the role a
+republishing platform's key has).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import psycopg
 
 from alerts.lifecycle.outbox import OutboxItem
 from notify.cap_out import CHINA, CapEvent, build
+from notify.drill import PREFIX, Drill
 from notify.messages import level_words
 from notify.planner import EventContext
 
@@ -47,10 +54,18 @@ def msg_type(event_kind: str) -> str:
     return {"opened": "Alert", "resolved": "Cancel"}.get(event_kind, "Update")
 
 
+def exercise_note(drill: Drill) -> str:
+    title = f"（{drill.title}）" if drill.title else ""
+    return (f"演练{drill.exercise}{title}：非真实预警，仅供演练。"
+            f"GeoWarn exercise {drill.exercise}: not a real warning.")
+
+
 def write_cap(conn: psycopg.Connection, item: OutboxItem, ctx: EventContext, *,
-              now: datetime, sender: str = SENDER, unit: str | None = None) -> str:
+              now: datetime, sender: str = SENDER, unit: str | None = None,
+              drill: Drill | None = None) -> str:
     """Write (once) the CAP document of `item`'s event; returns its identifier. `unit`: the
-    issuing-unit code for the national profile's identifiers (module docstring)."""
+    issuing-unit code for the national profile's identifiers (module docstring); `drill`:
+    the exercise the alert is a drill of (status Exercise)."""
     stored = conn.execute("SELECT identifier FROM cap_feed WHERE event_id = %s",
                           (item.event_id,)).fetchone()
     if stored is not None:
@@ -65,6 +80,8 @@ def write_cap(conn: psycopg.Connection, item: OutboxItem, ctx: EventContext, *,
     level = int(item.level)
     headline = (f"{name}解除预警" if kind == "Cancel" or level == 0
                 else f"{name}{level_words(level, 'zh')}")
+    if drill is not None:
+        headline = PREFIX["zh"] + headline
     candidates = (_profile_ids(conn, unit, now) if unit
                   else [f"geowarn-{item.alert_id}-{item.event_id}"])
     for identifier in candidates:
@@ -73,7 +90,9 @@ def write_cap(conn: psycopg.Connection, item: OutboxItem, ctx: EventContext, *,
             hazard_kind=item.hazard_kind, headline=headline,
             area_desc=f"{name}（{ctx.place}）" if ctx.place else name,
             area=ctx.hazard.geometry if ctx.hazard else None, county_code=ctx.county_code,
-            expires=now + VALIDITY, references=refs))
+            expires=now + VALIDITY, references=refs,
+            status="Actual" if drill is None else "Exercise",
+            note="" if drill is None else exercise_note(drill)))
         # Another notifier may take the same profile identifier in the same second: then
         # the next one is tried (the event itself is written once: event_id is unique).
         row = conn.execute(
@@ -89,8 +108,10 @@ def write_cap(conn: psycopg.Connection, item: OutboxItem, ctx: EventContext, *,
     raise RuntimeError(f"no free CAP identifier for event {item.event_id}")
 
 
-def feed(conn: psycopg.Connection, *, limit: int = 100) -> list[tuple[str, str]]:
-    """(identifier, xml), newest first."""
+def feed(conn: psycopg.Connection, *, limit: int = 100,
+         exercise: bool = False) -> list[tuple[str, str]]:
+    """(identifier, xml), newest first: the live messages, or with `exercise` the drills'."""
     return [(str(i), str(x)) for i, x in conn.execute(
-        "SELECT identifier, xml FROM cap_feed ORDER BY sent DESC, identifier DESC LIMIT %s",
-        (limit,)).fetchall()]
+        "SELECT c.identifier, c.xml FROM cap_feed c JOIN alerts a USING (alert_id) "
+        "WHERE (a.exercise IS NOT NULL) = %s ORDER BY c.sent DESC, c.identifier DESC LIMIT %s",
+        (exercise, limit)).fetchall()]

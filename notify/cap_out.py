@@ -10,6 +10,10 @@ CAP profile uses for the four colours), and the level is also given as the param
 level (red: Immediate/Likely; blue: Future/Possible); a Cancel says Past/Observed with
 responseType AllClear. Times are written with an explicit +08:00 offset, as the XSD's
 dateTime pattern requires (no "Z").
+
+A drill's messages (notify/drill.py) say status Exercise, with a <note> naming the exercise
+(CAP 1.2 §3.2.1: the note "should" identify the exercise), and 【演练】 before the headline:
+a CAP consumer that ignores status still shows a drill as one.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class CapEvent(CapHeader):
     expires: datetime
     references: Sequence[tuple[str, str, datetime]] = ()
     instruction: str = ""
+    status: str = "Actual"  # or "Exercise" (a drill)
+    note: str = ""
 
 
 def cap_time(t: datetime) -> str:
@@ -74,9 +80,11 @@ def build(ev: CapEvent) -> str:
     add(root, "identifier", ev.identifier)
     add(root, "sender", ev.sender)
     add(root, "sent", cap_time(ev.sent))
-    add(root, "status", "Actual")
+    add(root, "status", ev.status)
     add(root, "msgType", ev.msg_type)
     add(root, "scope", "Public")
+    if ev.note:
+        add(root, "note", ev.note)
     if ev.references:
         add(root, "references", " ".join(f"{s},{i},{cap_time(t)}" for s, i, t in ev.references))
     info = ET.SubElement(root, q + "info")

@@ -85,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     nll.set_defaults(func=_notifications_list)
     nc = lsub.add_parser("cap", help="print the CAP 1.2 feed (newest first)")
     nc.add_argument("--limit", type=int, default=20)
+    nc.add_argument("--exercise", action="store_true",
+                    help="the drills' messages (status Exercise) instead of the live ones")
     nc.set_defaults(func=_notifications_cap)
 
 
@@ -278,7 +280,7 @@ def _notifications_list(args: argparse.Namespace) -> int:
 
 def _notifications_cap(args: argparse.Namespace) -> int:
     with connect() as conn:
-        docs = cap_feed.feed(conn, limit=args.limit)
+        docs = cap_feed.feed(conn, limit=args.limit, exercise=args.exercise)
     for _identifier, xml in docs:
         print(xml)
     return 0

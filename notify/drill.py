@@ -10,7 +10,8 @@ An alert of an exercise (alerts.exercise, notify/exercises.py) is planned like a
   channel the live plan chose (SMS, voice, push);
 - anyone else is written to the file channel only, once per purpose: the drill's record shows
   who a real warning would have reached, and no provider is ever asked to reach them;
-- the duty room's group robot is a real group of real people: a drill never posts there.
+- the duty room's group robot is a real group of real people: a drill never posts there;
+- its CAP messages say status Exercise (notify/cap_feed.py), apart from the live feed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ FILE_CHANNEL = "file"
 class Drill:
     exercise: str
     participants: frozenset[str]  # recipient ids
+    title: str = ""
 
 
 @dataclass(frozen=True)

@@ -138,11 +138,11 @@ def participants(conn: psycopg.Connection, name: str) -> frozenset[str]:
 
 def drill_of(conn: psycopg.Connection, alert_id: int) -> Drill | None:
     """The drill an alert belongs to; None for a live alert."""
-    row = conn.execute("SELECT exercise FROM alerts WHERE alert_id = %s",
-                       (alert_id,)).fetchone()
-    if row is None or row[0] is None:
+    row = conn.execute("SELECT a.exercise, e.title FROM alerts a JOIN exercises e ON "
+                       "e.name = a.exercise WHERE a.alert_id = %s", (alert_id,)).fetchone()
+    if row is None:
         return None
-    return Drill(str(row[0]), participants(conn, str(row[0])))
+    return Drill(str(row[0]), participants(conn, str(row[0])), str(row[1] or ""))
 
 
 def list_exercises(conn: psycopg.Connection) -> list[Exercise]:

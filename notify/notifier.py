@@ -131,7 +131,7 @@ class Notifier:
                 ctx = context.load(conn, item, hotline=self.hotline,
                                    place_names=self.place_names)
                 # An exercise's alert is a drill (notify/drill.py): participants only,
-                # marked as a drill, never in the CAP feed, never escalated to real officers.
+                # marked as a drill, CAP status Exercise, never escalated to real officers.
                 drill = exercises.drill_of(conn, item.alert_id)
                 result = (drill_plan(ctx, self.routing, self.templates, drill) if drill
                           else plan(ctx, self.routing, self.templates))
@@ -139,8 +139,8 @@ class Notifier:
                 n = deliveries.insert_planned(conn, item.event_id, item.alert_id,
                                               result.deliveries, valid_until=valid_until,
                                               now=now)
+                write_cap(conn, item, ctx, now=now, unit=self.cap_unit, drill=drill)
                 if drill is None:
-                    write_cap(conn, item, ctx, now=now, unit=self.cap_unit)
                     escalation.on_event(conn, item, self.routing, now=now)
                 outbox.mark_sent(conn, item.id, now=now)
                 self.stats.planned_events += 1

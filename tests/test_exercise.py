@@ -13,21 +13,29 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
+from lxml import etree
 
 from alerts.engine import service as engine_service
 from alerts.lifecycle import writes as lifecycle
 from alerts.methods.levels import Level
+from api import users
 from devices.registry import DeviceSpec, add_device
 from geowarn.cli import main
 from geowarn.errors import InvalidInput
+from gis import cap as gis_cap
+from gis.model import FieldError
 from ingest.gateway import Gateway
 from notify import deliveries, exercises, messages, segments
+from notify.channels.file import FileChannel
 from notify.drill import PREFIX, DrillTemplates, is_drill_text
 from notify.notifier import Notifier
 from tests import notify_world as world
+from tests.fixtures.api import PASSWORD, login
 from tests.fixtures.broker import Broker
 from tests.fixtures.fake_twilio import FakeTwilio
 from tests.notify_twilio_env import notifier
+from tests.test_notify_escalation_cap import validate
 
 BOTH = "household:HP-1-HH0000"  # a resident who is also an exercise participant
 LIVE_ONLY = ("household:HP-1-HH0001", "household:HP-1-HH0002")
@@ -112,11 +120,19 @@ def test_a_drill_reaches_participants_only_and_only_as_a_drill(
     assert written and all(is_drill_text(w["text"]) for w in written)
     assert {w["recipient"] for w in written} >= set(LIVE_ONLY)
     assert all("*" in w["to"] or w["to"] == "-" for w in written)  # masked numbers only
-    # A drill starts no escalation and writes nothing to the public CAP feed.
+    # A drill starts no escalation. Its CAP messages are CAP 1.2 (the OASIS XSD) with status
+    # Exercise and the exercise in <note>, and no CAP reader takes them for a warning.
     assert conn.execute("SELECT count(*) FROM escalations WHERE alert_id = %s",
                         (drill_alert,)).fetchone() == (0,)
-    assert conn.execute("SELECT count(*) FROM cap_feed WHERE alert_id = %s",
-                        (drill_alert,)).fetchone() == (0,)
+    caps = conn.execute("SELECT msg_type, xml FROM cap_feed WHERE alert_id = %s ORDER BY "
+                        "event_id", (drill_alert,)).fetchall()
+    assert [m for m, _ in caps] == ["Alert", "Update", "Cancel"]
+    for _, xml in caps:
+        validate(xml)
+        assert "<status>Exercise</status>" in xml and "<headline>【演练】" in xml
+        assert "<note>演练drill-1（汛前演练）：非真实预警" in xml
+        with pytest.raises(FieldError, match="only 'Actual'"):
+            gis_cap.parse(xml)
 
     # 3. After the exercise, a live warning reaches everyone again, not as a drill.
     assert main(["exercise", "end", "drill-1"]) == 0
@@ -192,3 +208,58 @@ def test_replay_into_an_exercise_raises_drills_only(
     rows = conn.execute("SELECT hazard_kind, peak_level, exercise FROM alerts").fetchall()
     assert rows and all(ex == "flood-drill" for _, _, ex in rows)
     assert max(level for _, level, _ in rows) >= 3  # residents would be told to prepare
+
+
+def test_the_live_cap_feed_never_shows_a_drill(conn: psycopg.Connection, db_url: str,
+                                                client: TestClient, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    world.build(conn, households=1)
+    (live,) = world.change(conn, Level.RED)
+    ch = FileChannel(tmp_path / "o.jsonl")
+    n = Notifier(db_url, {"sms": ch, "voice": ch, "file": ch})
+    drain(n)
+    lifecycle.resolve(conn, live.alert_id, user="duty", reason="passed")
+    exercises.start(conn, "drill-2", "汛前演练")
+    (drill,) = world.change(conn, Level.RED, minutes=60)
+    drain(n)
+    n.close()
+    users.add_user(conn, "duty.x", PASSWORD, "duty_officer", [world.COUNTY])
+    users.add_user(conn, "platform", PASSWORD, "viewer", [world.COUNTY])
+    atom = "{http://www.w3.org/2005/Atom}"
+
+    def entries(user: str, **params: str) -> list[tuple[str, str]]:
+        r = client.get("/api/cap/feed", headers=login(client, user), params=params)
+        assert r.status_code == 200, r.text
+        root = etree.fromstring(r.content)
+        return [(e.findtext(f"{atom}title") or "", e.find(f"{atom}link").get("href"))
+                for e in root.findall(f"{atom}entry")]
+
+    ids = {a: {f"/api/cap/{i}" for (i,) in conn.execute(
+        "SELECT identifier FROM cap_feed WHERE alert_id = %s", (a,))}
+        for a in (live.alert_id, drill.alert_id)}
+    assert len(ids[live.alert_id]) == 2 and len(ids[drill.alert_id]) == 1
+    for user in ("duty.x", "platform"):  # the live feed: live messages only, for everyone
+        shown = entries(user)
+        assert {href for _, href in shown} == ids[live.alert_id], user
+        assert not any(title.startswith("【演练】") for title, _ in shown)
+        assert {href for _, href in entries(user, status="Actual")} == ids[live.alert_id]
+    asked = entries("duty.x", status="Exercise")  # an officer asks for the drills
+    assert {href for _, href in asked} == ids[drill.alert_id]
+    assert all(title.startswith("【演练】") for title, _ in asked)
+    doc = client.get(asked[0][1], headers=login(client, "duty.x"))
+    assert doc.status_code == 200 and b"<status>Exercise</status>" in doc.content
+    # A viewer (a republishing platform's key) may not ask for drills, nor fetch one.
+    viewer = login(client, "platform")
+    r = client.get("/api/cap/feed", headers=viewer, params={"status": "Exercise"})
+    assert r.status_code == 403 and "status" in r.text
+    r = client.get(asked[0][1], headers=viewer)
+    assert r.status_code == 403 and "identifier" in r.text
+    r = client.get("/api/cap/feed", headers=viewer, params={"status": "Test"})
+    assert r.status_code == 422 and "status" in r.text
+    # The same split in `geowarn notifications cap` (live) and `--exercise` (drills).
+    assert main(["notifications", "cap"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("<status>Actual</status>") == 2 and "Exercise" not in out
+    assert main(["notifications", "cap", "--exercise"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("<status>Exercise</status>") == 1 and "Actual" not in out
