@@ -10,7 +10,11 @@ its own HTTP connection, call each endpoint `--requests` times:
   request pays);
 - the alert queue: `GET /api/alerts`;
 - the map: `GET /api/hazards` (the FeatureCollection of every polygon);
+- the map revalidated: the same with the ETag of the last answer in If-None-Match (304,
+  what a console that already holds the map pays for each refresh);
 - a chart: `GET /api/devices/CM-1/readings?from=-30d&bucket=1h&agg=avg`.
+Every user shares one session token, as a console's parallel requests do. The client asks for
+gzip (httpx's default), as browsers do.
 Prints p50/p99 per endpoint and its ratio to the baseline's p50 (a ratio measured in the same
 run; absolute figures depend on the machine and its load).
 """
@@ -83,20 +87,21 @@ def serve(url: str) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
-def load(base: str, path: str, token: str, users_n: int, requests: int) -> np.ndarray:
+def load(base: str, path: str, token: str, users_n: int, requests: int,
+         headers: dict[str, str] | None = None) -> np.ndarray:
     latencies: list[float] = []
     lock = threading.Lock()
     failures: list[str] = []
 
     def user() -> None:
         mine = []
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                          timeout=120) as client:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}",
+                                                  **(headers or {})}, timeout=120) as client:
             for _ in range(requests):
                 t0 = time.perf_counter()
                 r = client.get(path)
                 mine.append(time.perf_counter() - t0)
-                if r.status_code != 200:
+                if r.status_code != (304 if headers and "If-None-Match" in headers else 200):
                     failures.append(f"{path}: {r.status_code} {r.text[:200]}")
         with lock:
             latencies.extend(mine)
@@ -126,21 +131,23 @@ def main() -> None:
             token = httpx.post(f"{base}/api/auth/login", json={
                 "username": "bench.admin", "password": PASSWORD}).json()["token"]
             since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
-            fc = httpx.get(f"{base}/api/hazards",
-                           headers={"Authorization": f"Bearer {token}"}).content
-            endpoints = {
-                "baseline GET /api/auth/me": "/api/auth/me",
-                "alert queue GET /api/alerts": "/api/alerts?limit=200",
+            first = httpx.get(f"{base}/api/hazards", headers={"Authorization": f"Bearer {token}"})
+            fc, etag = first.content, first.headers["etag"]
+            endpoints: dict[str, tuple[str, dict[str, str] | None]] = {
+                "baseline GET /api/auth/me": ("/api/auth/me", None),
+                "alert queue GET /api/alerts": ("/api/alerts?limit=200", None),
                 f"map GET /api/hazards ({args.hazards} polygons, {len(fc) // 1024} KiB)":
-                    "/api/hazards",
+                    ("/api/hazards", None),
+                "map revalidated, If-None-Match (304)":
+                    ("/api/hazards", {"If-None-Match": etag}),
                 "30-day chart GET /api/devices/CM-1/readings?bucket=1h":
-                    "/api/devices/CM-1/readings?" + httpx.QueryParams(
-                        {"from": since, "bucket": "1h", "agg": "avg"}).__str__(),
+                    ("/api/devices/CM-1/readings?" + httpx.QueryParams(
+                        {"from": since, "bucket": "1h", "agg": "avg"}).__str__(), None),
             }
             results = {}
-            for name, path in endpoints.items():
-                load(base, path, token, 2, 3)  # warm-up: pool connections, plans
-                ms = load(base, path, token, args.users, args.requests)
+            for name, (path, headers) in endpoints.items():
+                load(base, path, token, 2, 3, headers)  # warm-up: pool connections, plans
+                ms = load(base, path, token, args.users, args.requests, headers)
                 results[name] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
         finally:
             server.should_exit = True

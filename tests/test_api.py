@@ -260,6 +260,22 @@ def test_hazard_map_etag_and_gzip(seeded: dict[str, int], conn: psycopg.Connecti
                                      T0.replace(hour=3))], engine="test")
     changed = client.get("/api/hazards", headers={**headers, "If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
+    # Any change to a point's row is a new version, whoever writes it (the tag is built from
+    # the rows' versions, not from the body), and nothing else is.
+    again = client.get("/api/hazards", headers=headers)
+    assert again.headers["etag"] == changed.headers["etag"]
+    conn.execute("UPDATE hazard_points SET name = name || ' (复核)' WHERE hazard_id = 'HP-XIHU'")
+    renamed = client.get("/api/hazards", headers={**headers,
+                                                  "If-None-Match": again.headers["etag"]})
+    assert renamed.status_code == 200 and "复核" in renamed.text
+    resolved = client.post(f"/api/alerts/{seeded['HP-SHANG']}/resolve", headers=headers,
+                           json={"reason": "inspected"})
+    assert resolved.status_code == 200
+    after = client.get("/api/hazards", headers={**headers,
+                                                "If-None-Match": renamed.headers["etag"]})
+    assert after.status_code == 200
+    assert [f["properties"]["level"] for f in after.json()["features"]
+            if f["id"] == "HP-SHANG"] == ["none"]
     # Another scope sees another collection with its own tag.
     jiao = client.get("/api/hazards", headers=login(client, "viewer.jiao"))
     assert jiao.headers["etag"] != changed.headers["etag"]

@@ -19,6 +19,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -218,3 +219,79 @@ def test_walker_sees_a_route_added_later(world: World) -> None:
     app = served_app()
     app.include_router(extra)
     assert ("GET", "/api/devices/{device_id}/acceleration") in route_keys(app) - set(EXPECTATIONS)
+
+
+def _bad_values(annotation: object, metadata: list[object]) -> list[str]:
+    """Values a query parameter of this type must refuse (empty: any text is valid)."""
+    text = str(annotation)
+    if "datetime" in text:
+        return ["not-a-time", "2026-07-01T08:00"]  # malformed; no time zone
+    if "Literal" in text:
+        return ["no-such-choice"]
+    if "bool" in text:
+        return ["maybe"]
+    if "int" in text or "float" in text:
+        bounds = [m for m in metadata if type(m).__name__ in ("Ge", "Gt")]
+        return ["abc", *(["-1"] if bounds else [])]
+    if any("pattern" in repr(m) for m in metadata):
+        return ["!"]
+    return []
+
+
+def test_every_bad_parameter_is_a_4xx_naming_it(world: World) -> None:
+    """Walks the routes again: each query parameter given a value of the wrong kind, and each
+    path parameter naming nothing, is a 4xx whose message names the parameter (or the value
+    that named nothing); never a 500."""
+    from fastapi.routing import APIRoute
+
+    admin = world.principals["admin"]
+    failures: list[str] = []
+    checked = 0
+    for path, route in _api_routes(world.app):
+        if not isinstance(route, APIRoute):
+            continue
+        key = (sorted(route.methods)[0], path)
+        if key not in EXPECTATIONS:
+            continue
+        req = EXPECTATIONS[key][0].build(world, admin, OWN)
+        assert req is not None
+        for q in route.dependant.query_params:
+            for bad in _bad_values(q.field_info.annotation, list(q.field_info.metadata)):
+                asked = Req(**{**req.__dict__, "params": {**(req.params or {}), q.alias: bad}})
+                r = send(world, asked, admin.headers)
+                checked += 1
+                if r.status_code != 422 or q.alias not in r.json().get("detail", ""):
+                    failures.append(f"{key} {q.alias}={bad!r}: {r.status_code} {r.text[:200]}")
+        real = _path_values(path, req.url)
+        for p in route.dependant.path_params:
+            is_int = "int" in str(p.field_info.annotation)
+            for bad, want in ((("999999999", 404), ("abc", 422)) if is_int
+                              else (("NO-SUCH-0", 404),)):
+                url = path.format(**{**real, p.alias: bad})
+                r = send(world, Req(**{**req.__dict__, "url": url}), admin.headers)
+                checked += 1
+                detail = r.json().get("detail", "") if r.status_code < 500 else ""
+                if r.status_code != want or not (bad in detail or p.alias in detail):
+                    failures.append(f"{key} {p.alias}={bad}: {r.status_code} {r.text[:200]}")
+    assert not failures, "\n".join(failures)
+    assert checked > 60, checked
+    print(f"bad parameters checked: {checked}")
+
+
+def _api_routes(app: Any) -> list[tuple[str, object]]:
+    """(path as served, the route) of every route of the app."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before included routers were kept as branches
+        return [(r.path, r) for r in app.routes]
+    return [(r.path, r.original_route) for r in iter_route_contexts(app.routes)]
+
+
+def _path_values(template: str, url: str) -> dict[str, str]:
+    import re
+    names = re.findall(r"{(\w+)}", template)
+    pattern = re.sub(r"{\w+}", "([^/]+)", re.escape(template).replace(r"\{", "{")
+                     .replace(r"\}", "}"))
+    m = re.fullmatch(pattern, url)
+    assert m is not None, (template, url)
+    return dict(zip(names, m.groups(), strict=True))
