@@ -16,16 +16,20 @@ its own HTTP connection, call each endpoint `--requests` times:
 Every user shares one session token, as a console's parallel requests do. The client asks for
 gzip (httpx's default), as browsers do.
 Prints p50/p99 per endpoint and its ratio to the baseline's p50 (a ratio measured in the same
-run; absolute figures depend on the machine and its load).
+run; absolute figures depend on the machine and its load), and the CPU milliseconds each
+request cost the API server and the PostgreSQL backends (what the machine's load does not
+inflate).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -87,14 +91,36 @@ def serve(url: str) -> tuple[uvicorn.Server, threading.Thread, str]:
     return server, thread, f"http://127.0.0.1:{port}"
 
 
+def backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the benchmark's database (from
+    /proc; empty where the server is not on this machine's /proc)."""
+    with psycopg.connect(url) as conn:
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
 def load(base: str, path: str, token: str, users_n: int, requests: int,
-         headers: dict[str, str] | None = None) -> np.ndarray:
+         headers: dict[str, str] | None = None,
+         client_cpu: list[float] | None = None) -> np.ndarray:
+    """Latencies in ms; the client threads' own CPU seconds are appended to `client_cpu`
+    (so that the server's share of this process's CPU can be told apart)."""
     latencies: list[float] = []
     lock = threading.Lock()
     failures: list[str] = []
 
     def user() -> None:
         mine = []
+        cpu0 = time.thread_time()
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}",
                                                   **(headers or {})}, timeout=120) as client:
             for _ in range(requests):
@@ -105,6 +131,8 @@ def load(base: str, path: str, token: str, users_n: int, requests: int,
                     failures.append(f"{path}: {r.status_code} {r.text[:200]}")
         with lock:
             latencies.extend(mine)
+            if client_cpu is not None:
+                client_cpu.append(time.thread_time() - cpu0)
 
     threads = [threading.Thread(target=user) for _ in range(users_n)]
     for t in threads:
@@ -147,18 +175,29 @@ def main() -> None:
             results = {}
             for name, (path, headers) in endpoints.items():
                 load(base, path, token, 2, 3, headers)  # warm-up: pool connections, plans
-                ms = load(base, path, token, args.users, args.requests, headers)
-                results[name] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+                clients: list[float] = []
+                pg0, cpu0 = backend_cpu(url), time.process_time()
+                ms = load(base, path, token, args.users, args.requests, headers, clients)
+                api_cpu = time.process_time() - cpu0 - sum(clients)
+                pg1 = backend_cpu(url)
+                pg_cpu = sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items())
+                n = args.users * args.requests
+                results[name] = (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+                                 1000 * api_cpu / n, 1000 * pg_cpu / n)
         finally:
             server.should_exit = True
             thread.join(10)
             close_pool()
     base_p50 = results["baseline GET /api/auth/me"][0]
     print(f"{args.users} concurrent users, {args.requests} requests each per endpoint")
-    print(f"{'endpoint':<62} {'p50 ms':>8} {'p99 ms':>8} {'p50/baseline':>12}")
-    for name, (p50, p99) in results.items():
-        print(f"{name:<62} {p50:8.1f} {p99:8.1f} {p50 / base_p50:12.1f}")
-    print(json.dumps({k: {"p50_ms": round(v[0], 1), "p99_ms": round(v[1], 1)}
+    # CPU per request: the API server's (this process less its client threads) and the
+    # PostgreSQL backends' (from /proc), which the load of other work does not inflate.
+    print(f"{'endpoint':<58} {'p50 ms':>8} {'p99 ms':>8} {'p50/base':>8} "
+          f"{'API cpu':>8} {'PG cpu':>8}")
+    for name, (p50, p99, api, pg) in results.items():
+        print(f"{name:<58} {p50:8.1f} {p99:8.1f} {p50 / base_p50:8.1f} {api:8.2f} {pg:8.2f}")
+    print(json.dumps({k: {"p50_ms": round(v[0], 1), "p99_ms": round(v[1], 1),
+                          "api_cpu_ms": round(v[2], 2), "pg_cpu_ms": round(v[3], 2)}
                       for k, v in results.items()}))
 
 

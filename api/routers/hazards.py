@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -65,8 +67,9 @@ def hazards(conn: Conn, user: CurrentUser,
     it back in If-None-Match gets 304 with no body while nothing changed. The tag is a
     version of what the collection is made of, so a 304 costs no building: each point's row
     version (PostgreSQL's xmin, new with every update whoever makes it) and the alert it
-    shows, the query's text and its parameters (scope, county, bbox). Compressed (gzip)
-    when the client accepts it, as every larger response is."""
+    shows, the query's text and its parameters (scope, county, bbox). The last few
+    collections are kept by that version. Compressed (gzip) when the client accepts it, as
+    every larger response is."""
     require(user, "read", check_county=False)
     where = ["h.county_code LIKE ANY(%s)"]
     params: list[Any] = [sql_prefixes(user.counties)]
@@ -80,8 +83,9 @@ def hazards(conn: Conn, user: CurrentUser,
         params += [x0, y0, x1, y1]
     tail = _FROM + "WHERE " + " AND ".join(where)
     row = conn.execute(
-        "SELECT md5(coalesce(string_agg(h.hazard_id || '/' || h.xmin::text || '/' || "
-        "coalesce(l.alert_id || '/' || l.level, ''), ',' ORDER BY h.hazard_id), '')) " + tail,
+        "SELECT current_database() || md5(coalesce(string_agg(h.hazard_id || '/' || "
+        "h.xmin::text || '/' || coalesce(l.alert_id || '/' || l.level, ''), ',' "
+        "ORDER BY h.hazard_id), '')) " + tail,
         params).fetchone()
     version = f"{_COLLECTION}{tail}{params!r}{row[0] if row else ''}"
     # Weak: the same collection is sent gzipped or not (RFC 9110 §8.8.1).
@@ -89,12 +93,38 @@ def hazards(conn: Conn, user: CurrentUser,
     headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Authorization, Cookie"}
     if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
         return Response(status_code=304, headers=headers)
-    # Built in SQL and passed through as text: 5,000 polygons need no Python objects. (Read
-    # in a later snapshot than the version: a change in between costs the client one more
-    # transfer at its next refresh, never a stale map.)
-    row = conn.execute(_COLLECTION + tail, params).fetchone()
-    body = '{"type":"FeatureCollection","features":' + (row[0] if row else "[]") + "}"
+    body = _cached(etag)
+    if body is None:
+        # Built in SQL and passed through as text: 5,000 polygons need no Python objects.
+        # (Read in a later snapshot than the version: a change in between costs the client
+        # one more transfer at its next refresh, never a stale map.)
+        row = conn.execute(_COLLECTION + tail, params).fetchone()
+        body = '{"type":"FeatureCollection","features":' + (row[0] if row else "[]") + "}"
+        _cache(etag, body)
     return Response(body, media_type="application/geo+json", headers=headers)
+
+
+# The last few collections by version: after a level change every console of a county asks
+# for the same new collection at once, and it is built once (the version is read fresh on
+# every request, so a cached body is never an outdated one). A few MB at most.
+_BODIES: OrderedDict[str, str] = OrderedDict()
+_BODIES_LOCK = threading.Lock()
+CACHED_COLLECTIONS = 8
+
+
+def _cached(etag: str) -> str | None:
+    with _BODIES_LOCK:
+        body = _BODIES.get(etag)
+        if body is not None:
+            _BODIES.move_to_end(etag)
+        return body
+
+
+def _cache(etag: str, body: str) -> None:
+    with _BODIES_LOCK:
+        _BODIES[etag] = body
+        while len(_BODIES) > CACHED_COLLECTIONS:
+            _BODIES.popitem(last=False)
 
 
 @router.get("/{hazard_id}", summary="one hazard point: devices, monitors, shelters, households")
