@@ -51,7 +51,7 @@ class Principal:
     name: str
     role: str | None
     counties: tuple[str, ...] = ()
-    auth: str = "token"  # "token", "key" or "none"
+    auth: str = "token"  # "token", "key", "cookie" or "none"
     username: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -64,6 +64,7 @@ PRINCIPALS = {
     "viewer": ("viewer", (OWN,), "token"),
     "api_key": ("viewer", (OWN,), "key"),  # a machine client (a CAP consumer's wall display)
     "duty_key": ("duty_officer", (OWN,), "key"),
+    "duty_cookie": ("duty_officer", (OWN,), "cookie"),  # the console's session cookie
     "unauthenticated": (None, (), "none"),
 }
 
@@ -222,7 +223,9 @@ class World:
         else:
             token, _, _ = users.login(self.conn, username, PASSWORD, "matrix",
                                       session_hours=1)
-            headers = {"Authorization": f"Bearer {token}"}
+            # The console's event stream authenticates by the cookie the login sets.
+            headers = {"Cookie": f"geowarn_session={token}"} if auth == "cookie" else \
+                {"Authorization": f"Bearer {token}"}
         return Principal(name, role, counties, auth, username, headers)
 
     def fresh_like(self, p: Principal) -> Principal:

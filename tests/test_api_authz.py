@@ -1,16 +1,18 @@
 """The authorization matrix (issue 11): every route of the app `geowarn api` serves, walked
 from `app.routes`, x every principal (admin, duty officer, monitor, viewer, API keys of a
-viewer and of a duty officer, nobody) x an object of the own county, of another county of
-the province, of another province and of no county, against the real database through a
-real uvicorn server. Each route has a declared expectation (tests/authz_expectations.py); a
-route without one fails here, named, so a new endpoint cannot escape the matrix.
+viewer and of a duty officer, the console's session cookie, nobody) x an object of the own
+county, of another county of the province, of another province and of no county, against the
+real database through a real uvicorn server. Each route has a declared expectation
+(tests/authz_expectations.py); a route without one fails here, named, so a new endpoint
+cannot escape the matrix.
 
 Design the matrix holds the API to: no credentials (or dead ones) is 401 on every
 authenticated route; a role without the action is 403; an object outside the user's counties
 is 403 (the API's one answer for it, never its content); lists hold only objects inside the
 user's counties; residents' and monitors' phones are masked for roles without read_personal.
-Expired tokens, logged-out tokens, tokens of a user whose password changed or who was
-disabled, and a disabled user's API key are 401 on every authenticated route."""
+Expired tokens, logged-out tokens and cookies, tokens of a user whose password changed or who
+was disabled, and a disabled user's API key are 401 on every authenticated route. The same
+walk checks that every malformed parameter or body field is a 422 naming it."""
 
 from __future__ import annotations
 
@@ -94,6 +96,9 @@ def send(w: World, req: Req, headers: dict[str, str]) -> httpx.Response:
               "files": req.files, "data": req.data}
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     all_headers = {**headers, **req.headers}
+    # Only the credentials given count: a cookie the login route set must not authenticate
+    # the next principal's requests.
+    w.client.cookies.clear()
     if req.stream:
         with w.client.stream(req.method, req.url, headers=all_headers,
                              timeout=httpx.Timeout(20.0), **kwargs) as r:
@@ -165,9 +170,11 @@ def _dead_credentials(w: World) -> dict[str, dict[str, str]]:
     changed = make("dead", "duty_officer", (OWN,), "token")
     disabled = make("dead", "duty_officer", (OWN,), "token")
     disabled_key = make("dead", "duty_officer", (OWN,), "key")
-    for p in (logged_out, changed, disabled, disabled_key):
+    cookie_out = make("dead", "duty_officer", (OWN,), "cookie")
+    for p in (logged_out, changed, disabled, disabled_key, cookie_out):
         assert w.client.get("/api/auth/me", headers=p.headers).status_code == 200
-    assert w.client.post("/api/auth/logout", headers=logged_out.headers).status_code == 204
+    for p in (logged_out, cookie_out):
+        assert w.client.post("/api/auth/logout", headers=p.headers).status_code == 204
     r = w.client.post("/api/auth/password", headers=changed.headers, json={
         "current_password": PASSWORD, "new_password": "another long secret"})
     assert r.status_code == 204, r.text
@@ -178,6 +185,7 @@ def _dead_credentials(w: World) -> dict[str, dict[str, str]]:
                                 session_hours=1, now=datetime.now(UTC) - timedelta(hours=2))
     return {"expired": {"Authorization": f"Bearer {expired}"},
             "logged out": logged_out.headers, "password changed": changed.headers,
+            "logged-out session cookie": cookie_out.headers,
             "user disabled": disabled.headers, "disabled user's API key": disabled_key.headers,
             "forged": {"Authorization": "Bearer " + "A" * 43}, "forged key": {
                 "X-API-Key": "gwk_" + "A" * 43}}
@@ -295,3 +303,55 @@ def _path_values(template: str, url: str) -> dict[str, str]:
     m = re.fullmatch(pattern, url)
     assert m is not None, (template, url)
     return dict(zip(names, m.groups(), strict=True))
+
+
+def _body_variants(route: Any, req: Req) -> list[tuple[str, Req]]:
+    """(field, request) pairs that must be a 422 naming the field: each required field left
+    out, each field of the wrong kind, and (where the schema forbids extras) an unknown one."""
+    from pydantic import BaseModel
+
+    out: list[tuple[str, Req]] = []
+    for b in route.dependant.body_params:
+        model = b.field_info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel) and \
+                isinstance(req.json, dict):
+            for name, f in model.model_fields.items():
+                alias = f.alias or name
+                if f.is_required():
+                    out.append((alias, Req(**{**req.__dict__, "json": {
+                        k: v for k, v in req.json.items() if k != alias}})))
+                out.append((alias, Req(**{**req.__dict__, "json": {**req.json,
+                                                                  alias: [[1]]}})))
+            if model.model_config.get("extra") == "forbid":
+                out.append(("unexpected", Req(**{**req.__dict__, "json": {
+                    **req.json, "unexpected": 1}})))
+        elif req.data is not None and "str" not in str(b.field_info.annotation):
+            alias = b.alias
+            if b.field_info.is_required():
+                out.append((alias, Req(**{**req.__dict__, "data": {
+                    k: v for k, v in req.data.items() if k != alias}})))
+            out.append((alias, Req(**{**req.__dict__, "data": {**req.data,
+                                                               alias: "no-such"}})))
+    return out
+
+
+def test_every_bad_body_field_is_a_422_naming_it(world: World) -> None:
+    from fastapi.routing import APIRoute
+
+    admin = world.principals["admin"]
+    failures: list[str] = []
+    checked = 0
+    for path, route in _api_routes(world.app):
+        if not isinstance(route, APIRoute) or not route.dependant.body_params:
+            continue
+        key = (sorted(route.methods or ())[0], path)
+        req = EXPECTATIONS[key][0].build(world, admin, OWN)
+        assert req is not None
+        for field, bad in _body_variants(route, req):
+            r = send(world, bad, (bad.as_principal or admin).headers)
+            checked += 1
+            if r.status_code != 422 or field not in r.json().get("detail", ""):
+                failures.append(f"{key} {field}: {r.status_code} {r.text[:200]}")
+    assert not failures, "\n".join(failures)
+    assert checked > 25, checked
+    print(f"bad body fields checked: {checked}")
