@@ -106,10 +106,15 @@ def delivery_list(w: World, p: Principal, c: str | None, r: httpx.Response) -> N
 
 
 def cap_list(w: World, p: Principal, c: str | None, r: httpx.Response) -> None:
-    shown = {county for county, ident in w.caps.items() if f"/api/cap/{ident}\"" in r.text}
+    drills = r.request.url.params.get("status") == "Exercise"
+    listed, other = (w.drill_caps, w.caps) if drills else (w.caps, w.drill_caps)
+    shown = {county for county, ident in listed.items() if f"/api/cap/{ident}\"" in r.text}
     assert all(sees(p, county) for county in shown), f"CAP of {shown} shown"
-    want = {county for county in w.caps if sees(p, county) and (c is None or c == county)}
+    want = {county for county in listed if sees(p, county) and
+            (r.request.url.params.get("alert_id") is None or c == county)}
     assert shown == want, (shown, want)
+    mixed = [i for i in other.values() if f"/api/cap/{i}\"" in r.text]
+    assert not mixed, f"{'live' if drills else 'drill'} messages in the feed: {mixed}"
 
 
 def warning_list(w: World, p: Principal, c: str | None, r: httpx.Response) -> None:

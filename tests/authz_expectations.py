@@ -169,6 +169,14 @@ def cap_doc(w: World, p: Principal, c: str | None) -> Req:
     return Req("GET", f"/api/cap/{w.caps[c]}")
 
 
+def drill_doc(w: World, p: Principal, c: str | None) -> Req:
+    return Req("GET", f"/api/cap/{w.drill_caps[c]}")
+
+
+def drill_feed(w: World, p: Principal, c: str | None) -> Req:
+    return Req("GET", "/api/cap/feed", params={"status": "Exercise"})
+
+
 def notifications(w: World, p: Principal, c: str | None) -> Req:
     return Req("GET", "/api/notifications", params={"alert_id": w.alerts[c]})
 
@@ -320,6 +328,10 @@ CASES: list[Case] = [
          delivery_list),
     Case("GET", "/api/cap/feed", cap_feed, signed_in(200), cap_list),
     Case("GET", "/api/cap/{identifier}", cap_doc, scoped("read", 200)),
+    # A drill's messages are for the officers and monitors taking part, not for the viewers
+    # whose keys republishing platforms hold.
+    Case("GET", "/api/cap/{identifier}", drill_doc, scoped("confirm_receipt", 200)),
+    once("GET", "/api/cap/feed", drill_feed, role("confirm_receipt", 200), cap_list),
     once("GET", "/api/push/vapid-public-key", fixed("GET", "/api/push/vapid-public-key"),
          signed_in(200)),
     once("POST", "/api/push/subscriptions", push_add, signed_in(201)),

@@ -79,6 +79,7 @@ class World:
     base: str = ""
     alerts: dict[str | None, int] = field(default_factory=dict)
     caps: dict[str | None, str] = field(default_factory=dict)
+    drill_caps: dict[str | None, str] = field(default_factory=dict)
     reports: dict[str | None, int] = field(default_factory=dict)
     windows: dict[str | None, int] = field(default_factory=dict)
     alert_county: dict[int, str | None] = field(default_factory=dict)
@@ -114,6 +115,7 @@ class World:
             alert = self.fresh_alert(county, f"FIXED-{tag(county)}")
             self.alerts[county] = alert
             self.caps[county] = self._deliver_and_cap(alert, county)
+            self.drill_caps[county] = self.drill(county)
             add_device(conn, DeviceSpec(device_id=self.device(county), kind="crack_meter",
                                         hazard_id=self.hazard(county),
                                         reporting_interval_s=600))
@@ -157,11 +159,29 @@ class World:
     def _deliver_and_cap(self, alert: int, county: str | None) -> str:
         (event_id,) = self.conn.execute("SELECT min(event_id) FROM alert_events "
                                         "WHERE alert_id = %s", (alert,)).fetchone() or (0,)
+        self._deliver(alert, event_id, county)
+        return self._cap(alert, event_id, county)
+
+    def drill(self, county: str | None) -> str:
+        """A drill's alert in `county` (of an ended exercise, so that no other alert becomes
+        one) and its CAP message; its identifier."""
+        self.conn.execute("INSERT INTO exercises (name, ended_at) VALUES ('matrix-drill', "
+                          "now()) ON CONFLICT DO NOTHING")
+        alert = self.fresh_alert(county, f"DRILL{self.n()}-{tag(county)}")
+        self.conn.execute("UPDATE alerts SET exercise = 'matrix-drill' WHERE alert_id = %s",
+                          (alert,))
+        (event_id,) = self.conn.execute("SELECT min(event_id) FROM alert_events "
+                                        "WHERE alert_id = %s", (alert,)).fetchone() or (0,)
+        return self._cap(alert, event_id, county)
+
+    def _deliver(self, alert: int, event_id: int, county: str | None) -> None:
         deliveries.insert_planned(self.conn, event_id, alert, [PlannedDelivery(
             f"household:HH-{tag(county)}", "张三丰", "+86" + RESIDENT_PHONE, "zh",
             "resident_evacuate", "sms", "warning",
             f"【紧急撤离】安置点村文化礼堂（联系电话{SHELTER_PHONE}）", "SH-1")],
             valid_until=T0 + timedelta(hours=1), now=T0)
+
+    def _cap(self, alert: int, event_id: int, county: str | None) -> str:
         identifier = f"geowarn-{alert}-{event_id}"
         xml = build(CapEvent(identifier, "geowarn@localhost", T0, "Alert", 4, "deformation",
                              "滑坡红色预警", "滑坡", None, county or "330000",
