@@ -334,6 +334,7 @@ CASES: list[Case] = [
     once("GET", "/api/cap/feed", drill_feed, role("confirm_receipt", 200), cap_list),
     once("GET", "/api/push/vapid-public-key", fixed("GET", "/api/push/vapid-public-key"),
          signed_in(200)),
+    once("GET", "/api/push/status", fixed("GET", "/api/push/status"), signed_in(200)),
     once("POST", "/api/push/subscriptions", push_add, signed_in(201)),
     once("POST", "/api/push/subscriptions/remove", push_remove, signed_in(204)),
     Case("POST", "/api/regional-warnings", geojson_import, scoped("import_warnings", 200)),

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.proxy",
     "tests.fixtures.gateway",
     "tests.fixtures.api",
+    "tests.fixtures.server",
     "tests.fixtures.fake_twilio",
     "tests.fixtures.browser",
 ]

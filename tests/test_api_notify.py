@@ -184,8 +184,15 @@ def test_web_push_registration(seeded: dict[str, int], conn: psycopg.Connection,
     p256dh = base64.urlsafe_b64encode(b"\x04" + bytes(64)).decode().rstrip("=")
     sub = {"endpoint": "https://push.example.net/send/abc123", "expirationTime": None,
            "keys": {"p256dh": p256dh, "auth": "tBHItJI5svbpez7KI4CCXg"}}
+    status = client.get("/api/push/status", headers=headers).json()
+    assert status == {"configured": False, "linked": True, "endpoints": []}
     r = client.post("/api/push/subscriptions", headers=headers, json=sub)
     assert r.status_code == 201 and r.json()["person_id"] == "duty-2"
+    assert client.get("/api/push/status", headers=headers).json()["endpoints"] == [
+        sub["endpoint"]]
+    # Another user's status never lists it; one not linked to the directory cannot receive.
+    assert client.get("/api/push/status", headers=login(client, "duty.xihu")).json() == {
+        "configured": False, "linked": False, "endpoints": []}
     assert conn.execute("SELECT person_id, active FROM push_subscriptions").fetchall() == [
         ("duty-2", True)]
     # A user not linked to the directory has nobody to send to.
@@ -201,6 +208,7 @@ def test_web_push_registration(seeded: dict[str, int], conn: psycopg.Connection,
     assert client.post("/api/push/subscriptions/remove", headers=headers,
                        json=gone).status_code == 404
     assert conn.execute("SELECT active FROM push_subscriptions").fetchone() == (False,)
+    assert client.get("/api/push/status", headers=headers).json()["endpoints"] == []
 
 
 def test_production_mode_refuses_unsafe_settings(tmp_path: Path) -> None:

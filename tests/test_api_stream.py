@@ -4,43 +4,14 @@ at once (NOTIFY), Last-Event-ID resumes exactly after what was seen, scope is re
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import psycopg
-import pytest
-import uvicorn
-from argon2 import PasswordHasher
 
 from alerts.lifecycle.writes import LevelChange, acknowledge, apply_changes
 from alerts.methods.levels import Level
-from api import users
-from api.app import create_app
-from geowarn.embedded import free_port
 from tests.fixtures.api import PASSWORD, seed
-
-
-@pytest.fixture
-def server(db_url: str) -> Iterator[str]:
-    previous = users.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
-                                        log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if srv.started:
-                break
-            threading.Event().wait(0.05)  # uvicorn offers no started event to wait on
-        assert srv.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
-        users.use_hasher(previous)
 
 
 def _token(base: str, username: str) -> dict[str, str]:
@@ -78,11 +49,11 @@ def _read_events(base: str, headers: dict[str, str], want: int, *, after: int | 
 
 
 def test_stream_sends_new_changes_and_resumes(conn: psycopg.Connection, db_url: str,
-                                              server: str) -> None:
+                                              api_server: str) -> None:
     ids = seed(conn)
     conn.commit()
-    city = _token(server, "duty.city")  # 330100: Xihu and Shangcheng, not Jiaojiang
-    history = _read_events(server, city, 2, after=0)
+    city = _token(api_server, "duty.city")  # 330100: Xihu and Shangcheng, not Jiaojiang
+    history = _read_events(api_server, city, 2, after=0)
     assert {e["target"]["id"] for _, e in history} <= {"HP-XIHU", "HP-SHANG"}  # type: ignore[index]
     assert all(e["action"] == "opened" for _, e in history)
 
@@ -96,15 +67,15 @@ def test_stream_sends_new_changes_and_resumes(conn: psycopg.Connection, db_url: 
                                           datetime(2026, 7, 1, 3, tzinfo=UTC))], engine="t")
             c.commit()
 
-    live = _read_events(server, city, 2, during=act)  # only changes after connecting
+    live = _read_events(api_server, city, 2, during=act)  # only changes after connecting
     assert [(e["target"]["id"], e["action"]) for _, e in live] == [  # type: ignore[index]
         ("HP-XIHU", "acknowledged"), ("HP-SHANG", "raised")]
     assert live[1][1]["level"] == "red"
     # Reconnecting with the id of the first live event gives exactly the one after it.
-    resumed = _read_events(server, {**city, "Last-Event-ID": str(live[0][0])}, 1)
+    resumed = _read_events(api_server, {**city, "Last-Event-ID": str(live[0][0])}, 1)
     assert resumed == [live[1]]
 
 
-def test_stream_needs_alogin(db_url: str, server: str) -> None:
-    r = httpx.get(f"{server}/api/alerts/stream", timeout=5)
+def test_stream_needs_alogin(db_url: str, api_server: str) -> None:
+    r = httpx.get(f"{api_server}/api/alerts/stream", timeout=5)
     assert r.status_code == 401

@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { DutyView } from "./duty.js";
 import { setLang, currentLang, t, translateStatic } from "./i18n.js";
 import { renderMonitor } from "./monitor.js";
+import { PushSwitch } from "./push.js";
 import { unlockAudio } from "./sound.js";
 
 const main = document.getElementById("main");
@@ -13,6 +14,22 @@ let view = null;
 let user = null;
 // Whether a session is believed open: asking /api/auth/me without one would only log a 401.
 const MARK = "geowarn.session";
+const pushMsg = document.getElementById("push-msg");
+const push = new PushSwitch(document.getElementById("push"), (m) => { pushMsg.textContent = m; });
+
+// An alert to show: from a clicked notification (the service worker tells an open console,
+// or opens /console/#alert=ID).
+async function showAlert(alertId) {
+  if (!Number.isInteger(alertId)) return;
+  if (view && view.open) await view.open(alertId);
+}
+
+function alertInAddress() {
+  const m = /^#alert=(\d+)$/.exec(location.hash);
+  if (!m) return null;
+  history.replaceState(null, "", location.pathname + location.search);
+  return Number(m[1]);
+}
 
 function setLive(on) {
   const el = document.getElementById("live");
@@ -51,6 +68,10 @@ async function start(me) {
     await view.refresh();
   }
   connect();
+  pushMsg.textContent = "";
+  // The switch's state is no part of being ready: a slow push check must not hold the view.
+  push.init().catch((err) => { pushMsg.textContent = `${t("push.failed")}: ${err.message}`; });
+  await showAlert(alertInAddress());
   document.body.dataset.ready = "1";
 }
 
@@ -59,6 +80,8 @@ function showLogin(message = "") {
   view = null;
   if (stream) { stream.close(); stream = null; }
   setLive(false);
+  push.hide();
+  pushMsg.textContent = "";
   sessionStorage.removeItem(MARK);
   document.body.dataset.ready = "";
   document.getElementById("who").textContent = "";
@@ -94,6 +117,14 @@ document.getElementById("lang").addEventListener("click", async () => {
   setLang(currentLang() === "zh" ? "en" : "zh");
   if (user) await start(user);
 });
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.addEventListener("message", (e) => {
+    if (e.data && e.data.type === "geowarn:open-alert") showAlert(e.data.alert);
+  });
+  navigator.serviceWorker.startMessages();  // addEventListener alone does not start them
+}
+window.addEventListener("hashchange", () => { if (user) showAlert(alertInAddress()); });
 
 // Any click may unlock audio after a reload (the session survived, no login gesture).
 document.addEventListener("click", unlockAudio, { once: true });

@@ -131,6 +131,29 @@ const STRINGS = {
 let lang = localStorage.getItem("geowarn.lang") === "en" ? "en" : "zh";
 
 // A value with no translation (a new alert kind, a new delivery state) shows as itself.
+// The warning-notification switch (push.js), per state: [zh label, zh why, en label, en why].
+const PUSH = {
+  unsupported: ["预警通知：本设备不支持", "此浏览器不支持推送通知（或已禁用后台服务）",
+    "Warnings on this device: not supported", "this browser cannot receive push notifications (or service workers are off)"],
+  denied: ["预警通知：浏览器已阻止", "浏览器拒绝了本站的通知权限；请在浏览器的网站设置中允许通知",
+    "Warnings on this device: blocked", "the browser refused notifications for this site; allow them in its site settings"],
+  unavailable: ["预警通知：服务器未开启", "服务器未配置网页推送（GEOWARN_NOTIFY_VAPID_KEY_FILE）",
+    "Warnings on this device: not set up on the server", "the server has no Web Push key (GEOWARN_NOTIFY_VAPID_KEY_FILE)"],
+  unlinked: ["预警通知：账号未关联人员", "您的账号未关联人员名录，无人可推送（geowarn users add --person）",
+    "Warnings on this device: account not linked", "your user is not linked to a person of the directory (geowarn users add --person)"],
+  off: ["预警通知：未开启", "点击后本设备将收到您的预警通知",
+    "Warnings on this device: off", "click to receive your warnings on this device"],
+  on: ["预警通知：已开启", "本设备正在接收您的预警通知；点击关闭",
+    "Warnings on this device: on", "this device receives your warnings; click to stop"],
+  busy: ["预警通知：处理中…", "", "Warnings on this device: …", ""],
+};
+for (const [state, [zh, zhWhy, en, enWhy]] of Object.entries(PUSH)) {
+  Object.assign(STRINGS.zh, { [`push.${state}`]: zh, [`push.${state}.help`]: zhWhy });
+  Object.assign(STRINGS.en, { [`push.${state}`]: en, [`push.${state}.help`]: enWhy });
+}
+STRINGS.zh["push.failed"] = "预警通知设置失败";
+STRINGS.en["push.failed"] = "Could not change warning notifications";
+
 export function t(key) {
   return STRINGS[lang][key] ?? STRINGS.zh[key] ?? key.slice(key.indexOf(".") + 1);
 }

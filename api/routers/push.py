@@ -54,6 +54,26 @@ class VapidOut(BaseModel):
     public_key: str
 
 
+class PushStatusOut(BaseModel):
+    configured: bool = Field(description="the server sends Web Push (it has a VAPID key)")
+    linked: bool = Field(description="your user is linked to a person of the directory, "
+                                     "whom warnings are addressed to")
+    endpoints: list[str] = Field(description="your active subscriptions' endpoints: a "
+                                             "browser whose own is listed gets your warnings")
+
+
+@router.get("/status", response_model=PushStatusOut,
+            summary="whether this server sends Web Push, whether you can receive it, and "
+                    "your active subscriptions (the console's notification switch)")
+def push_status(conn: Conn, user: CurrentUser) -> dict[str, Any]:
+    path = get_settings().notify_vapid_key_file
+    subs = push_subscriptions.subscriptions(conn, f"person:{user.person_id}") \
+        if user.person_id is not None else []
+    return {"configured": path is not None and path.is_file(),
+            "linked": user.person_id is not None,
+            "endpoints": [str(s["endpoint"]) for s in subs]}
+
+
 @router.get("/vapid-public-key", response_model=VapidOut,
             summary="the applicationServerKey to subscribe with")
 def vapid_key(user: CurrentUser) -> dict[str, str]:
