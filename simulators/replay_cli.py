@@ -26,7 +26,7 @@ from devices.catalogue import SensorKind, load_catalogue
 from devices.messages import Profile
 from geowarn.errors import InvalidInput
 from geowarn.settings import Settings, get_settings
-from geowarn.timeargs import time_arg
+from geowarn.timeargs import parse_duration, time_arg
 from simulators.publisher import Publisher
 from simulators.recorded import (
     RecordedSeries,
@@ -44,6 +44,7 @@ from simulators.replay import (
     shift_for_now,
     wait_stored,
 )
+from simulators.replay_engine import DEFAULT_STEP
 
 LEVEL_NAMES = {0: "none", 1: "blue (IV)", 2: "yellow (III)", 3: "orange (II)", 4: "red (I)"}
 
@@ -100,6 +101,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", action="store_true",
                    help="once stored, judge the replayed data with a data-clock engine named "
                    "'replay' (its alerts are real alerts: replay into a throwaway database)")
+    p.add_argument("--engine-step", type=_engine_step, default=DEFAULT_STEP,
+                   metavar="DURATION|all",
+                   help="with --engine: judge this much data time per engine step, each "
+                   "committed (30m, 24h, 7d; default 7d); 'all': one step over everything. "
+                   "The alerts are the same whatever the step (every sample is judged at its "
+                   "own data time)")
     p.add_argument("--compare-rules", type=Path, metavar="FILE",
                    help="publish nothing: judge the series in memory under the rules in force "
                    "and under FILE's (the JSON `geowarn engine rules-list` prints) and report, "
@@ -201,6 +208,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.register:
         _register(kinds, args.profile)
     profile: Profile = args.profile
+    show = sys.stderr.isatty() if args.progress is None else args.progress
     first_seq = int(time.time() * 1000)  # a fresh seq range, so no replay reuses one
     streams = [replay_messages(s, d, kinds[d], profile,
                                readings_per_message=args.readings_per_message,
@@ -214,7 +222,6 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         for device_id in kinds:
             publishers[device_id] = _publisher(args, target, settings, device_id)
-        show = sys.stderr.isatty() if args.progress is None else args.progress
         progress = _run(publishers, merged, total, args.speed, show)
     finally:
         for publisher in publishers.values():
@@ -230,7 +237,7 @@ def _replay(args: argparse.Namespace) -> int:
         for device_id, series in series_of:
             wait_stored(conn, device_id, series, series.readings, began, timeout=args.wait)
     if args.engine:
-        _judge_in_data_time()
+        _judge_in_data_time(series_of, args.engine_step, show)
     with connect() as conn:
         for device_id, series in series_of:
             summary = replay_summary(conn, device_id, series, series.readings, began)
@@ -264,19 +271,41 @@ def _compare(args: argparse.Namespace, series_of: list[tuple[str, RecordedSeries
     return 0
 
 
-def _judge_in_data_time() -> None:
+def _engine_step(text: str) -> timedelta | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return parse_duration(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or 'all'") from None
+
+
+def _judge_in_data_time(series_of: list[tuple[str, RecordedSeries]], step: timedelta | None,
+                        show_progress: bool) -> None:
+    from tqdm import tqdm
+
     from alerts.engine.service import Engine, EngineConfig
     from geowarn.db import database_url
+    from simulators.replay_engine import boundaries, judge_in_batches
 
+    first = min(s.times[0] for _, s in series_of)
+    last = max(s.times[-1] for _, s in series_of)
     started = time.perf_counter()
-    engine = Engine(database_url(),
-                    EngineConfig(name="replay", clock="data"))
-    try:
-        events = engine.step(periodic=True)
-    finally:
-        engine.close()
-    print(f"engine 'replay' judged the data in data time: {len(events)} level changes in "
-          f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+    engine = Engine(database_url(), EngineConfig(name="replay", clock="data"))
+    with tqdm(total=sum(1 for _ in boundaries(first, last, step)), unit="step",
+              desc="engine", file=sys.stderr, disable=not show_progress,
+              mininterval=0.5) as bar:
+        def progress(end: datetime, events: list[Any]) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"data {end:%Y-%m-%d %H:%M}Z")
+        try:
+            judged = judge_in_batches(engine, first, last, step, progress)
+        finally:
+            engine.close()
+    size = "all" if step is None else f"{step.total_seconds() / 3600:g} h"
+    print(f"engine 'replay' judged the data in data time: {len(judged.events)} level changes "
+          f"in {time.perf_counter() - started:.1f}s ({judged.steps} steps of {size})",
+          file=sys.stderr)
 
 
 def _publisher(args: argparse.Namespace, target: Settings, settings: Settings,

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 import numpy as np
 import psycopg
-import pytest
 from psycopg.types.json import Jsonb
 
 from alerts.engine.service import Engine, EngineConfig
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
-from tests.fixtures.database import create_database, drop_database
 
 START = datetime(2025, 7, 1, tzinfo=UTC)
 STEP = 600.0
@@ -101,14 +98,6 @@ def _replay(url: str, stream: dict[str, list[tuple[float, float]]], every_h: flo
         finally:
             engine.close()
         return _history(conn)
-
-
-@pytest.fixture
-def second_db(pg_admin_url: str, migrated_template: str):  # type: ignore[no-untyped-def]
-    name = f"geowarn_replay_{uuid4().hex[:10]}"
-    url = create_database(pg_admin_url, name, template=migrated_template)
-    yield url
-    drop_database(pg_admin_url, name)
 
 
 def test_replay_in_data_time_gives_the_live_alert_history(db_url: str, second_db: str

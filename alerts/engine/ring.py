@@ -47,9 +47,15 @@ class Ring:
         """Append samples (rows sorted, times ascending within a row). Returns the rows that
         got data (unique), their new-sample counts, and the newest time that was pushed out
         of each such row's ring (NaN when nothing was)."""
-        uniq, start, cnt = np.unique(rows, return_index=True, return_counts=True)
-        rank = np.arange(rows.size) - np.repeat(start, cnt)
-        keep = rank >= np.repeat(cnt, cnt) - self.k  # more than K new: only the last K fit
+        if rows.size < 2 or bool(np.all(rows[1:] > rows[:-1])):
+            # One sample per row (every round of a replay): np.unique's sort is the cost.
+            uniq, cnt = rows, np.ones(rows.size, np.int64)
+            rank = np.zeros(rows.size, np.int64)
+            keep = np.full(rows.size, self.k > 0)
+        else:
+            uniq, start, cnt = np.unique(rows, return_index=True, return_counts=True)
+            rank = np.arange(rows.size) - np.repeat(start, cnt)
+            keep = rank >= np.repeat(cnt, cnt) - self.k  # more than K new: only the last K fit
         absidx = self.total[rows] + rank
         k = self.k
         dropped = np.full(uniq.size, np.nan)
@@ -101,7 +107,10 @@ class Ring:
 
 def rain_micro(v: FloatArray, q: np.ndarray) -> IntArray:
     """Rain as integer micro-mm; unreliable samples (quality 2) count as no rain."""
-    return np.where(q >= 2, 0, np.rint(np.nan_to_num(v) * MICRO)).astype(np.int64)
+    finite = np.isfinite(v)
+    # nan_to_num costs more than the rest; only a NaN or an infinity needs it.
+    v = v if finite.all() else np.nan_to_num(v)
+    return np.where(q >= 2, 0, np.rint(v * MICRO)).astype(np.int64)
 
 
 @dataclass
@@ -133,7 +142,7 @@ class RainWindows:
         if rebuild.size:
             self._recount(ring, rebuild)
         if steady.size:
-            keep = np.isin(rows, steady)
+            keep = np.isin(rows, steady) if rebuild.size else slice(None)
             micro = rain_micro(v[keep], q[keep])
             np.add.at(self.acc, rows[keep], micro[:, None])
             self._advance(ring, steady)
@@ -152,23 +161,22 @@ class RainWindows:
             self.tail[rows, j] = tot - inwin.sum(axis=1)
 
     def _advance(self, ring: Ring, rows: IntArray) -> None:
+        """Move every window's tail past the samples that slid out of it, all windows at
+        once (usually one or two passes: one sample in, one out)."""
         k = ring.k
-        t_end = ring.newest_time(rows)
-        for j, w in enumerate(self.windows_s):
-            active = rows
-            edge = t_end - w
-            while active.size:  # usually one or two passes: one sample in, one out
-                tail = self.tail[active, j]
-                pos = tail % k
-                leaving = (tail < ring.total[active]) & (ring.t[active, pos] <= edge)
-                if not leaving.any():
-                    break
-                r = active[leaving]
-                p = pos[leaving]
-                self.acc[r, j] -= rain_micro(ring.v[r, p], ring.q[r, p])
-                self.tail[r, j] += 1
-                active = r
-                edge = edge[leaving]
+        edge = ring.newest_time(rows)[:, None] - self.windows_s[None, :]  # (rows, W)
+        total = ring.total[rows][:, None]
+        rr = np.broadcast_to(rows[:, None], edge.shape)
+        while True:
+            tail = self.tail[rows]
+            pos = tail % k
+            leaving = (tail < total) & (ring.t[rr, pos] <= edge)
+            if not leaving.any():
+                break
+            r, j = np.nonzero(leaving)
+            p = pos[r, j]
+            self.acc[rows[r], j] -= rain_micro(ring.v[rows[r], p], ring.q[rows[r], p])
+            self.tail[rows[r], j] += 1
 
     def totals_mm(self, ring: Ring, rows: IntArray) -> FloatArray:
         """(rows, W) accumulations in mm; NaN where the window reaches back past samples the
