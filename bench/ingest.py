@@ -65,13 +65,17 @@ def wait_count(url: str, target: int, timeout: float = 600) -> float:
     raise TimeoutError(f"only {count(url)} of {target} readings committed")
 
 
-def start_gateway(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_gateway(url: str, port: int, log: Path, *, name: str = "bench-gw",
+                  max_backlog_days: float = 3650, timeout: float = 30
+                  ) -> subprocess.Popen[bytes]:
+    """A `geowarn ingest` process; returns once it has subscribed (it logs when it listens,
+    nothing else to wait on). A recording from years ago needs a larger backlog window."""
     env = {**os.environ, "GEOWARN_DATABASE_URL": url, "GEOWARN_MQTT_URL":
-           f"mqtt://127.0.0.1:{port}", "GEOWARN_GATEWAY_NAME": "bench-gw",
-           "GEOWARN_MAX_BACKLOG_DAYS": "3650"}
+           f"mqtt://127.0.0.1:{port}", "GEOWARN_GATEWAY_NAME": name,
+           "GEOWARN_MAX_BACKLOG_DAYS": f"{max_backlog_days:g}"}
     proc = subprocess.Popen([sys.executable, "-m", "geowarn", "ingest"], env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while "subscribed to" not in log.read_text(errors="replace"):
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError("gateway did not start:\n" + log.read_text(errors="replace"))

@@ -151,13 +151,37 @@ class ReplaySummary:
         return self.stored >= self.published
 
 
+def scalar(conn: psycopg.Connection, sql: str, params: tuple[object, ...] = ()) -> int:
+    """The one number a read-back query returns (a count), 0 when it returns nothing."""
+    row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def stored_count(conn: psycopg.Connection, device_id: str, first: datetime,
                  last: datetime) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM readings r JOIN channels c USING (channel_id) "
-        "WHERE c.device_id = %s AND r.ts >= %s AND r.ts <= %s",
-        (device_id, first, last)).fetchone()
-    return int(row[0]) if row else 0
+    return scalar(conn, "SELECT count(*) FROM readings r JOIN channels c USING (channel_id) "
+                  "WHERE c.device_id = %s AND r.ts >= %s AND r.ts <= %s",
+                  (device_id, first, last))
+
+
+@dataclass(frozen=True)
+class StoreChecks:
+    """What the store shows after replaying a record with no failure in it (Lamosano)."""
+
+    rows: int  # readings stored
+    distinct: int  # distinct (channel, time): equal to rows when nothing is stored twice
+    forecasts: int  # alert events whose evidence holds a failure forecast
+    severe_deformation: int  # orange or red deformation events
+
+
+def store_checks(conn: psycopg.Connection) -> StoreChecks:
+    return StoreChecks(
+        scalar(conn, "SELECT count(*) FROM readings"),
+        scalar(conn, "SELECT count(DISTINCT (channel_id, ts)) FROM readings"),
+        scalar(conn, "SELECT count(*) FROM alert_events WHERE jsonb_path_exists(evidence, "
+               "'strict $.**.forecast ? (@ != null)')"),
+        scalar(conn, "SELECT count(*) FROM alert_events e JOIN alerts a USING (alert_id) "
+               "WHERE a.hazard_kind = 'deformation' AND e.level >= 3"))
 
 
 def replay_summary(conn: psycopg.Connection, device_id: str, series: RecordedSeries,
@@ -194,9 +218,8 @@ def wait_stored(conn: psycopg.Connection, device_id: str, series: RecordedSeries
     seen: tuple[int, int] = (-1, -1)
     while True:
         stored = stored_count(conn, device_id, series.times[0], series.times[-1])
-        row = conn.execute("SELECT count(*) FROM dead_letters WHERE device_id = %s AND "
-                           "received_at >= %s", (device_id, began)).fetchone()
-        now = (stored, int(row[0]) if row else 0)
+        now = (stored, scalar(conn, "SELECT count(*) FROM dead_letters WHERE device_id = %s "
+                              "AND received_at >= %s", (device_id, began)))
         first = first or now
         if now != seen:
             seen, last_change = now, time.monotonic()
