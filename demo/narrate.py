@@ -17,6 +17,7 @@ import psycopg
 from alerts.lifecycle.queries import list_alerts
 from alerts.lifecycle.writes import AlertEvent
 from alerts.methods.levels import Level
+from demo.story import Acked
 from notify.messages import tag_of
 
 CST = timezone(timedelta(hours=8), "CST")
@@ -147,6 +148,21 @@ class Timeline:
             self._flush(key)
             for line in timeline_line(e, self.names):
                 _say(self.out, line)
+
+    def acknowledged(self, a: Acked) -> None:
+        """An acknowledgement in the story, and what it did to the escalation (read back)."""
+        minutes = (a.at - a.raised_at).total_seconds() / 60
+        _say(self.out, f"    {cst(a.at)}  {a.target_id} {self.names.get(a.target_id, '')}  "
+                       f"{a.hazard_kind}: {level_name(a.level)} acknowledged by {a.user} "
+                       f"{minutes:.0f} min after it was raised (as POST /api/alerts/"
+                       f"{a.alert_id}/ack does)")
+        if a.stopped_at is not None:
+            climbed = (f"after {a.tier} escalation tier(s)" if a.tier else
+                       "before its first escalation")
+            _say(self.out, f"                 escalation stopped at {cst(a.stopped_at)} by "
+                           f"{a.stopped_by}, {climbed}: no further officer paged")
+        else:
+            _say(self.out, "                 escalation still running (not stopped)")
 
     def close(self) -> None:
         for key in list(self.updates):

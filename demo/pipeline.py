@@ -180,7 +180,8 @@ def run_story(db_url: str, target: BrokerTarget, out: TextIO, notifications: Pat
     started = time.perf_counter()
     try:
         timeline = narrate.Timeline(names, out)
-        replayed = story.replay(db_url, clock, notifier, notifier_clock, on_step=timeline.add)
+        replayed = story.replay(db_url, clock, notifier, notifier_clock, on_step=timeline.add,
+                                on_ack=timeline.acknowledged)
         timeline.close()
     finally:
         notifier.close()

@@ -14,6 +14,13 @@ rounds, whatever the step: a step size changes nothing but the number of databas
 trips); after each step the notifier runs on a clock that walks through the due times of
 what the step raised (each event at its data time, escalations and retries when due). So the
 alerts, the SMS and the escalations carry coherent times, as if the eight days had been lived.
+
+Nobody acknowledges the slope's warnings, so they climb the officer ladder to the city; the
+typhoon's orange is acknowledged by the county's duty officer ACK_AFTER after it was raised,
+through the call the API's `POST /api/alerts/{id}/ack` makes (alerts.lifecycle.writes
+.acknowledge), and the notifier's next round stops its escalation before the city is paged.
+The acknowledgement is stamped with the wall clock, as any person's is; the story tells it
+at its data time.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 import psycopg
 
 from alerts.engine.service import Engine, EngineConfig
+from alerts.lifecycle import writes
 from alerts.lifecycle.writes import AlertEvent
 from demo.county import DEVICES
 from notify.notifier import Notifier
@@ -38,6 +46,10 @@ FAILURE_AFTER_END = timedelta(hours=5)
 TYPHOON_START_BEFORE_END = timedelta(hours=39)
 TYPHOON_PEAK = timedelta(hours=25)  # after its start (simulators/library.py)
 STEP = timedelta(hours=3)
+# Who acknowledges what, and how soon: the county duty officer (demo/county/people.csv), the
+# typhoon's orange on 后坑泥石流沟, within the 15 minutes before an orange escalates.
+ACK_HAZARD, ACK_LEVEL, ACK_USER = "DEMO-DF-02", 3, "county-duty"
+ACK_AFTER = timedelta(minutes=8)
 
 
 @dataclass(frozen=True)
@@ -108,11 +120,28 @@ def story_messages(clock: StoryClock, seed: int) -> list[SimMessage]:
     return list(messages(tracks(clock, seed)))
 
 
+@dataclass(frozen=True)
+class Acked:
+    """An acknowledgement in the story, and the escalation as the notifier left it."""
+
+    alert_id: int
+    target_id: str
+    hazard_kind: str
+    level: int
+    at: datetime  # data time
+    raised_at: datetime
+    user: str
+    tier: int  # escalation tiers reached before it stopped
+    stopped_at: datetime | None
+    stopped_by: str | None
+
+
 @dataclass
 class Replayed:
     events: list[AlertEvent] = field(default_factory=list)
     engine_steps: int = 0
     notifier_moments: int = 0
+    acks: list[Acked] = field(default_factory=list)
 
 
 class MovableClock:
@@ -145,11 +174,13 @@ def events_due_at_data_time(conn: psycopg.Connection) -> None:
 
 
 def replay(db_url: str, clock: StoryClock, notifier: Notifier, notifier_clock: MovableClock,
-           on_step: Callable[[Sequence[AlertEvent]], None] | None = None) -> Replayed:
+           on_step: Callable[[Sequence[AlertEvent]], None] | None = None,
+           on_ack: Callable[[Acked], None] | None = None) -> Replayed:
     """Step the engine over the story, STEP at a time; after each step, run the notifier
-    at every due time inside that hour, in order."""
+    at every due time inside it, in order, and the acknowledgement when its time comes."""
     engine = Engine(db_url, EngineConfig(name="demo", clock="data"))
     done = Replayed()
+    pending: list[tuple[datetime, AlertEvent]] = []
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
             t = clock.start
@@ -158,19 +189,37 @@ def replay(db_url: str, clock: StoryClock, notifier: Notifier, notifier_clock: M
                 events = engine.step(now=t.timestamp(), periodic=True)
                 done.engine_steps += 1
                 done.events += events
+                pending += [(e.data_time + ACK_AFTER, e) for e in events if to_acknowledge(e)]
                 if on_step is not None and events:
                     on_step(events)
                 events_due_at_data_time(conn)
-                done.notifier_moments += _notify_until(conn, notifier, notifier_clock, t)
+                done.notifier_moments += _notify_until(conn, notifier, notifier_clock, t,
+                                                       pending, done.acks, on_ack)
     finally:
         engine.close()
     return done
 
 
+def to_acknowledge(e: AlertEvent) -> bool:
+    return (e.target_id == ACK_HAZARD and e.level == ACK_LEVEL
+            and e.kind in ("opened", "raised"))
+
+
 def _notify_until(conn: psycopg.Connection, notifier: Notifier, clock: MovableClock,
-                  until: datetime) -> int:
+                  until: datetime, pending: list[tuple[datetime, AlertEvent]],
+                  acks: list[Acked], on_ack: Callable[[Acked], None] | None) -> int:
     moments = 0
-    while (due := next_due(conn)) is not None and due <= until:
+    while True:
+        due = next_due(conn)
+        ack_at = pending[0][0] if pending else None
+        if ack_at is not None and ack_at <= until and (due is None or ack_at <= due):
+            clock.at = max(clock.at, ack_at)
+            acks.append(_acknowledge(conn, notifier, *pending.pop(0)))
+            if on_ack is not None:
+                on_ack(acks[-1])
+            continue
+        if due is None or due > until:
+            break
         clock.at = max(clock.at, due)
         while notifier.step():
             pass
@@ -179,6 +228,21 @@ def _notify_until(conn: psycopg.Connection, notifier: Notifier, clock: MovableCl
             break
     clock.at = max(clock.at, until)
     return moments
+
+
+def _acknowledge(conn: psycopg.Connection, notifier: Notifier, at: datetime,
+                 e: AlertEvent) -> Acked:
+    """The duty officer acknowledges as the console does (the API's call), then the
+    notifier's round at that moment stops the escalation (escalation.stop_settled)."""
+    writes.acknowledge(conn, e.alert_id, user=ACK_USER,
+                       note="值班员已确认，正在组织巡查 (the demo's duty officer)")
+    while notifier.step():
+        pass
+    row = conn.execute("SELECT tier, stopped_at, stopped_by FROM escalations "
+                       "WHERE alert_id = %s", (e.alert_id,)).fetchone()
+    tier, stopped_at, stopped_by = row if row else (0, None, None)
+    return Acked(e.alert_id, e.target_id, e.hazard_kind, int(e.level), at, e.data_time,
+                 ACK_USER, int(tier), stopped_at, stopped_by)
 
 
 def readings_expected(msgs: Sequence[SimMessage]) -> int:

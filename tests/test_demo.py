@@ -105,6 +105,20 @@ def test_demo_tells_the_story_and_starts_afresh_on_every_run(
     yellow_time = next(t for lv, t in rain if lv == 2)
     assert any(m["at"] == yellow_time.isoformat() and "黄色预警" in m["text"] for m in sent)
     assert "SMS x" in out and "+86136****0001" in out
+    # The county duty officer acknowledges the typhoon's orange (the API's call): its
+    # escalation stops before the city is paged; the slope's, unacknowledged, climbs on.
+    assert "orange acknowledged by county-duty 8 min after it was raised" in out
+    assert "escalation stopped at" in out and "by county-duty" in out
+    orange_time = next(t for lv, t in rain if lv == 3)
+    escalated = [m for m in sent if m["text"].startswith("【未确认升级】")]
+    assert not [m for m in escalated if "后坑泥石流沟橙色" in m["text"]]
+    assert any("岭头村滑坡橙色" in m["text"] for m in escalated)
+    assert re.search(r"DEMO-DF-02 后坑泥石流沟 rainfall: \w+ \(\S+\), acknowledged", out)
+    with psycopg.connect(empty_db_url) as conn:
+        stopped = conn.execute("SELECT e.stopped_by, e.stopped_at FROM escalations e JOIN "
+                               "alerts a USING (alert_id) WHERE a.target_id = 'DEMO-DF-02'"
+                               ).fetchone()
+    assert stopped == ("county-duty", orange_time + timedelta(minutes=8))
     assert _number(r"(\d+) messages \(", out) == len(sent)
     _explore_commands_run_as_printed(out, empty_db_url, tmp_path)
     # The demo gateway's persistent session was ended: on a shared broker it would otherwise
