@@ -299,6 +299,8 @@ def test_lamosano_replay_in_data_time_raises_no_forecast(
     assert f"published {hours} readings, stored {hours}" in captured.out
     assert "published 25 readings, stored 25" in captured.out
     assert "replay:" in captured.err and "data 2018-" in captured.err  # the progress bar
+    # Judged a week of data time a step (a first step at the first reading, 273 days after).
+    assert "(40 steps of 168 h)" in captured.err and "engine:" in captured.err
     with psycopg.connect(db_url) as c:
         checks = store_checks(c)
     assert checks == StoreChecks(hours + 25, hours + 25, 0, 0)
