@@ -252,6 +252,8 @@ def test_hazard_map_etag_and_gzip(seeded: dict[str, int], conn: psycopg.Connecti
     assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
     other = client.get("/api/hazards", headers={**headers, "If-None-Match": 'W/"stale"'})
     assert other.status_code == 200 and other.json() == first.json()
+    plain = client.get("/api/hazards", headers={**headers, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == first.json()
     # A level change is a new collection: the old tag no longer matches.
     from alerts.lifecycle.writes import LevelChange, apply_changes
     from alerts.methods.levels import Level

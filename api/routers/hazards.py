@@ -7,13 +7,14 @@ Residents' and monitors' names and phones are personal data: roles that do not c
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import threading
 from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
 from api.deps import Conn, CurrentUser, require
@@ -55,7 +56,7 @@ def mask_name(name: str | None) -> str | None:
             response_class=Response,
             responses={200: {"content": {"application/geo+json": {}}},
                        304: {"description": "unchanged since the ETag in If-None-Match"}})
-def hazards(conn: Conn, user: CurrentUser,
+def hazards(conn: Conn, user: CurrentUser, request: Request,
             county: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{5}$")] = None,
             bbox: Annotated[str | None, Query(
                 description="min_lon,min_lat,max_lon,max_lat",
@@ -90,41 +91,67 @@ def hazards(conn: Conn, user: CurrentUser,
     version = f"{_COLLECTION}{tail}{params!r}{row[0] if row else ''}"
     # Weak: the same collection is sent gzipped or not (RFC 9110 §8.8.1).
     etag = 'W/"' + hashlib.blake2b(version.encode(), digest_size=16).hexdigest() + '"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Authorization, Cookie"}
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache",
+               "Vary": "Authorization, Cookie, Accept-Encoding"}
     if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
         return Response(status_code=304, headers=headers)
-    body = _cached(etag)
-    if body is None:
+    cached = _cached(etag)
+    if cached is None:
         # Built in SQL and passed through as text: 5,000 polygons need no Python objects.
         # (Read in a later snapshot than the version: a change in between costs the client
         # one more transfer at its next refresh, never a stale map.)
         row = conn.execute(_COLLECTION + tail, params).fetchone()
         body = '{"type":"FeatureCollection","features":' + (row[0] if row else "[]") + "}"
-        _cache(etag, body)
-    return Response(body, media_type="application/geo+json", headers=headers)
+        cached = _cache(etag, body.encode())
+    if _accepts_gzip(request.headers.get("accept-encoding", "")):
+        # Compressed once per version, not per request (the GZip middleware passes a
+        # response that names its encoding through).
+        return Response(cached.gzipped(), media_type="application/geo+json",
+                        headers={**headers, "Content-Encoding": "gzip"})
+    return Response(cached.body, media_type="application/geo+json", headers=headers)
+
+
+def _accepts_gzip(header: str) -> bool:
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+class _Collection:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._gzipped: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:  # two threads may both compress once: harmless
+            self._gzipped = gzip.compress(self.body, compresslevel=5, mtime=0)
+        return self._gzipped
 
 
 # The last few collections by version: after a level change every console of a county asks
 # for the same new collection at once, and it is built once (the version is read fresh on
 # every request, so a cached body is never an outdated one). A few MB at most.
-_BODIES: OrderedDict[str, str] = OrderedDict()
+_BODIES: OrderedDict[str, _Collection] = OrderedDict()
 _BODIES_LOCK = threading.Lock()
 CACHED_COLLECTIONS = 8
 
 
-def _cached(etag: str) -> str | None:
+def _cached(etag: str) -> _Collection | None:
     with _BODIES_LOCK:
-        body = _BODIES.get(etag)
-        if body is not None:
+        found = _BODIES.get(etag)
+        if found is not None:
             _BODIES.move_to_end(etag)
-        return body
+        return found
 
 
-def _cache(etag: str, body: str) -> None:
+def _cache(etag: str, body: bytes) -> _Collection:
     with _BODIES_LOCK:
-        _BODIES[etag] = body
+        found = _BODIES[etag] = _Collection(body)
         while len(_BODIES) > CACHED_COLLECTIONS:
             _BODIES.popitem(last=False)
+        return found
 
 
 @router.get("/{hazard_id}", summary="one hazard point: devices, monitors, shelters, households")
