@@ -24,7 +24,10 @@ from api.schemas import ERRORS
 from geowarn.errors import InvalidInput
 
 router = APIRouter(tags=["devices"], responses=ERRORS)
-MAX_RANGE = timedelta(days=31)  # ~2,000 replayed hours: well under a second per request
+# ~1,000 replayed hours with the warm-up: ~3 s of CPU (BENCHMARKS.md, "Velocity series").
+MAX_RANGE = timedelta(days=31)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class VelocityPoint(BaseModel):
@@ -76,6 +79,9 @@ def device_velocity(
     d = _device_for(conn, user, device_id)
     start = _aware("from", start)
     end = _aware("to", end) if end else datetime.now(UTC)
+    for name, t in (("from", start), ("to", end)):
+        if not EARLIEST <= t <= LATEST:  # also keeps the replay's hour arithmetic in range
+            raise HTTPException(422, f"{name}: between {EARLIEST.year} and {LATEST.year}")
     if end <= start:
         raise HTTPException(422, "to: must be after from")
     if end - start > MAX_RANGE:
