@@ -15,7 +15,7 @@ from alerts.methods.levels import Level
 from geowarn.cli import main
 from notify import exercises
 from tests.fixtures.api import T0, login, seed
-from tests.test_api_stream import _read_events, _token, server  # noqa: F401 (fixture)
+from tests.test_api_stream import _read_events, _token
 
 DRILL = "flood-drill-1"
 
@@ -81,9 +81,9 @@ def test_cli_marks_the_drill_only(world: dict[str, int],
     assert [(a["id"], a["exercise"]) for a in data] == [(world["GAUGE-D"], DRILL)]
 
 
-def test_stream_events_carry_the_exercise(world: dict[str, int], server: str  # noqa: F811
+def test_stream_events_carry_the_exercise(world: dict[str, int], api_server: str
                                           ) -> None:
-    events = _read_events(server, _token(server, "admin"), len(world), after=0)
+    events = _read_events(api_server, _token(api_server, "admin"), len(world), after=0)
     by_target = {e["target"]["id"]: e for _, e in events}  # type: ignore[index]
     assert by_target["GAUGE-D"]["exercise"] == DRILL
     assert all(e["exercise"] is None for t, e in by_target.items() if t != "GAUGE-D")
