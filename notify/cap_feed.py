@@ -92,7 +92,8 @@ def write_cap(conn: psycopg.Connection, item: OutboxItem, ctx: EventContext, *,
             area=ctx.hazard.geometry if ctx.hazard else None, county_code=ctx.county_code,
             expires=now + VALIDITY, references=refs,
             status="Actual" if drill is None else "Exercise",
-            note="" if drill is None else exercise_note(drill)))
+            note="" if drill is None else exercise_note(drill),
+            hazard_type=ctx.hazard.hazard_type if ctx.hazard else ""))
         # Another notifier may take the same profile identifier in the same second: then
         # the next one is tried (the event itself is written once: event_id is unique).
         row = conn.execute(

@@ -17,9 +17,10 @@ from alerts.lifecycle import writes as lifecycle
 from alerts.lifecycle.queries import HAZARD_KINDS
 from alerts.methods.levels import Level
 from gis import cap as gis_cap
+from gis.model import HAZARD_TYPES
 from notify import deliveries
 from notify.callbacks import handle_inbound
-from notify.cap_out import CapEvent, build
+from notify.cap_out import EVENT_TYPES, CapEvent, build
 from notify.channels.file import FileChannel
 from notify.notifier import Notifier
 from tests import notify_world as world
@@ -159,6 +160,37 @@ def test_cap_validates_for_every_level_kind_and_msgtype(level: int, kind: str,
         assert parsed.warnings[0].county_codes == ("331122",)
 
 
+def event_codes(xml: str) -> dict[str, str]:
+    q = "{" + gis_cap.NS + "}"
+    return {str(c.findtext(q + "valueName")): str(c.findtext(q + "value"))
+            for c in etree.fromstring(xml.encode()).iter(q + "eventCode")}
+
+
+@pytest.mark.parametrize(("kind", "hazard_type", "code"), [
+    ("deformation", "landslide", "11D01"), ("rainfall", "debris_flow", "11D02"),
+    ("deformation", "collapse", "11D03"), ("combined", "ground_subsidence", "11D04"),
+    ("rainfall", "ground_fissure", "11D05"), ("rainfall", "", "11D00"),
+    ("water_level", "landslide", "11A01"), ("water_quality", "", "12Q01"),
+    ("air_quality", "", "12Q02"), ("maintenance", "landslide", None),
+    ("data_quality", "", None)])
+def test_cap_event_type_is_the_gb_t_35561_code(kind: str, hazard_type: str,
+                                               code: str | None) -> None:
+    """The national event-type code (notify/cap_out.py docstring) beside geowarn:hazard_kind;
+    still valid CAP 1.2."""
+    sent = datetime(2026, 7, 1, 2, 0, tzinfo=UTC)
+    xml = build(CapEvent("geowarn-1-1", "geowarn@localhost", sent, "Alert", 3, kind,
+                         "示例滑坡A橙色预警", "示例滑坡A", SQUARE, "331122",
+                         sent + timedelta(hours=6), hazard_type=hazard_type))
+    validate(xml)
+    codes = event_codes(xml)
+    assert codes.get("eventType") == code
+    assert codes["geowarn:hazard_kind"] == kind
+
+
+def test_every_hazard_point_type_has_an_event_type() -> None:
+    assert set(EVENT_TYPES) == set(HAZARD_TYPES)
+
+
 def test_cap_feed_follows_the_alert(conn: psycopg.Connection, db_url: str,
                                     tmp_path: Path) -> None:
     world.build(conn, households=2)
@@ -178,6 +210,8 @@ def test_cap_feed_follows_the_alert(conn: psycopg.Connection, db_url: str,
     assert rows[0][0] in rows[2][2] and rows[1][0] in rows[2][2]  # references
     assert "<urgency>Immediate</urgency>" in rows[1][2]
     assert "<severity>Extreme</severity>" in rows[1][2]
+    # The test point is a landslide: 11D01 in every message of the feed.
+    assert {event_codes(xml)["eventType"] for _, _, xml in rows} == {"11D01"}
 
 
 def test_profile_identifiers_number_the_messages_of_a_second(
