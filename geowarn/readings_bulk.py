@@ -8,10 +8,11 @@ straight into numpy arrays, instead of one Python tuple per row.
   PostgreSQL; the same answers either way (readings_hourly/readings_daily are real-time
   aggregates over UTC-aligned buckets, and the raw query bins the same rows the same way);
 - `hourly_middles`: per channel and UTC hour, the two middle values (equal when the count is
-  odd) of the hour's newest readings that are reliable and inside per-channel bounds: what the
-  engine's hourly displacement medians are made of (alerts/engine/disp_history.py), one row
-  per hour instead of every reading. The continuous aggregates cannot answer it (they
-  average every reading, bad ones included), so both paths run the same date_bin query.
+  odd) of the hour's newest readings that are reliable and inside per-channel bounds, and
+  those readings' mean time: what the engine's hourly displacement medians and their times
+  are made of (alerts/engine/disp_history.py), one row per hour instead of every reading.
+  The continuous aggregates cannot answer it (they average every reading, bad ones
+  included), so both paths run the same date_bin query.
 
 Both run on plain PostgreSQL and TimescaleDB (a hypertable, compressed or not, answers the same
 SELECT). Every selected column is fixed-width and NOT NULL, so each COPY tuple has the same
@@ -44,7 +45,8 @@ _ROLLUP_ROW = np.dtype([("nf", ">i2"), ("l0", ">i4"), ("channel_id", ">i4"), ("l
                         ("avg", ">f8"), ("l6", ">i4"), ("sum", ">f8")])
 _MIDDLE_ROW = np.dtype([("nf", ">i2"), ("l0", ">i4"), ("channel_id", ">i4"), ("l1", ">i4"),
                         ("t", ">f8"), ("l2", ">i4"), ("n", ">i8"), ("l3", ">i4"),
-                        ("lo", ">f8"), ("l4", ">i4"), ("hi", ">f8")])
+                        ("lo", ">f8"), ("l4", ">i4"), ("hi", ">f8"), ("l5", ">i4"),
+                        ("sec", ">f8")])
 
 
 @dataclass(frozen=True)
@@ -172,13 +174,15 @@ def rollups(conn: psycopg.Connection, channel_ids: Sequence[int], start: datetim
 class HourMiddles:
     """One row per channel and UTC hour holding kept readings, ordered by channel and hour:
     t = the newest kept reading's time (seconds), n = readings kept, lo/hi = the two middle
-    values in sorted order (lo == hi when n is odd), so 0.5 * (lo + hi) is their median."""
+    values in sorted order (lo == hi when n is odd), so 0.5 * (lo + hi) is their median;
+    sec = the mean time of those readings (seconds since the epoch)."""
 
     channel_id: np.ndarray
     t: np.ndarray
     n: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    sec: np.ndarray
 
 
 def hourly_middles(conn: psycopg.Connection, channel_ids: Sequence[int],
@@ -186,7 +190,8 @@ def hourly_middles(conn: psycopg.Connection, channel_ids: Sequence[int],
                    low: Sequence[float], high: Sequence[float], *, newest: int) -> HourMiddles:
     """For channel_ids[i], readings with lower[i] <= ts < upper[i] (bounds on UTC hour edges,
     so no hour is cut), quality < 2 and low[i] <= value <= high[i] (NaN: no bound), at most
-    the `newest` latest of each hour: per hour their count, newest time and middle values."""
+    the `newest` latest of each hour: per hour their count, newest time, middle values and
+    mean time."""
     if not (len(channel_ids) == len(lower) == len(upper) == len(low) == len(high)):
         raise InvalidInput("hourly_middles needs one range and one bound pair per channel id")
     if newest < 1:
@@ -196,12 +201,13 @@ def hourly_middles(conn: psycopg.Connection, channel_ids: Sequence[int],
             raise InvalidInput(f"bound {t.isoformat()} is not on a UTC hour edge")
     if not channel_ids:
         z = np.zeros(0)
-        return HourMiddles(np.zeros(0, np.int64), z, np.zeros(0, np.int64), z, z)
+        return HourMiddles(np.zeros(0, np.int64), z, np.zeros(0, np.int64), z, z, z)
     # percentile_disc(0.5) is the lower middle value; over the descending order, the upper.
     query = sql.SQL(
         "SELECT channel_id, extract(epoch FROM max(ts))::float8, count(*)::int8, "
         "percentile_disc(0.5) WITHIN GROUP (ORDER BY value), "
-        "percentile_disc(0.5) WITHIN GROUP (ORDER BY value DESC) FROM ("
+        "percentile_disc(0.5) WITHIN GROUP (ORDER BY value DESC), "
+        "avg(extract(epoch FROM ts))::float8 FROM ("
         "SELECT r.channel_id, r.ts, r.value, date_bin('1 hour'::interval, r.ts, "
         "'2000-01-01T00:00:00+00:00'::timestamptz) AS b, row_number() OVER (PARTITION BY "
         "r.channel_id, date_bin('1 hour'::interval, r.ts, '2000-01-01T00:00:00+00:00'::"
@@ -218,4 +224,4 @@ def hourly_middles(conn: psycopg.Connection, channel_ids: Sequence[int],
         [None if math.isnan(x) else float(x) for x in high], int(newest)), _MIDDLE_ROW)
     return HourMiddles(rec["channel_id"].astype(np.int64), rec["t"].astype(np.float64),
                        rec["n"].astype(np.int64), rec["lo"].astype(np.float64),
-                       rec["hi"].astype(np.float64))
+                       rec["hi"].astype(np.float64), rec["sec"].astype(np.float64))

@@ -344,12 +344,15 @@ def test_bulk_hourly_middles_match_numpy(store: psycopg.Connection) -> None:
         for h in np.unique(hour):
             v = v_k[hour == h][-newest:]  # the newest of the hour
             s = np.sort(v)
-            want.append((t_k[hour == h][-1], v.size, s[(v.size - 1) // 2], s[v.size // 2]))
+            t_h = t_k[hour == h][-newest:]
+            want.append((t_k[hour == h][-1], v.size, s[(v.size - 1) // 2], s[v.size // 2],
+                         t_h.mean() / 1e6))
         mine = got.channel_id == cid
         assert (got.t[mine] * 1e6).round().astype(np.int64).tolist() == [w[0] for w in want]
         assert got.n[mine].tolist() == [w[1] for w in want]
         assert got.lo[mine].tolist() == [w[2] for w in want]
         assert got.hi[mine].tolist() == [w[3] for w in want]
+        np.testing.assert_allclose(got.sec[mine], [w[4] for w in want], rtol=0, atol=1e-6)
     assert rb.hourly_middles(store, [], [], [], [], [], newest=1).t.size == 0
     with pytest.raises(InvalidInput, match="not on a UTC hour edge"):
         rb.hourly_middles(store, ids[:1], [T0 + timedelta(minutes=5)], [hi[0]], [np.nan],

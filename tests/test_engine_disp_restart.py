@@ -93,7 +93,11 @@ def same_disp(a: EngineState, b: EngineState) -> None:
     # the reload cuts in two).
     np.testing.assert_array_equal(a.disp.hist.window(rows, 24 * 45 - 1),
                                   b.disp.hist.window(rows, 24 * 45 - 1), err_msg="history")
-    for name in ("last_hour", "open_hour", "open_vals", "open_n", "offset"):
+    held = np.isfinite(a.disp.hist.window(rows, 24 * 45 - 1))
+    np.testing.assert_array_equal(a.disp.hist.window_times(rows, 24 * 45 - 1)[held],
+                                  b.disp.hist.window_times(rows, 24 * 45 - 1)[held],
+                                  err_msg="bin times")
+    for name in ("last_hour", "open_hour", "open_vals", "open_sec", "open_n", "offset"):
         np.testing.assert_array_equal(getattr(a.disp.hist, name), getattr(b.disp.hist, name),
                                       err_msg=name)
 

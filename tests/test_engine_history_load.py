@@ -98,4 +98,9 @@ def test_history_from_hourly_middles_equals_every_raw_reading(
     assert np.array_equal(live.open_hour, restart.open_hour)
     assert np.array_equal(live.bins, restart.bins, equal_nan=True)
     assert np.array_equal(live.open_vals, restart.open_vals, equal_nan=True)
+    # and the same bin times: each bin at its readings' mean second, not mid-hour
+    assert np.array_equal(np.where(np.isfinite(live.bins), live.sec, -1),
+                          np.where(np.isfinite(restart.bins), restart.sec, -1))
+    assert np.array_equal(live.open_sec, restart.open_sec, equal_nan=True)
+    assert np.unique(live.sec[np.isfinite(live.bins)]).size > 3
     assert np.isfinite(live.bins).sum() > 2000

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from alerts.engine.disp_history import HOUR, OPEN_K
+from alerts.engine.disp_history import HOUR, OPEN_K, middle_times
 from alerts.engine.rules import RAIN_WINDOWS_H, ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
 from alerts.engine.tick_setup import DISP_MEMORY_S
@@ -225,11 +225,10 @@ def disp_hours(conn: psycopg.Connection, setup: Setup, state: EngineState) -> Sa
     if not got.t.size:
         return Samples.empty()
     ch = setup.rows_of(got.channel_id)
-    # Two samples an hour inside that hour: the lower middle value just before the newest
-    # kept reading's time (never before the hour's start), the upper one at it.
-    t_lo = np.maximum(np.floor(got.t / HOUR) * HOUR, got.t - 1e-3)
-    return Samples(np.repeat(ch, 2), np.c_[t_lo, got.t].ravel(), np.c_[got.lo, got.hi].ravel(),
+    t_bin = middle_times(got.sec)
+    return Samples(np.repeat(ch, 2), np.repeat(t_bin, 2), np.c_[got.lo, got.hi].ravel(),
                    np.zeros(2 * ch.size, np.int8))
+
 
 
 def regional_levels(conn: psycopg.Connection, setup: Setup, at: float) -> np.ndarray:

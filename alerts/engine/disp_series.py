@@ -27,7 +27,7 @@ import numpy as np
 import psycopg
 
 from alerts.engine.data import load_channels, load_overrides
-from alerts.engine.disp_history import HOUR, OPEN_K
+from alerts.engine.disp_history import HOUR, OPEN_K, middle_times
 from alerts.engine.disp_restart import _screened
 from alerts.engine.displacement import NOISE_BINS, TREND_BINS, DispState, StepEvent, add_readings
 from alerts.engine.rules import RuleParams, resolve
@@ -115,10 +115,9 @@ def load(conn: psycopg.Connection, channel_id: int, start: datetime, end: dateti
     got = readings_bulk.hourly_middles(conn, [channel_id], [lo], [hi],
                                        [float(p["implausible_min"][0])],
                                        [float(p["implausible_max"][0])], newest=OPEN_K)
-    # As alerts/engine/data.disp_hours gives them to the restart: the lower middle value
-    # just before the newest kept reading, the upper one at it.
-    t_lo = np.maximum(np.floor(got.t / HOUR) * HOUR, got.t - 1e-3)
-    t = np.c_[t_lo, got.t].ravel()
+    # As alerts/engine/data.disp_hours gives them to the restart: both middle values at the
+    # kept readings' mean second.
+    t = np.repeat(middle_times(got.sec), 2)
     v = np.c_[got.lo, got.hi].ravel()
     series = replay(rule, p, t, v, np.zeros(t.size, np.int8), start.timestamp())
     keep = series.t <= end.timestamp()

@@ -311,8 +311,8 @@ def _forecast(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntAr
                     t_now - p["forecast_max_h"][c] * HOUR)
         n = int(min(st.hist.last_hour[r] - np.floor(start / HOUR) + 1, 720))
         y = st.hist.window(np.array([r]), n)[0]
-        hours = st.hist.last_hour[r] - np.arange(n - 1, -1, -1)
-        f = forecast_failure_time((hours + 0.5) * HOUR, y, t_now,
+        # Each bin at its readings' mean time, not mid-hour (hourly GNSS comes on the hour).
+        f = forecast_failure_time(st.hist.window_times(np.array([r]), n)[0], y, t_now,
                                   float(p["forecast_confidence"][c]))
         if f.issued:
             st.fc[r] = (f.t_failure, f.t_lower, f.t_upper, t_now)
