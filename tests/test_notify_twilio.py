@@ -120,6 +120,37 @@ def test_5xx_retries_with_backoff(conn: psycopg.Connection, db_url: str,
     assert len(fake_twilio.messages()) == 1
 
 
+def test_the_validity_period_goes_to_twilio(conn: psycopg.Connection, db_url: str,
+                                           fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+    """Twilio drops a message still queued after ValidityPeriod: a blue warning's is 6 h."""
+    world.build(conn, households=0)
+    world.change(conn, Level.BLUE)
+    now = datetime.now(UTC)
+    n = notifier(fake_twilio, db_url, None, tmp_path, clock=lambda: now)
+    drain(n)
+    n.close()
+    (msg,) = fake_twilio.messages()
+    assert msg.validity == str(6 * 3600)
+
+
+def test_a_stale_warning_expires_rather_than_arriving_late(
+        conn: psycopg.Connection, db_url: str, fake_twilio: FakeTwilio, tmp_path: Path) -> None:
+    world.build(conn, households=0)
+    fake_twilio.script(MONITOR, ("error", 503, 20500))
+    world.change(conn, Level.BLUE)
+    now = [datetime.now(UTC)]
+    n = notifier(fake_twilio, db_url, None, tmp_path, clock=lambda: now[0])
+    drain(n)
+    (row,) = monitor_rows(conn)
+    assert row.state == "pending"  # the provider failed: a retry is due in 30 s
+    now[0] += timedelta(hours=6)  # ... but nothing sends until the warning is 6 h old
+    n.send_once()
+    n.close()
+    (row,) = monitor_rows(conn)
+    assert row.state == "expired" and fake_twilio.messages() == []
+    assert fake_twilio.requests.count(("POST", "Messages")) == 1
+
+
 def test_timeout_is_reconciled_with_the_provider_not_resent(
         conn: psycopg.Connection, db_url: str, fake_twilio: FakeTwilio, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
