@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.soak [--devices 10000] [--hours 24] [--seed 1]
                                    [--engine-partitions 1] [--admin-url URL]
+                                   [--sabotage lose|double] [--verbose]
 
 A benchmark, not a test (it takes minutes to hours). In one run:
 - a fresh database, Mosquitto with the shipped configuration, one `geowarn ingest` process and
@@ -17,13 +18,20 @@ A benchmark, not a test (it takes minutes to hours). In one run:
   warning stage for a few hours);
 - checks from the store, not from what was sent: every expected reading stored exactly once
   with its value (count and a per-reading join), the future messages dead-lettered, and the
-  alerts: a water-level alert on every flooding gauge and on no other target, a maintenance
-  (silent) alert on every offline device, a data-quality alert on every stuck water-level
-  gauge (stuck crack meters are counted, not required: a resting crack repeats its value
-  too), no alert of any kind on a healthy device;
+  alerts as the rules in the store expect them (bench/soak_expect.py): a water-level alert
+  on every flooding gauge whose rise is long enough to be seen, and on no other target; a
+  maintenance (silent) alert on every offline device whose gap exceeds offline_after_s; a
+  data-quality alert on every stuck water-level gauge whose run reaches stuck_count (stuck
+  crack meters are counted, not required: a resting crack repeats its value too); none on
+  a device too briefly silent or stuck for its rule; no alert of any kind on a healthy device;
+- `--sabotage lose|double` loses one reading or stores one twice (under two stamps) on
+  purpose: the run must then fail its checks;
 - the gateway's and engine's resident memory (VmRSS) sampled every 2 s; "flat" is judged on
   the median of the second quarter of the run against that of the last quarter.
-Exit status 1 when a check fails. The expected-readings arrays take ~30 bytes a reading.
+- CPU seconds of each part (this process: registration, stream and publisher; broker;
+  gateway; engine; the PostgreSQL backends of the run's database).
+Exit status 1 when a check fails; the last lines are a summary. The expected-readings arrays
+take ~30 bytes a reading.
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ import numpy as np
 import psycopg
 
 from bench.ingest import start_gateway
-from bench.rss import RssSampler
-from bench.soak_checks import check_alerts, check_store
+from bench.rss import RssSampler, cpu_seconds
+from bench.soak_checks import check_alerts, check_store, expected_alerts
 from bench.soak_fleet import Expected, Plan, make_plan, stream
 from bench.store import LOCAL_ADMIN, fresh_database
 from devices.registry import DeviceSpec, add_device
@@ -80,14 +88,23 @@ def start_engines(url: str, partitions: int, tmp: Path) -> list[subprocess.Popen
 
 
 def wait_for(url: str, sql: str, target: float, timeout: float, what: str,
-             params: tuple[object, ...] = ()) -> float:
+             params: tuple[object, ...] = (), stall_s: float = 0.0) -> float:
+    """Until `sql` reaches `target`; with `stall_s`, also when it has not moved for that
+    long (a lost reading: the checks then say what is missing)."""
     deadline = time.monotonic() + timeout
     last_print = 0.0
+    last_got, moved = -1.0, time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
             row = conn.execute(sql, params).fetchone()
             got = float(row[0]) if row and row[0] is not None else 0.0
             if got >= target:
+                return time.perf_counter()
+            if got != last_got:
+                last_got, moved = got, time.monotonic()
+            elif stall_s and time.monotonic() - moved > stall_s:
+                print(f"  {what}: stalled at {got:,.0f} of {target:,.0f} for {stall_s:.0f} s",
+                      flush=True)
                 return time.perf_counter()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what}: {got:,.0f} of {target:,.0f}")
@@ -95,6 +112,21 @@ def wait_for(url: str, sql: str, target: float, timeout: float, what: str,
                 print(f"  waiting for {what}: {got:,.0f} / {target:,.0f}", flush=True)
                 last_print = time.monotonic()
             time.sleep(0.5)
+
+
+def run_cpu(url: str, broker: int, gateway: int, engines: list[int]) -> dict[str, float]:
+    """CPU seconds each part of the run has used: this process (the fleet's stream and the
+    publisher), the broker, the gateway, the engines, and the PostgreSQL backends serving this
+    run's database (the gateway's and engines' sessions, read while they are still open)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        backends = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    t = os.times()
+    return {"this process (registration, stream, publisher)": t.user + t.system,
+            "broker": cpu_seconds(broker), "gateway": cpu_seconds(gateway),
+            "engine": sum(cpu_seconds(p) for p in engines),
+            f"PostgreSQL ({len(backends)} backends)": sum(cpu_seconds(p) for p in backends)}
 
 
 def main() -> int:
@@ -105,7 +137,13 @@ def main() -> int:
     parser.add_argument("--engine-partitions", type=int, default=1)
     parser.add_argument("--admin-url", default=os.environ.get("GEOWARN_TEST_DATABASE_URL",
                                                               LOCAL_ADMIN))
+    parser.add_argument("--sabotage", choices=("lose", "double"), default="",
+                        help="break the run on purpose (one reading lost / stored twice): "
+                             "the checks must fail")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print each faulty device's run, gap and flood bounds")
     args = parser.parse_args()
+    t_wall = time.perf_counter()
     minutes = int(args.hours * 60)
     plan = make_plan(args.devices, minutes, args.seed)
     start = (datetime.now(UTC) - timedelta(hours=args.hours + 1)).replace(second=0,
@@ -128,20 +166,21 @@ def main() -> int:
         exp = Expected()
         try:
             pub = Publisher("127.0.0.1", port, client_id="soak-pub", inflight=1000)
-            t0 = time.perf_counter()
-            pub.publish_all(stream(plan, start, args.seed, exp))
+            t0 = t_pub0 = time.perf_counter()
+            pub.publish_all(stream(plan, start, args.seed, exp, args.sabotage))
             assert pub.wait_acked(600)
             t_pub = time.perf_counter()
             pub.close()
             n_expected = sum(a.size for a in exp.device)
             print(f"published {exp.messages:,} messages in {t_pub - t0:.0f} s", flush=True)
             t_stored = wait_for(url, "SELECT count(*) FROM readings", n_expected, 7200,
-                                "readings stored")
+                                "readings stored", stall_s=60)
             newest = float(np.concatenate(exp.ts_ms).max()) / 1000.0
             names_sql = ("SELECT count(*) FROM engine_state WHERE clock >= %s")
             t_engine = wait_for(url, names_sql, args.engine_partitions, 7200,
                                 "engines caught up", (newest,))
             time.sleep(6)  # one more periodic tick (silence, auto-resolve) at the final clock
+            cpu = run_cpu(url, broker.pid, gateway.pid, [p.pid for p in engines])
         finally:
             sampler.stop.set()
             for p in [*engines, gateway]:
@@ -150,8 +189,12 @@ def main() -> int:
                 p.wait(60)
             broker.terminate()
             broker.wait(10)
+        t_checks, t_checks_cpu = time.perf_counter(), sum(os.times()[:2])
         store = check_store(url, plan, channel, exp)
-        alerts = check_alerts(url, plan)
+        want = expected_alerts(url, plan, channel, exp)
+        alerts = check_alerts(url, plan, want)
+        t_checks = time.perf_counter() - t_checks
+        t_checks_cpu = sum(os.times()[:2]) - t_checks_cpu
     readings = store["expected"]
     print(f"\nstored {store['stored']:,} of {readings:,} expected readings; missing "
           f"{store['missing']}, wrong value {store['wrong_value']}, extra {store['extra']}; "
@@ -163,21 +206,47 @@ def main() -> int:
           f"all stored {t_stored - t0:,.0f} s ({readings / (t_stored - t0):,.0f} readings/s), "
           f"engine caught up {t_engine - t0:,.0f} s after the first publish")
     for k, v in alerts.items():
-        print(f"{k}: {v}")
-    for name in sampler.samples:
-        s = sampler.summary(name)
+        if k != "ok":
+            print(f"{k}: {v}")
+    if args.verbose:
+        for k, v in want.notes.items():
+            print(f"{k}: {v}")
+    rss = {name: sampler.summary(name) for name in sampler.samples}
+    for name, s in rss.items():
         print(f"RSS {name}: start {s['start']:.0f} MiB, 2nd-quarter median {s['q2']:.0f}, "
               f"last-quarter median {s['q4']:.0f} ({s['q4'] - s['q2']:+.0f}), max "
               f"{s['max']:.0f} ({s['samples']:.0f} samples)")
-    stuck_wl = {d for d in plan.stuck if plan.water[d]}
-    ok = (store["missing"] == 0 and store["extra"] == 0 and store["wrong_value"] == 0
-          and store["stored"] == readings and store["dead_letters"] >= exp.future_messages
-          and alerts["flooding gauges with a water-level alert"] == (len(plan.flood),) * 2
-          and not alerts["hazard alerts on a target that did not flood"]
-          and alerts["offline devices with a maintenance alert"] == (len(plan.offline),) * 2
-          and alerts["stuck water-level gauges with a data-quality alert"]
-          == (len(stuck_wl),) * 2
-          and not alerts["healthy devices with any alert"])
+    checks = {
+        "every expected reading stored once with its value": (
+            store["missing"] == 0 and store["extra"] == 0 and store["wrong_value"] == 0
+            and store["stored"] == readings),
+        "future-stamped messages dead-lettered": store["dead_letters"] >= exp.future_messages,
+        "alerts as the rules expect": bool(alerts["ok"]),
+    }
+    ok = all(checks.values())
+    wall = time.perf_counter() - t_wall
+    print(f"\n== soak summary: {args.devices:,} devices x {args.hours:g} h, seed {args.seed}"
+          f"{', sabotage ' + args.sabotage if args.sabotage else ''} ==")
+    for k, v in checks.items():
+        print(f"  {'pass' if v else 'FAIL'}: {k}")
+    print(f"  readings expected {readings:,}, stored {store['stored']:,}, missing "
+          f"{store['missing']}, wrong {store['wrong_value']}, extra {store['extra']}; "
+          f"messages {exp.messages:,}; dead letters {store['dead_letters']} of "
+          f"{exp.future_messages} future-stamped")
+    stuck_wl = {d for d in want.stuck_must if plan.water[d]}
+    print(f"  must alert: flood {len(want.flood_must)}, offline {len(want.offline_must)}, "
+          f"stuck gauges {len(stuck_wl)}; must not: offline {len(want.offline_must_not)}, "
+          f"stuck {len(want.stuck_must_not)}")
+    for name, s in rss.items():
+        print(f"  RSS {name}: start {s['start']:.0f} MiB, end {s['end']:.0f} MiB "
+              f"(2nd-quarter median {s['q2']:.0f} -> last quarter {s['q4']:.0f}, max "
+              f"{s['max']:.0f})")
+    print(f"  wall {wall:,.0f} s: setup {t_pub0 - t_wall:,.0f} s, publish "
+          f"{t_pub - t0:,.0f} s, all stored {t_stored - t0:,.0f} s "
+          f"({readings / (t_stored - t0):,.0f} readings/s), engine caught up "
+          f"{t_engine - t0:,.0f} s, checks {t_checks:,.0f} s")
+    print("  CPU s: " + ", ".join(f"{k} {v:,.1f}" for k, v in cpu.items())
+          + f"; checks {t_checks_cpu:,.1f} (this process)")
     print("checks:", "all passed" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 import numpy as np
 import psycopg
 
+from alerts.engine.data import load_channels, load_overrides
+from alerts.engine.rules import RuleParams, resolve
+from bench.soak_expect import Expectations, expectations
 from bench.soak_fleet import Expected, Plan
 from simulators.replay import scalar
 
@@ -35,7 +38,38 @@ def check_store(url: str, plan: Plan, channel: dict[int, int], exp: Expected) ->
             "wrong_value": wrong, "extra": extra, "dead_letters": dead, "readings_bytes": size}
 
 
-def check_alerts(url: str, plan: Plan) -> dict[str, object]:
+def device_rules(url: str, plan: Plan, channel: dict[int, int]) -> dict[int, RuleParams]:
+    """Each device's (one channel's) effective rule, resolved from the store as the engine
+    resolves it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        channels = load_channels(conn)
+        params = resolve(channels, load_overrides(conn))
+    by_channel = {c.channel_id: p for c, p in zip(channels, params, strict=True)}
+    return {i: by_channel[channel[i]] for i in range(plan.n)}
+
+
+def expected_alerts(url: str, plan: Plan, channel: dict[int, int],
+                    exp: Expected) -> Expectations:
+    """What the faults must (and must not) raise under the rules in the store."""
+    faulty = sorted(set(plan.stuck) | set(plan.offline) | plan.flood)
+    dev, ts, val = exp.arrays()
+    keep = np.isin(dev, faulty)
+    dev, ts, val = dev[keep], ts[keep], val[keep]
+    order = np.lexsort((ts, dev))
+    dev, ts, val = dev[order], ts[order], val[order]
+    late_set = set(exp.late)
+    cuts = np.searchsorted(dev, faulty + [plan.n])
+    series = {}
+    for k, d in enumerate(faulty):
+        sl = slice(cuts[k], cuts[k + 1])
+        late = np.array([(d, int(t)) in late_set for t in ts[sl].tolist()], bool)
+        series[d] = (ts[sl] / 1000.0, val[sl], late)
+    return expectations(set(plan.stuck), set(plan.offline), plan.flood, series,
+                        device_rules(url, plan, channel), float(np.abs(plan.skew_s).max()))
+
+
+def check_alerts(url: str, plan: Plan, want: Expectations) -> dict[str, object]:
+    """The alerts in the store against `want`; "ok" says whether every check passed."""
     index = {d: i for i, d in enumerate(plan.ids)}
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute("SELECT target_type, target_id, hazard_kind, max(e.level) "
@@ -49,27 +83,47 @@ def check_alerts(url: str, plan: Plan) -> dict[str, object]:
         levels[(kind, i)] = int(level)
     hazard = {k: v for k, v in by_kind.items() if k not in ("maintenance", "data_quality")}
     stuck_wl = {d for d in plan.stuck if plan.water[d]}
+    stuck_cm = set(plan.stuck) - stuck_wl
     alerted = set().union(*by_kind.values()) if by_kind else set()
-    out: dict[str, object] = {
-        "alerts by kind": {k: len(v) for k, v in sorted(by_kind.items())},
-        "flooding gauges with a water-level alert": (
-            len(plan.flood & hazard.get("water_level", set())), len(plan.flood)),
+    wl, maint = hazard.get("water_level", set()), by_kind.get("maintenance", set())
+    dq = by_kind.get("data_quality", set())
+    # A resting crack repeats its value too: only a stuck stage gauge must be flagged.
+    stuck_must = want.stuck_must & stuck_wl
+    found = {
+        "flooding gauges with a water-level alert (of those that must)": (
+            len(want.flood_must & wl), len(want.flood_must)),
+        "offline devices with a maintenance alert (of those that must)": (
+            len(want.offline_must & maint), len(want.offline_must)),
+        "stuck water-level gauges with a data-quality alert (of those that must)": (
+            len(stuck_must & dq), len(stuck_must)),
+    }
+    wrong = {
         "hazard alerts on a target that did not flood": sorted(
             set().union(*hazard.values()) - plan.flood) if hazard else [],
-        "offline devices with a maintenance alert": (
-            len(set(plan.offline) & by_kind.get("maintenance", set())), len(plan.offline)),
-        # A resting crack repeats its value too: only a stuck stage gauge is a finding.
-        "stuck water-level gauges with a data-quality alert": (
-            len(stuck_wl & by_kind.get("data_quality", set())), len(stuck_wl)),
-        "stuck crack meters with a data-quality alert (not expected)": (
-            len(set(plan.stuck) - stuck_wl & by_kind.get("data_quality", set())),
-            len(set(plan.stuck) - stuck_wl)),
+        "offline devices too briefly silent, with a maintenance alert": sorted(
+            want.offline_must_not & maint),
+        "stuck devices too briefly stuck, with a data-quality alert": sorted(
+            want.stuck_must_not & dq),
+        "healthy devices with any alert": sorted(plan.healthy & alerted),
+    }
+    ok = all(a == b for a, b in found.values()) and not any(wrong.values())
+    out: dict[str, object] = {
+        "alerts by kind": {k: len(v) for k, v in sorted(by_kind.items())},
+        **found, **wrong,
+        "flooding gauges with a water-level alert (all)": (
+            len(plan.flood & wl), len(plan.flood)),
+        "offline devices with a maintenance alert (all)": (len(set(plan.offline) & maint),
+                                                           len(plan.offline)),
+        "stuck water-level gauges with a data-quality alert (all)": (
+            len(stuck_wl & dq), len(stuck_wl)),
+        "stuck crack meters with a data-quality alert (not required; of those long "
+        "enough)": (len(stuck_cm & dq), len(stuck_cm), len(want.stuck_must & stuck_cm)),
         "spiky devices with a data-quality alert": (
             len(set(plan.spikes) & by_kind.get("data_quality", set())), len(plan.spikes)),
-        "healthy devices with any alert": sorted(plan.healthy & alerted),
         "flood levels": sorted({levels[("water_level", d)] for d in plan.flood
                                 if ("water_level", d) in levels}),
     }
+    out["ok"] = ok
     odd = [(kind, plan.ids[i]) for kind, i in levels if i in plan.healthy
            or (kind in hazard and i not in plan.flood)]
     if odd:

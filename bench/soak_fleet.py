@@ -97,6 +97,7 @@ class Expected:
     device: list[np.ndarray] = field(default_factory=list)
     ts_ms: list[np.ndarray] = field(default_factory=list)
     value: list[np.ndarray] = field(default_factory=list)
+    late: list[tuple[int, int]] = field(default_factory=list)  # (device, ts ms) sent late
     future_messages: int = 0
     messages: int = 0
 
@@ -110,9 +111,14 @@ def _stamp(ms: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def stream(plan: Plan, start: datetime, seed: int, exp: Expected) -> Iterator[tuple[str, bytes]]:
-    """The fleet minute by minute, faults applied; fills `exp` as it goes."""
+def stream(plan: Plan, start: datetime, seed: int, exp: Expected,
+           sabotage: str = "") -> Iterator[tuple[str, bytes]]:
+    """The fleet minute by minute, faults applied; fills `exp` as it goes. `sabotage`
+    breaks the run on purpose, to show the checks catch it: "lose" leaves one expected
+    message of a healthy device unsent, "double" sends one of its readings a second time
+    stamped a second later (a reading stored twice under two stamps)."""
     rng = np.random.default_rng(seed + 7)
+    victim, victim_m = min(plan.healthy, default=0), plan.minutes // 2
     topics = [f"gw/v1/{i}/telemetry" for i in plan.ids]
     chan = ["level" if w else "opening" for w in plan.water]
     seq = np.zeros(plan.n, np.int64)
@@ -142,8 +148,18 @@ def stream(plan: Plan, start: datetime, seed: int, exp: Expected) -> Iterator[tu
                        f'"channel":"{chan[d]}","value":{float(vals[d])!r}}}]}}').encode()
             exp.messages += 1
             exp.future_messages += int(fut[j])
+            if sabotage and d == victim and m == victim_m:
+                if sabotage == "double":
+                    yield topics[d], payload
+                    seq[d] += 1
+                    yield topics[d], (
+                        f'{{"seq":{seq[d]},"readings":[{{"ts":"{_stamp(int(stamp) + 1000)}",'
+                        f'"channel":"{chan[d]}","value":{float(vals[d])!r}}}]}}').encode()
+                continue  # "lose": recorded as expected, never sent
             if ooo[j] and d not in held:
                 held[d] = payload
+                if not fut[j]:
+                    exp.late.append((d, int(ts[j])))
                 continue
             yield topics[d], payload
             if dup[j]:
