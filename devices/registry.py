@@ -347,16 +347,27 @@ def load_device_infos(conn: psycopg.Connection) -> dict[str, DeviceInfo]:
     return {d.device_id: d.info() for d in list_devices(conn)}
 
 
-def changed_device_infos(conn: psycopg.Connection, since: datetime
-                         ) -> tuple[dict[str, DeviceInfo], datetime]:
-    """DeviceInfo of the devices updated after `since` (status, kind, profile and
-    calibration all bump updated_at), and the server's clock when asked; an index range
-    (devices_updated_at_idx), so its cost follows the devices that changed, not the registry."""
+def registry_snapshot(conn: psycopg.Connection) -> str:
+    """The server's current snapshot (pg_snapshot as text): taken before reading devices, it
+    names every write that read may have missed (`changed_device_infos`)."""
+    row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def changed_device_infos(conn: psycopg.Connection, seen: str) -> tuple[dict[str, DeviceInfo], str]:
+    """DeviceInfo of the devices written by a transaction that snapshot `seen` (from
+    `registry_snapshot`, taken before the previous read) did not see: status, kind, profile
+    and calibration changes and new devices, however late they committed; and the snapshot to
+    pass next time. An index range from `seen`'s xmin on (devices.changed_xid, migration
+    0145), so its cost follows the devices that changed, not the registry."""
     with conn.cursor(row_factory=dict_row) as cur:
-        now = cur.execute("SELECT now() AS now").fetchone()
-        assert now is not None
-        rows = cur.execute("SELECT device_id, profile, status, kind FROM devices "
-                           "WHERE updated_at > %s", (since,)).fetchall()
+        now = registry_snapshot(conn)
+        rows = cur.execute(
+            "SELECT device_id, profile, status, kind FROM devices "
+            "WHERE changed_xid >= pg_snapshot_xmin(%(seen)s::pg_snapshot) "
+            "AND NOT pg_visible_in_snapshot(changed_xid, %(seen)s::pg_snapshot)",
+            {"seen": seen}).fetchall()
         cal: dict[str, dict[str, Calibration]] = {}
         for c in cur.execute("SELECT device_id, channel, cal_scale, cal_offset FROM channels "
                              "WHERE device_id = ANY(%s)", ([r["device_id"] for r in rows],)):
@@ -365,7 +376,7 @@ def changed_device_infos(conn: psycopg.Connection, since: datetime
     return ({r["device_id"]: DeviceInfo(device_id=r["device_id"], profile=r["profile"],
                                         status=r["status"], kind=r["kind"],
                                         calibration=cal.get(r["device_id"], {}))
-             for r in rows}, now["now"])
+             for r in rows}, now)
 
 
 def channel_ids(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]
