@@ -175,7 +175,8 @@ def test_timeout_is_reconciled_with_the_provider_not_resent(
     assert "13900000001" not in caplog.text
 
 
-@pytest.mark.parametrize(("code", "tell"), [(30003, False), (30005, True), (30006, True)])
+@pytest.mark.parametrize(("code", "tell"), [(30001, False), (30003, False), (30005, True),
+                                            (30006, True)])
 def test_delivery_errors_arrive_by_callback(conn: psycopg.Connection, db_url: str,
                                             fake_twilio: FakeTwilio, tmp_path: Path,
                                             code: int, tell: bool) -> None:
