@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     gateway_batch_messages: int = Field(default=1000, ge=1,
                                         description="messages per database batch at most")
     gateway_batch_ms: float = Field(default=50.0, gt=0, description=(
-        "a batch is committed after this long even when not full (milliseconds)"))
+        "a batch gathers messages for at most this long while the previous one is being "
+        "committed; with the writer idle it is committed at once (milliseconds)"))
     gateway_takeover_s: float = Field(default=15.0, gt=0, description=(
         "a gateway of the group silent this long (its instance lock free) is adopted by a "
         "live one, which serves its broker session until it returns (seconds)"))

@@ -3,7 +3,9 @@
 Threads: paho's network loop (ingest.mqtt_client) puts received messages in the inbox
 (ingest.inbox), bounded in messages and in bytes (GEOWARN_GATEWAY_MEMORY_BYTES covers every
 message the gateway holds until it is acknowledged); one writer thread takes batches by count,
-bytes and age,
+bytes and age (group commit: a batch gathers messages for up to GEOWARN_GATEWAY_BATCH_MS only
+while the previous batch is still being committed; with the committer idle it goes at once
+with what has arrived, so a lone message does not wait for a window that saves nothing),
 decodes them (ingest.pipeline), commits each batch in one transaction (ingest.writer) and only
 then acknowledges its messages. While the database is down the writer retries with backoff and
 acknowledges nothing, the broker stops sending once Receive Maximum messages are unacknowledged,
@@ -98,6 +100,8 @@ class Gateway:
         self._plans: queue.Queue[tuple[list[ReceivedMessage], BatchPlan] | None] = \
             queue.Queue(maxsize=2)
         self.progress = PipelineProgress()
+        self._committing = 0  # batches handed to the committer and not yet committed
+        self._committing_lock = threading.Lock()
         self.failed: BaseException | None = None
         self.housekeeping = Housekeeping(config, self.link, self.stats, self.progress,
                                          self.inbox, self.mqtt, self.takeover)
@@ -179,12 +183,18 @@ class Gateway:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            message = self.inbox.get(timeout=remaining)
+            # More messages are gathered only while the committer is busy: an idle one
+            # takes this batch now (a wait would add to every lone message's latency and
+            # save no commit).
+            message = self.inbox.get(timeout=remaining, unless=self._committer_idle)
             if message is None:
                 break
             batch.append(message)
             size += len(message.payload)
         return batch
+
+    def _committer_idle(self) -> bool:
+        return self._committing == 0
 
     def _decode_loop(self) -> None:
         """Stage 1: take batches from the inbox and decode them, while stage 2 commits the
@@ -200,6 +210,8 @@ class Gateway:
                 self.progress.taken(len(batch))
                 plan = self.link.retry(lambda b=batch: self._plan(b),  # type: ignore[misc]
                                    "decoding a batch", drop=False)
+                with self._committing_lock:  # before the committer can take it
+                    self._committing += 1
                 self._plans.put((batch, plan))
         except GatewayStopping:
             pass
@@ -216,6 +228,9 @@ class Gateway:
                     item = None
                 if item is not None:
                     self._commit(*item)
+                    with self._committing_lock:
+                        self._committing -= 1
+                    self.inbox.wake()  # a batch being gathered may go now
                 self.housekeeping.step()
                 if self.mqtt.finished.is_set() and not self._stop.is_set():
                     # paho's network thread ended without being asked to: nothing more

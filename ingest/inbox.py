@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ingest.pipeline import ReceivedMessage
 
@@ -60,12 +60,22 @@ class Inbox:
             self._held_bytes += size
             self._changed.notify_all()
 
-    def get(self, timeout: float) -> ReceivedMessage | None:
-        """The oldest message, or None after `timeout` seconds; it stays held until released."""
+    def get(self, timeout: float, unless: Callable[[], bool] | None = None
+            ) -> ReceivedMessage | None:
+        """The oldest message, or None after `timeout` seconds, or as soon as the queue is
+        empty and `unless()` holds (checked again on every `wake`); the message stays held
+        until released."""
+        def ready() -> bool:
+            return bool(self._queue) or self._closed or (unless is not None and unless())
         with self._changed:
-            if not self._changed.wait_for(lambda: bool(self._queue) or self._closed, timeout):
+            if not self._changed.wait_for(ready, timeout):
                 return None
             return self._queue.popleft() if self._queue else None
+
+    def wake(self) -> None:
+        """Have a waiting `get` check its `unless` again."""
+        with self._changed:
+            self._changed.notify_all()
 
     def release(self, messages: Iterable[ReceivedMessage]) -> None:
         """Messages done with (committed and acknowledged, or dropped): their bytes are free."""
