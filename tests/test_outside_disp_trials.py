@@ -16,7 +16,7 @@ import pytest
 
 from alerts.engine.rules import ChannelInfo
 from alerts.methods.levels import Level
-from tests.outside_series import T0, Trace, first_change, live
+from tests.outside_series import T0, Trace, first_change, live, quality_events
 
 
 def accelerating_gnss(seed: int, step: float = 600.0, days: float = 30.0,
@@ -82,14 +82,37 @@ def test_accelerating_gnss_reaches_red_before_failure_at_10_min_and_hourly(step:
     assert reds >= 17, reds  # measured: 10-min 20/20, hourly 18/20
 
 
+def _stations(n: int, step: float) -> list[ChannelInfo]:
+    """n GNSS stations, each its own device and hazard point (one engine run for all)."""
+    return [ChannelInfo(i + 1, f"GN{i}", "gnss", "disp_x", f"HP{i}", None, step)
+            for i in range(n)]
+
+
+STABLE_SEEDS = range(100, 120)
+
+
 @pytest.mark.parametrize("step", [600.0, 3600.0])
 def test_stable_gnss_with_steps_resets_or_drift_raise_no_orange_or_forecast(step: float
                                                                            ) -> None:
-    for seed in range(100, 110):
-        for kind in ("step", "reset", "thermal"):
-            tr = stable_with_fault(seed, step, kind)
-            ch = live([ChannelInfo(1, "GN", "gnss", "disp_x", "HP", None, step)], [tr],
-                      batch_s=3600.0)
-            assert first_change(ch, "HP", "deformation", Level.ORANGE) is None, (seed, kind)
-            assert not [e for c in ch for e in c.evidence.get("channels", [])
-                        if isinstance(e, dict) and "forecast" in e], (seed, kind)
+    kinds = ("step", "reset", "thermal")
+    cases = [(seed, kind) for seed in STABLE_SEEDS for kind in kinds]
+    traces = [stable_with_fault(seed, step, kind) for seed, kind in cases]
+    ch = live(_stations(len(cases), step), traces, batch_s=3600.0)
+    found = {kind: 0 for kind in kinds}
+    for i, (seed, kind) in enumerate(cases):
+        assert first_change(ch, f"HP{i}", "deformation", Level.ORANGE) is None, (seed, kind)
+        assert not [e for c in ch if c.target_id == f"HP{i}"
+                    for e in c.evidence.get("channels", [])
+                    if isinstance(e, dict) and "forecast" in e], (seed, kind)
+        events = [c.data_time.timestamp() for c in quality_events(ch, f"GN{i}")]
+        if kind == "thermal":
+            # A smooth drift is no step: before the fix 5 of 20 10-minute stations had a
+            # false step at the diurnal swing's steepest hours.
+            assert events == [], (seed, kind, events)
+        else:
+            step_t = T0 + 12 * 86400
+            found[kind] += bool(events) and all(abs(t - step_t) <= 86400 for t in events)
+    # Measured 2026-12-02: 10-minute 20/20 steps and 20/20 resets found; hourly 17/20 steps
+    # (a 5–30 mm step on one 2 mm sample an hour: the smallest hide), 20/20 resets.
+    assert found["reset"] >= 19, found
+    assert found["step"] >= (19 if step == 600.0 else 16), found

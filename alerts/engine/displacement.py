@@ -32,7 +32,7 @@ from alerts.engine.disp_history import HOUR, DispHistory
 from alerts.methods.inverse_velocity import forecast_failure_time
 from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
 from alerts.methods.ragged import FloatArray, IntArray
-from alerts.methods.steps import detect_step, usual_local_jump
+from alerts.methods.steps import detect_step, usual_local_jump, usual_trend_jumps
 from alerts.methods.velocity import acceleration_seen, bin_noise, multi_scale, pair_velocity
 
 DAY_H = 24.0
@@ -179,9 +179,11 @@ def _steps(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntArray
         noise = bin_noise(st.hist.window(r, NOISE_BINS))
         trend = pair_velocity(st.hist.window(r, TREND_BINS, end_back=2 * int(m)), 1.0,
                               noise).v
-        usual = usual_local_jump(st.hist.window(r, TREND_BINS, end_back=2 * int(m)), int(m))
+        past = st.hist.window(r, TREND_BINS, end_back=2 * int(m))
+        usual = usual_local_jump(past, int(m))
+        usual_j = usual_trend_jumps(past, int(m), trend)
         verdict = detect_step(y, int(m), trend, noise, p["step_z"][c], p["step_min_mm"][c],
-                              usual)
+                              usual, usual_j)
         hit = verdict.offset | verdict.slip
         if not hit.any():
             continue

@@ -10,7 +10,9 @@ whether the series jumped between bin m−1 and bin m:
    (1.2533 · σ_bin · √(2/m));
 2. the jump must also stand against the window's own local slope (the median of the pair
    slopes inside the m bins before and inside the m bins after): a fast but smooth
-   acceleration keeps its slope across the candidate and has no local jump;
+   acceleration keeps its slope across the candidate and has no local jump; both estimates
+   must agree in sign and each exceed USUAL_K times the robust scatter of the same statistic
+   over the sensor's past three days (a daily thermal swing is no step);
 3. it must be sharp: the two bins either side of the candidate carry at least half of J;
 4. what follows is a plateau: the slope after does not exceed the slope before by more than
    `z` standard errors. If it does, the step is a sudden slip that keeps moving (`slip`):
@@ -28,6 +30,16 @@ from alerts.methods.ragged import BoolArray, FloatArray
 from alerts.methods.velocity import MEDIAN_EFFICIENCY, nanmedian_last, pair_velocity
 from geowarn.errors import InvalidInput
 
+# How far beyond what the sensor's own series usually shows (robust scatter of the same
+# statistic over the past three days) a jump must stand: a daily thermal swing of 1.5 mm on
+# 2 mm GNSS noise moves J between the halves by 2–3 mm at the swing's steepest hours, which
+# a step test run every hour for weeks would otherwise read as a step (outside trial,
+# 2026-12-02: 5 of 20 stations with a false step).
+USUAL_K = 3.5
+# Bins of the past window that must hold data before `usual` counts (fewer: no past yet, so
+# no step: the first day of a record cannot tell a daily swing from a jump).
+USUAL_MIN_BINS = 48
+
 
 @dataclass(frozen=True)
 class StepVerdict:
@@ -38,11 +50,13 @@ class StepVerdict:
 
 def detect_step(y: FloatArray, m: int, trend_per_bin: FloatArray, noise: FloatArray,
                 z: FloatArray | float, min_mm: FloatArray | float,
-                usual_jump: FloatArray | None = None) -> StepVerdict:
+                usual_jump: FloatArray | None = None,
+                usual_trend_jump: FloatArray | None = None) -> StepVerdict:
     """y (rows, 2m) bins, newest last; trend_per_bin (rows,) the velocity before the window
     (a long, precise estimate); noise (rows,) the scatter of one bin; usual_jump (rows,)
     the robust scatter of `local_jump` over the sensor's recent past (daily thermal swings
-    make it large), which the local jump must also clear."""
+    make it large), which the local jump must also clear; usual_trend_jump (rows,) the same
+    for J itself (`usual_trend_jumps`), which J must clear."""
     y = np.asarray(y, dtype=np.float64)
     if m < 2 or y.shape[-1] != 2 * m:
         raise InvalidInput(f"step detection needs m >= 2 and 2·m bins, got m={m}, "
@@ -62,9 +76,15 @@ def detect_step(y: FloatArray, m: int, trend_per_bin: FloatArray, noise: FloatAr
     # What this statistic does on this sensor without steps (daily thermal swings, say).
     usual = (np.zeros_like(sigma_local) if usual_jump is None
              else np.asarray(usual_jump, dtype=np.float64))  # NaN (no past yet): no step
+    usual_j = (np.zeros_like(sigma_local) if usual_trend_jump is None
+               else np.asarray(usual_trend_jump, dtype=np.float64))
     with np.errstate(invalid="ignore"):
-        big = np.abs(jump) > np.fmax(np.asarray(min_mm, dtype=np.float64), z * sigma_j)
-        local_too = (np.abs(local) > 2.0 * sigma_local) & (np.abs(local) > 3.5 * usual)
+        big = ((np.abs(jump) > np.fmax(np.asarray(min_mm, dtype=np.float64), z * sigma_j))
+               & (np.abs(jump) > USUAL_K * usual_j))
+        # Both estimates of the jump must agree in sign: a noisy window in which the local
+        # slope and the long trend disagree about the jump's direction is no step.
+        local_too = ((np.abs(local) > 2.0 * sigma_local) & (np.abs(local) > USUAL_K * usual)
+                     & (np.sign(local) == np.sign(jump)))
         sharp = np.abs(edge) >= 0.5 * np.abs(jump)
         cand = big & local_too & sharp & np.isfinite(jump)
     v_pre = pair_velocity(pre, 1.0, noise)
@@ -97,11 +117,30 @@ def local_jump(y: FloatArray, m: int) -> FloatArray:
     return np.asarray(nanmedian_last(r[..., m:]) - nanmedian_last(r[..., :m]))
 
 
+def _robust_scatter(j: FloatArray, y: FloatArray) -> FloatArray:
+    """1.4826 · MAD along the last axis; NaN where y has fewer than USUAL_MIN_BINS bins."""
+    med = nanmedian_last(j)
+    s = 1.4826 * nanmedian_last(np.abs(j - med[..., None]))
+    return np.asarray(np.where(np.isfinite(y).sum(axis=-1) >= USUAL_MIN_BINS, s, np.nan))
+
+
+def _positions(y: FloatArray, m: int) -> FloatArray:
+    n = y.shape[-1]
+    idx = np.arange(n - 2 * m + 1)[:, None] + np.arange(2 * m)[None, :]
+    return np.asarray(y[:, idx])  # (rows, positions, 2m)
+
+
 def usual_local_jump(y: FloatArray, m: int) -> FloatArray:
     """1.4826 · MAD of `local_jump` at every position of y (rows, n ≥ 2m): how big a jump
     this sensor's series shows without a step."""
-    n = y.shape[-1]
-    idx = np.arange(n - 2 * m + 1)[:, None] + np.arange(2 * m)[None, :]
-    j = local_jump(y[:, idx], m)  # (rows, positions)
-    med = nanmedian_last(j)
-    return np.asarray(1.4826 * nanmedian_last(np.abs(j - med[:, None])))
+    return _robust_scatter(local_jump(_positions(y, m), m), y)
+
+
+def usual_trend_jumps(y: FloatArray, m: int, trend_per_bin: FloatArray) -> FloatArray:
+    """1.4826 · MAD of J (the jump between halves about the trend `trend_per_bin`) at every
+    position of y (rows, n ≥ 2m): a daily swing makes it large, white noise small."""
+    w = _positions(y, m)
+    k = np.arange(2 * m, dtype=np.float64) - (m - 0.5)
+    r = w - np.nan_to_num(np.asarray(trend_per_bin, np.float64))[:, None, None] * k
+    j = nanmedian_last(r[..., m:]) - nanmedian_last(r[..., :m])
+    return _robust_scatter(j, y)
