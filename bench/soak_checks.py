@@ -15,6 +15,29 @@ from bench.soak_expect import Expectations, expectations
 from bench.soak_fleet import Expected, Plan
 from simulators.replay import scalar
 
+# One binary COPY tuple of (channel_id int4, ts timestamptz, value float8): field count, then
+# each field's length and value, big-endian; timestamptz is microseconds since 2000-01-01.
+_ROW = np.dtype([("nf", ">i2"), ("l0", ">i4"), ("channel_id", ">i4"), ("l1", ">i4"),
+                 ("ts", ">i8"), ("l2", ">i4"), ("value", ">f8")])
+_PG_EPOCH_MS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
+_CHUNK = 1_000_000
+
+
+def _copy_expected(conn: psycopg.Connection, ch: np.ndarray, ts_ms: np.ndarray,
+                   val: np.ndarray) -> None:
+    """The expected readings into soak_expected in one binary COPY built by numpy (exact
+    float8 values; no Python object per reading)."""
+    with conn.cursor() as cur, cur.copy("COPY soak_expected FROM STDIN (FORMAT binary)") as copy:
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))  # signature, flags, extension
+        for a in range(0, ch.size, _CHUNK):
+            rows = np.empty(min(_CHUNK, ch.size - a), _ROW)
+            rows["nf"], rows["l0"], rows["l1"], rows["l2"] = 3, 4, 8, 8
+            rows["channel_id"] = ch[a:a + _CHUNK]
+            rows["ts"] = (ts_ms[a:a + _CHUNK] - _PG_EPOCH_MS) * 1000
+            rows["value"] = val[a:a + _CHUNK]
+            copy.write(rows.tobytes())
+        copy.write(b"\xff\xff")  # trailer
+
 
 def check_store(url: str, plan: Plan, channel: dict[int, int], exp: Expected) -> dict[str, int]:
     dev, ts, val = exp.arrays()
@@ -22,9 +45,7 @@ def check_store(url: str, plan: Plan, channel: dict[int, int], exp: Expected) ->
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE UNLOGGED TABLE soak_expected (channel_id int4, ts timestamptz, "
                      "value float8)")
-        with conn.cursor() as cur, cur.copy("COPY soak_expected FROM STDIN") as copy:
-            for c, t, v in zip(ch.tolist(), ts.tolist(), val.tolist(), strict=True):
-                copy.write_row((c, datetime.fromtimestamp(t / 1000.0, UTC), v))
+        _copy_expected(conn, ch, ts.astype(np.int64), val.astype(np.float64))
         stored = scalar(conn, "SELECT count(*) FROM readings")
         missing = scalar(conn, "SELECT count(*) FROM soak_expected e LEFT JOIN readings r ON "
                          "r.channel_id = e.channel_id AND r.ts = e.ts WHERE r.channel_id IS NULL")

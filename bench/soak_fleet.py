@@ -102,8 +102,11 @@ class Expected:
     messages: int = 0
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (np.concatenate(self.device), np.concatenate(self.ts_ms),
-                np.concatenate(self.value))
+        """(device, ts ms, value) of every expected reading, joined once and kept joined."""
+        for parts in (self.device, self.ts_ms, self.value):
+            if len(parts) != 1:
+                parts[:] = [np.concatenate(parts)]
+        return self.device[0], self.ts_ms[0], self.value[0]
 
 
 def _stamp(ms: int) -> str:
@@ -136,7 +139,7 @@ def stream(plan: Plan, start: datetime, seed: int, exp: Expected,
         ts = t0 + m * 60_000 + skew_ms[send]
         fut = np.array([plan.future.get(int(d)) == m for d in send], bool) if plan.future \
             else np.zeros(send.size, bool)
-        exp.device.append(send[~fut])
+        exp.device.append(send[~fut].astype(np.int32))
         exp.ts_ms.append(ts[~fut])
         exp.value.append(vals[send[~fut]])
         dup = rng.random(send.size) < plan.dup_p
