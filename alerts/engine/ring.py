@@ -22,6 +22,10 @@ from alerts.methods.ragged import FloatArray, IntArray
 
 MICRO = 1_000_000.0
 REBUILD_ABOVE = 8  # more new samples than this in one tick: recount windows from the ring
+# The rain ring is sized from the registered reporting intervals, but gauges report faster in
+# heavy rain (5-minute reports from an hourly station) or are registered wrong: the ring then
+# grows, up to what a 1-minute gauge would have been given (alerts/engine/tick_setup.py).
+RAIN_RING_MAX = 4096
 
 
 @dataclass
@@ -104,6 +108,22 @@ class Ring:
         pos = np.maximum(self.total[rows] - 1, 0) % self.k
         return np.where(self.total[rows] > 0, self.t[rows, pos], np.nan)
 
+    def grow(self, k_new: int) -> None:
+        """Widen every row to k_new slots, keeping each row's samples and their absolute
+        indices (a sample with absolute index a sits at a % k)."""
+        n, k = self.t.shape
+        if k_new <= k:
+            return
+        absidx = self.total[:, None] - k + np.arange(k)[None, :]
+        ok = absidx >= 0
+        r = np.broadcast_to(np.arange(n)[:, None], absidx.shape)[ok]
+        a = absidx[ok]
+        t, v = np.full((n, k_new), np.nan), np.full((n, k_new), np.nan)
+        q = np.zeros((n, k_new), np.int8)
+        t[r, a % k_new], v[r, a % k_new], q[r, a % k_new] = (
+            self.t[r, a % k], self.v[r, a % k], self.q[r, a % k])
+        self.t, self.v, self.q = t, v, q
+
 
 def rain_micro(v: FloatArray, q: np.ndarray) -> IntArray:
     """Rain as integer micro-mm; unreliable samples (quality 2) count as no rain."""
@@ -132,6 +152,7 @@ class RainWindows:
                ) -> IntArray:
         """Append samples to `ring` and bring the sums up to each row's newest sample.
         Returns the rows that got data."""
+        self._make_room(ring, rows, t)
         k = ring.k
         uniq, cnt, dropped = ring.append(rows, t, v, q)
         self.dropped_t[uniq] = np.fmax(self.dropped_t[uniq], dropped)
@@ -147,6 +168,36 @@ class RainWindows:
             np.add.at(self.acc, rows[keep], micro[:, None])
             self._advance(ring, steady)
         return uniq
+
+    def _make_room(self, ring: Ring, rows: IntArray, t: FloatArray) -> None:
+        """Grow the ring (doubling, at most RAIN_RING_MAX) before an append would push out a
+        sample still inside the longest window: a gauge reporting faster than registered
+        (outside trial: an hourly station sending 5-minute reports in a typhoon lost its 24 h
+        total, which then read as missing, and its red cleared mid-storm)."""
+        if rows.size == 0 or ring.k >= RAIN_RING_MAX:
+            return
+        if rows.size < 2 or bool(np.all(rows[1:] > rows[:-1])):
+            uniq, start, cnt = rows, np.arange(rows.size), np.ones(rows.size, np.int64)
+        else:
+            uniq, start, cnt = np.unique(rows, return_index=True, return_counts=True)
+        k = ring.k
+        edge = t[start + cnt - 1] - self.windows_s.max()  # newest new time − longest window
+        total = ring.total[uniq]
+        d = total + cnt - k - 1  # absolute index of the newest sample the append drops
+        t_d = np.where(d < total, ring.t[uniq, np.maximum(d, 0) % k],
+                       t[start + np.clip(d - total, 0, cnt - 1)])
+        short = (d >= 0) & (t_d > edge)
+        if not short.any():  # the steady state: O(rows), nothing to grow
+            return
+        r = uniq[short]
+        idx = ring.total[r, None] - k + np.arange(k)[None, :]
+        tt = np.where(idx >= 0, ring.t[r[:, None], np.maximum(idx, 0) % k], np.nan)
+        with np.errstate(invalid="ignore"):
+            need = int(((tt > edge[short, None]).sum(axis=1) + cnt[short]).max())
+        k_new = k
+        while k_new < need and k_new < RAIN_RING_MAX:
+            k_new *= 2
+        ring.grow(min(k_new, RAIN_RING_MAX))
 
     def _recount(self, ring: Ring, rows: IntArray) -> None:
         k = ring.k

@@ -30,6 +30,10 @@ from alerts.methods.ragged import FloatArray, IntArray
 
 WATER_RATE_SAMPLES = 6
 WATER_CLEAR_M = 0.1
+# A crossing further ahead than this, extrapolated from a six-sample slope, is no forecast
+# (ours). Without a horizon a nearly flat stage (+1 cm over hours) gave a crossing centuries
+# ahead, beyond what a datetime holds, and the tick raised (outside trial, hourly reservoir).
+CROSSING_HORIZON_S = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ def water_level(t: FloatArray, h: FloatArray, q: np.ndarray, *, th: wl.StationTh
     rate_r, rate_h = levels_pair(rate, rate_thr, clear_of(rate_thr, ratio))
     t_cross = np.stack([wl.time_to_crossing(t[:, -1], h_now, fit.slope, thr)
                         for thr in (th.warning, th.guaranteed, th.historical_max)], axis=1)
+    with np.errstate(invalid="ignore"):
+        t_cross = np.where(t_cross - t[:, -1:] <= CROSSING_HORIZON_S, t_cross, np.nan)
     return MethodResult(np.maximum(stage_r, rate_r).astype(LEVEL_DTYPE),
                         np.maximum(stage_h, rate_h).astype(LEVEL_DTYPE), flagged,
                         {"value": h_now, "rise_rate_m_per_h": rate,

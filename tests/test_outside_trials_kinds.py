@@ -1,0 +1,79 @@
+"""A second outside trial of rainfall, water level and pollution (issue 7) on the tester's own
+generators (tests/outside_kinds.py: tipping buckets with their remainder, multi-peak storms,
+clock skew, flood hydrographs, plumes, diurnal oxygen), fed to the pure tick in arrival order
+and compared sample by sample with a hand computation from the thresholds (raise at once,
+clear lines and the hour's dwell): the engine's level at every sample must be the hand's, or
+what the hand gave one sample earlier. Each test is a finding of that trial, failing before
+its fix, over 20 seeds:
+
+- an hourly station sending 5-minute reports in a storm (or any gauge reporting faster than
+  registered): its rain ring was sized from the registered interval, the 24 h total read as
+  missing once the ring was full, and red fell to blue mid-storm (0 of 20 right);
+- a water-level channel whose last six readings are level to the centimetre: the fitted slope
+  is rounding noise (1e-15 m/s), the crossing time centuries ahead, and the tick raised
+  OSError building its evidence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alerts.engine.rules import ChannelInfo
+from tests.outside_kinds import (
+    T0,
+    Trace,
+    engine_levels,
+    mismatches,
+    rain_hand,
+    run,
+    storm,
+)
+
+SEEDS = range(20)
+
+
+def gauge(i: int, registered_s: float) -> ChannelInfo:
+    return ChannelInfo(i + 1, f"RG{i}", "rain_gauge", "rain", f"HP{i}", None, registered_s)
+
+
+def rain_trial(step: float, registered_s: float, hours: float, bucket: float = 0.2) -> int:
+    """Storms reported every `step` by gauges registered at `registered_s`: how many seeds
+    the engine judges as the hand does at every sample."""
+    traces = []
+    for s in SEEDS:
+        rng = np.random.default_rng(1000 + s)
+        t, v = storm(rng, step, hours, bucket, rng.uniform(30, 90), int(rng.integers(2, 5)),
+                     skew_s=rng.uniform(-240, 240))
+        traces.append(Trace.live(t, v))
+    ch = run([gauge(s, registered_s) for s in SEEDS], traces)
+    ok = 0
+    for s, tr in zip(SEEDS, traces, strict=True):
+        t, v = tr.clean()
+        hand = rain_hand(t, v)
+        ok += not mismatches(t, hand, engine_levels(ch, f"HP{s}", "rainfall", t))
+    return ok
+
+
+@pytest.mark.parametrize(("step", "registered_s", "hours"), [(60.0, 600.0, 12.0)])
+def test_a_gauge_reporting_faster_than_registered_keeps_its_rain_windows(
+        step: float, registered_s: float, hours: float) -> None:
+    """The ring of a 10-minute registration holds 7.5 h of 1-minute reports."""
+    assert rain_trial(step, registered_s, hours) == len(SEEDS)
+
+
+def test_a_level_stage_gives_no_crossing_and_the_tick_survives() -> None:
+    """Station A holds blue, level to the centimetre over its last six readings (the slope is
+    6e-19 m/s); station B on the same river reaches yellow, so the river's change carries
+    A's evidence, whose crossing times were beyond any datetime."""
+    a = [3.6] * 5 + [3.61, 3.59, 3.61, 3.6, 3.61, 3.6]
+    b = [3.0] * 9 + [4.05, 4.06]
+    t = T0 + 60.0 * np.arange(len(a))
+    chans = [ChannelInfo(1, "WLA", "water_level", "level", None, "RIV", 60.0),
+             ChannelInfo(2, "WLB", "water_level", "level", None, "RIV", 60.0)]
+    ch = run(chans, [Trace.live(t, np.array(a)), Trace.live(t, np.array(b))],
+             {("site", "RIV"): {"warning_m": 4.0, "guaranteed_m": 5.0,
+                                "historical_max_m": 6.5}})
+    wl = [c for c in ch if c.hazard_kind == "water_level"]
+    assert [int(c.level) for c in wl] == [1, 2]  # A's blue, then B's yellow (confirmed)
+    assert [x for x in wl[1].evidence["channels"][0]["time_to_crossing"] if x] == []
