@@ -11,7 +11,9 @@ its fix, over 20 seeds:
   missing once the ring was full, and red fell to blue mid-storm (0 of 20 right);
 - a water-level channel whose last six readings are level to the centimetre: the fitted slope
   is rounding noise (1e-15 m/s), the crossing time centuries ahead, and the tick raised
-  OSError building its evidence.
+  OSError building its evidence;
+- a plume diluting: its falling samples were pending outliers, counted as clean water, and
+  the level cleared up to two samples before the persistence rule on the raw values clears.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tests.outside_kinds import (
     Trace,
     engine_levels,
     mismatches,
+    persistence_hand,
+    plume,
     rain_hand,
     run,
     storm,
@@ -77,3 +81,46 @@ def test_a_level_stage_gives_no_crossing_and_the_tick_survives() -> None:
     wl = [c for c in ch if c.hazard_kind == "water_level"]
     assert [int(c.level) for c in wl] == [1, 2]  # A's blue, then B's yellow (confirmed)
     assert [x for x in wl[1].evidence["channels"][0]["time_to_crossing"] if x] == []
+
+
+# GB 3838 / HJ 633 as the engine's documented mapping (alerts/engine/rules.py), by hand:
+# (blue, yellow, orange, red) as predicates on the value.
+HAND_ITEM = {
+    "nh3n": (lambda x: x > 1.5, lambda x: x > 2.0, lambda x: x >= 4.0, lambda x: x >= 8.0),
+    "ph": (lambda x: x != x, lambda x: (x < 6) | (x > 9), lambda x: (x < 4) | (x > 11),
+           lambda x: x != x),
+    "pm25": (lambda x: x > 150, lambda x: x > 250, lambda x: x > 350, lambda x: x >= 500),
+}
+PEAKS = {"nh3n": (0.3, 1.6, 10.0, 2), "ph": (7.4, 9.1, 12.0, 2), "pm25": (60.0, 160.0, 600.0, 0)}
+
+
+def item_levels(spec: str, v: np.ndarray) -> np.ndarray:
+    lv = np.zeros(v.size, int)
+    for k, hit in enumerate(HAND_ITEM[spec]):
+        lv[hit(v)] = k + 1
+    return lv
+
+
+@pytest.mark.parametrize("spec", ["nh3n", "ph", "pm25"])
+def test_a_diluting_plume_clears_when_the_hand_clears(spec: str) -> None:
+    """Plumes arriving over 1–5 samples, holding, then diluting: the falling samples were
+    pending outliers of the spike filter, counted as clean water, and the level cleared up
+    to two samples early (nh3n 19/20, pH 18/20, PM2.5 19/20 right)."""
+    step = 300.0
+    base, lo, hi, digits = PEAKS[spec]
+    kind = "air_quality" if spec == "pm25" else "water_quality"
+    traces = []
+    for s in SEEDS:
+        rng = np.random.default_rng(2000 + s)
+        t, v = plume(rng, step, base, rng.uniform(lo, hi), int(rng.integers(1, 6)),
+                     int(rng.integers(2, 10)), rng.uniform(0.2, 1.0),
+                     0.003 if spec == "ph" else 0.02)
+        traces.append(Trace.live(t, np.round(v, digits)))
+    ch = run([ChannelInfo(s + 1, f"Q{s}", kind, spec, None, f"RIV{s}", step) for s in SEEDS],
+             traces)
+    ok = 0
+    for s, tr in zip(SEEDS, traces, strict=True):
+        t, v = tr.clean()
+        hand = persistence_hand(t, item_levels(spec, v))
+        ok += not mismatches(t, hand, engine_levels(ch, f"RIV{s}", kind, t))
+    assert ok == len(SEEDS)

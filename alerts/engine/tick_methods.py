@@ -113,19 +113,28 @@ def pollution(v: FloatArray, q: np.ndarray, items: list[str], aqi: bool, *,
         sel = np.array([i == name for i in items])
         lv[sel] = aqi_levels(name, v[sel]) if aqi else gb3838_levels(name, v[sel])
     flagged = q[:, -1] > 0
-    lv = np.where((q > 0) | ~np.isfinite(v), 0, lv)
-    lv[:, -1] = np.where(flagged, 0, lv[:, -1])
+    doubted = (q > 0) | ~np.isfinite(v)
+    # A doubted sample (pending outlier, implausible, device-flagged) neither raises nor
+    # lowers: it counts as nothing for raising, and for holding as the newest trusted sample
+    # before it (outside trial: the falling samples of a diluting plume were pending
+    # outliers, counted as clean water, and orange cleared two samples early).
+    last_ok = np.maximum.accumulate(np.where(doubted, -1, np.arange(v.shape[1])), axis=1)
+    keep_lv = np.where(last_ok >= 0, np.take_along_axis(lv, np.maximum(last_ok, 0), 1), 0)
+    lv = np.where(doubted, 0, lv)
     level = np.zeros(v.shape[0], LEVEL_DTYPE)
+    hold = np.zeros(v.shape[0], LEVEL_DTYPE)
     for lv_min in range(1, 5):  # the highest level n of the last m samples reach
         held = persistent(lv >= lv_min, persist_n, persist_m)[:, -1]
         level = np.where(held, lv_min, level).astype(LEVEL_DTYPE)
+        kept = persistent(keep_lv >= lv_min, persist_n, persist_m)[:, -1]
+        hold = np.where(kept, lv_min, hold).astype(LEVEL_DTYPE)
     ev: dict[str, FloatArray] = {"value": v[:, -1]}
     if aqi:
         ev["iaqi"] = np.full(v.shape[0], np.nan)
         for name in sorted(set(items)):
             sel = np.array([i == name for i in items])
             ev["iaqi"][sel] = iaqi(name, np.maximum(np.nan_to_num(v[sel, -1]), 0.0))
-    return MethodResult(level, level, flagged, ev)
+    return MethodResult(level, np.maximum(level, hold).astype(LEVEL_DTYPE), flagged, ev)
 
 
 def threshold(v: FloatArray, q: np.ndarray, *, thr: FloatArray, ratio: FloatArray
