@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from alerts.engine.rules import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H, ChannelInfo, resolve
+from alerts.engine.rule_params import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H
+from alerts.engine.rules import ChannelInfo, resolve
 from alerts.engine.tick import Change, EngineState, Samples, build_setup, tick
 from alerts.methods.levels import classify
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.engine.rules import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H
+from alerts.engine.rule_params import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H
 
 T0 = 1_720_000_000.0  # 2024-07-03 09:46:40 UTC; any origin works
 

@@ -28,13 +28,13 @@ import pytest
 
 from alerts.engine.leadership import PartitionedService
 from alerts.engine.partitions import Partition, partition_of
-from alerts.engine.service import Engine, EngineConfig, Service
+from alerts.engine.service import EngineConfig, Service
 from geowarn.cli import main as geowarn_main
 from geowarn.errors import ConfigurationError
 from geowarn.readings_write import device_channels, write_readings
 from simulators.scenarios import Track, flood_stage, typhoon_rain
+from tests.fixtures.engine_reference import all_events, assert_decided_once, rejudged
 from tests.fixtures.gateway import ServiceProcess, wait_for_count
-from tests.test_engine_restart import all_events
 from tests.test_engine_scenarios import GULLY, LANDSLIDE, START, load_hazards, register
 
 QUIET_HOURS = 1000.0  # no auto-resolve inside the scenario
@@ -134,24 +134,8 @@ def members(db_url: str, tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
         p.stop()
 
 
-def reference(conn: psycopg.Connection, db_url: str) -> list[tuple[Any, ...]]:
-    """The same stored data judged by one engine that never died, unpartitioned."""
-    conn.execute("DELETE FROM notification_outbox; DELETE FROM alert_events; "
-                 "DELETE FROM alerts; DELETE FROM engine_state")
-    engine = Engine(db_url, EngineConfig(clock="data", quiet_s=QUIET_HOURS * 3600.0))
-    try:
-        engine.step()
-    finally:
-        engine.close()
-    return all_events(conn)
-
-
 def check_once(conn: psycopg.Connection, got: list[tuple[Any, ...]]) -> None:
-    keys = [(r[0], r[1], r[2], r[3], r[4], r[6]) for r in got]
-    assert len(keys) == len(set(keys)), "an alert event was decided twice"
-    outbox = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM notification_outbox"
-                          ).fetchone()
-    assert outbox == (len(got), len(got))
+    assert_decided_once(conn, got)
     kinds = {(r[0], r[1], r[2], r[4]) for r in got}
     for hazard in (LANDSLIDE, GULLY):  # both storms reach orange, both floods orange
         assert ("hazard", hazard, "rainfall", 3) in kinds, kinds
@@ -184,7 +168,7 @@ def test_two_members_split_the_partitions_and_decide_each_alert_once(
             "SELECT target_type, target_id, engine FROM alerts"):
         assert engine == Partition(expected_partition((target_type, target_id)), 2
                                    ).engine_name("engine"), (target_type, target_id, engine)
-    assert reference(conn, db_url) == got
+    assert rejudged(conn, db_url, QUIET_HOURS * 3600.0) == got
 
 
 @pytest.mark.slow
@@ -229,7 +213,7 @@ def test_a_dead_or_frozen_partition_leader_hands_its_partition_to_the_standby(
     check_once(conn, got)
     part1 = {(r[0], r[1]) for r in got if expected_partition((r[0], r[1])) == 1}
     assert part1, "partition 1 decided nothing"
-    assert reference(conn, db_url) == got
+    assert rejudged(conn, db_url, QUIET_HOURS * 3600.0) == got
 
 
 def test_partition_names_and_assignment_are_stable() -> None:

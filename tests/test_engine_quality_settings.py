@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from alerts.engine.rules import APPLIES_TO, ChannelInfo, RuleParams, resolve, validate_override
+from alerts.engine.rule_params import RuleParams
+from alerts.engine.rules import APPLIES_TO, ChannelInfo, resolve, validate_override
 from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput
 from tests.quality_cases import (

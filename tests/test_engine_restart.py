@@ -13,12 +13,10 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from alerts.engine.service import Engine, EngineConfig
 from geowarn.cli import main as geowarn_main
 from ingest.gateway import Gateway
 from simulators.publisher import Publisher
@@ -30,6 +28,7 @@ from simulators.scenarios import (
     typhoon_rain,
 )
 from tests.fixtures.broker import Broker
+from tests.fixtures.engine_reference import all_events, assert_decided_once, rejudged
 from tests.fixtures.gateway import ServiceProcess, wait_for_count
 from tests.test_engine_scenarios import GULLY, INSIDE, LANDSLIDE, START, load_hazards, register
 
@@ -57,13 +56,6 @@ def engine_process(db_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
         args=("engine", "--clock", "data", "--period", "1", "--quiet-hours", str(QUIET_HOURS)))
     yield ep
     ep.stop()
-
-
-def all_events(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        "SELECT a.target_type, a.target_id, a.hazard_kind, e.kind, e.level, e.previous_level, "
-        "e.data_time, e.evidence FROM alert_events e JOIN alerts a USING (alert_id) "
-        "ORDER BY e.data_time, a.target_id, a.hazard_kind, e.event_id").fetchall()
 
 
 def caught_up(db_url: str, newest: float) -> int:
@@ -120,20 +112,9 @@ def test_sigkill_mid_scenario_and_restart_give_the_same_alerts(
     got = all_events(conn)
     assert len(got) > before  # the restarted engine had work left to do
 
-    keys = [(r[0], r[1], r[2], r[3], r[4], r[6]) for r in got]
-    assert len(keys) == len(set(keys)), "duplicate events"
-    outbox = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM notification_outbox"
-                          ).fetchone()
-    assert outbox == (len(got), len(got))
+    assert_decided_once(conn, got)
     kinds = {(r[2], r[4]) for r in got}
     assert {("rainfall", 3), ("deformation", 4), ("water_level", 3)} <= kinds
 
     # The reference: the same stored data judged by an engine that never died.
-    conn.execute("DELETE FROM notification_outbox; DELETE FROM alert_events; "
-                 "DELETE FROM alerts; DELETE FROM engine_state")
-    engine = Engine(db_url, EngineConfig(clock="data", quiet_s=QUIET_HOURS * 3600.0))
-    try:
-        engine.step()
-    finally:
-        engine.close()
-    assert all_events(conn) == got
+    assert rejudged(conn, db_url, QUIET_HOURS * 3600.0) == got

@@ -22,7 +22,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from alerts.engine.rules import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H
+from alerts.engine.rule_params import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H
 from alerts.engine.service import Engine, EngineConfig, Service
 from devices.registry import DeviceSpec, add_device
 from geowarn.cli import main as geowarn_main

@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
     s = rules.add_parser("rules-set", help="set the rule override of a scope")
     s.add_argument("scope", choices=SCOPES)
     s.add_argument("scope_id")
-    s.add_argument("params", help="JSON object of alerts.engine.rules.RuleParams fields")
+    s.add_argument("params", help="JSON object of alerts.engine.rule_params.RuleParams fields")
     s.set_defaults(func=_rules_set)
     ls = rules.add_parser("rules-list", help="list rule overrides as JSON")
     ls.set_defaults(func=_rules_list)

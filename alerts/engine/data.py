@@ -29,7 +29,8 @@ import numpy as np
 import psycopg
 
 from alerts.engine.disp_history import HOUR, OPEN_K, middle_times
-from alerts.engine.rules import RAIN_WINDOWS_H, ChannelInfo
+from alerts.engine.rule_params import RAIN_WINDOWS_H
+from alerts.engine.rules import ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
 from alerts.engine.tick_setup import DISP_MEMORY_S
 from alerts.methods.quality import HAMPEL_HALF

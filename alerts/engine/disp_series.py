@@ -30,7 +30,8 @@ from alerts.engine.data import load_channels, load_overrides
 from alerts.engine.disp_history import HOUR, OPEN_K, middle_times
 from alerts.engine.disp_restart import _screened
 from alerts.engine.displacement import NOISE_BINS, TREND_BINS, DispState, StepEvent, add_readings
-from alerts.engine.rules import RuleParams, resolve
+from alerts.engine.rule_params import RuleParams
+from alerts.engine.rules import resolve
 from alerts.engine.tick_setup import build_setup
 from alerts.methods.ragged import FloatArray
 from geowarn import readings_bulk

@@ -3,7 +3,7 @@ a floor per target under the combined level (alerts/methods/fusion.py, rule 3).
 
 A monitor's observation (stored by the API, api/routers/reports.py) floors its hazard
 point's combined level at the rule's level for its severity (`field_report_minor`,
-`_moderate`, `_severe`, alerts/engine/rules.py) from the time it was observed until
+`_moderate`, `_severe`, alerts/engine/rule_params.py) from the time it was observed until
 `field_report_hold_h` later. The floor is judged at the engine's clock (data time in a
 replay, never the wall clock), like the regional floor, so an expired report lets the level
 fall on the next tick; the combined level's event names the reports holding its floor

@@ -44,7 +44,8 @@ from alerts.engine import tick_methods as tm
 from alerts.engine import tick_quality as tq
 from alerts.engine.disp_evidence import describe
 from alerts.engine.displacement import add_readings, in_maintenance
-from alerts.engine.rules import AQI_TABLE, GB3838_ITEM, RAIN_WINDOWS_H
+from alerts.engine.rule_params import RAIN_WINDOWS_H
+from alerts.engine.rules import AQI_TABLE, GB3838_ITEM
 from alerts.engine.tick_quality import fill_memory
 from alerts.engine.tick_setup import (
     COMBINED,

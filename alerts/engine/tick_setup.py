@@ -21,13 +21,13 @@ from alerts.engine import disp_restart
 from alerts.engine.disp_history import HISTORY_DAYS
 from alerts.engine.displacement import DispState, StepEvent
 from alerts.engine.ring import RainWindows, Ring
-from alerts.engine.rules import (
+from alerts.engine.rule_params import (
     FAMILY_OF_METHOD,
     RAIN_WINDOWS_H,
-    ChannelInfo,
     RuleParams,
     maintenance_window,
 )
+from alerts.engine.rules import ChannelInfo
 from alerts.methods.levels import LEVEL_DTYPE, Level, LevelArray
 from alerts.methods.quality import ScreenState
 from alerts.methods.ragged import FloatArray, IntArray

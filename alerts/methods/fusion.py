@@ -14,7 +14,7 @@ Rules, in order:
 3. The combined level is floored by the regional warning level (a provincial geohazard
    warning covering the point, supplied by gis/).
 The minimum levels for rule 2 and k for rule 1 are our defaults; they are rule parameters
-(`fusion_*`, alerts/engine/rules.py), per hazard point or site.
+(`fusion_*`, alerts/engine/rule_params.py), per hazard point or site.
 """
 
 from __future__ import annotations
