@@ -4,7 +4,8 @@ the (from, until) seconds each window counts, a cancelled one until its cancella
 Inside a window (alerts/engine/tick.py and displacement.py): the channel's readings raise
 nothing and lower nothing (its level holds as it was), the quality screen's findings
 (implausible, repeating) are not reported, and displacement offsets are expected (removed
-without a data-quality finding). Silence of a device in maintenance is still reported.
+without a data-quality finding). A device falling silent inside a window is not reported:
+its silence clock restarts at the window's end (alerts/engine/silence.py).
 """
 
 from __future__ import annotations

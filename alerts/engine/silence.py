@@ -8,6 +8,12 @@ change is stamped with that moment, and "reporting again" with the first sample 
 whichever tick notices them: a tick living through the silence (the clock passes
 silent_from) and a replay that finds the gap inside a backlog (a device's next sample lies
 beyond silent_from) give the same events. Silence never feeds a hazard level.
+
+Maintenance: a device whose silence would begin inside one of its maintenance windows (the
+device's, devices/maintenance.py, or a rule window of any of its channels) is not silent
+then: its silence clock restarts at the window's end, so it is silent from the window's end
++ its offline_after_s (later still if that moment falls in another window) unless it reports
+before. A silence that began before a window is reported at its start as always.
 """
 
 from __future__ import annotations
@@ -37,7 +43,32 @@ def silent_from(setup: Setup, state: EngineState, devs: IntArray | None = None
     watched = np.maximum.reduceat(np.where(np.isnan(fw), -np.inf, fw + off), starts)
     # A channel the device never reports on (an unused sensor) does not keep it "alive"
     # or "silent": once any channel has spoken, only spoken channels count.
-    return np.asarray(np.where(np.isfinite(heard), heard, watched))
+    spoken = np.isfinite(heard)
+    since = np.where(spoken, heard, watched)
+    counts = np.where(np.repeat(spoken, np.diff(np.r_[starts, members.size])),
+                      ~np.isnan(wm), ~np.isnan(fw))
+    restart = np.maximum.reduceat(np.where(counts, off, -np.inf), starts)
+    return _after_windows(setup, members, starts, since, restart)
+
+
+def _after_windows(setup: Setup, members: IntArray, starts: IntArray, since: FloatArray,
+                   restart: FloatArray) -> FloatArray:
+    """`since` moved past the maintenance windows it falls in: to the window's end +
+    `restart` (the device's offline_after_s), repeated while that lands in a window."""
+    lo, hi = setup.p["maint_from"][members], setup.p["maint_until"][members]  # (M, K)
+    if not (lo <= hi).any():  # no windows (an empty slot is (inf, -inf))
+        return since
+    lengths = np.diff(np.r_[starts, members.size])
+    restart = np.where(np.isfinite(restart), restart, 0.0)
+    for _ in range(lo.size):  # a pass leaves every window it hit behind for good
+        t = np.repeat(since, lengths)[:, None]
+        end = np.maximum.reduceat(np.where((lo <= t) & (t <= hi), hi, -np.inf).max(axis=1),
+                                  starts)
+        moved = (end > -np.inf) & (end < np.inf)
+        since = np.where(end == np.inf, np.inf, np.where(moved, end + restart, since))
+        if not moved.any():
+            break
+    return np.asarray(since)
 
 
 def cached(setup: Setup, state: EngineState) -> FloatArray:
