@@ -11,7 +11,8 @@ A benchmark, not a test (it takes minutes to hours). In one run:
   a minute) send `--hours` of data time, one reading per message, minute by minute, published
   as fast as the broker acknowledges (QoS 1). Faults, deterministic under `--seed`:
   offline (1 % of devices silent for up to 2 h), stuck (0.5 %: one value repeated for up to
-  3 h), spikes (1 %: three single-sample spikes of 6 m / 25 mm), duplicates (1 % of messages
+  3 h), spikes (1 %: three single-sample spikes of 6 m / 25 mm, 8 min apart at least),
+  duplicates (1 % of messages
   published twice), out of order (1 % of messages sent after the device's next one), clock
   skew (2 % of devices stamp ±5-50 s off, stored as stamped; 0.1 % send one message a day in
   the future, which the gateway must dead-letter), floods (0.2 % of gauges rise above the

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from alerts.methods.quality import HAMPEL_HALF
+
+SPIKE_APART = 2 * HAMPEL_HALF + 2  # minutes between a device's spikes, at least
 
 @dataclass
 class Plan:
@@ -59,12 +62,15 @@ def make_plan(n: int, minutes: int, seed: int) -> Plan:
     for d in groups["stuck"]:
         a = int(rng.integers(minutes // 5, max(minutes // 5 + 1, minutes // 2)))
         stuck[d] = (a, min(minutes - 1, a + max(40, span(0.3, 180))))
-    # Single-sample spikes, away from the edges and from each other (two in a row are an
-    # onset the engine confirms, not a spike).
-    slots = np.arange(minutes // 6, minutes - minutes // 6, max(2, minutes // 12))
-    spikes = {d: set((rng.choice(slots, 3, replace=False)
+    # Single-sample spikes, away from the edges and from each other: two in a row are an
+    # onset the engine confirms, and two inside one spike-filter window (2·HAMPEL_HALF + 1
+    # samples) are a burst, not isolated spikes (a 0.5 h plan put them 2 minutes apart and
+    # raised false water-level alerts: reported under issue 7). Slots SPIKE_APART apart at
+    # least; each device's three share one offset.
+    slots = np.arange(minutes // 6, minutes - minutes // 6, max(SPIKE_APART, minutes // 12))
+    spikes = {d: set((rng.choice(slots, min(3, slots.size), replace=False)
                       + rng.integers(0, max(1, minutes // 24))).tolist())
-              for d in groups["spikes"]}
+              for d in groups["spikes"]} if slots.size else {}
     skew = np.zeros(n)
     for d in groups["skew"]:
         skew[d] = float(rng.choice([-1, 1]) * rng.integers(5, 51))
