@@ -33,6 +33,7 @@ the work a step does, so they show whether it grows with the registry whatever t
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import operator
@@ -140,6 +141,16 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int, gateway_
     step_cpu: list[float] = []
     server_cpu: list[float] = []
     measuring = threading.Event()
+    gc_pauses: list[float] = []  # the collector's full (generation 2) passes while measuring
+    gc_started = [0.0]
+
+    def gc_timer(phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2 or not measuring.is_set():
+            return
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - gc_started[0])
 
     def timed_step(self: Engine, *args: Any, **kwargs: Any) -> Any:
         notified = bool(kwargs.get("channel_ids")) and not kwargs.get("periodic")
@@ -159,6 +170,7 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int, gateway_
         return events
 
     Engine.step = timed_step  # type: ignore[method-assign]
+    gc.callbacks.append(gc_timer)
     real_save = engine_state.save
     if variant == "whole-state":
         engine_state.save = whole_state_save
@@ -199,11 +211,14 @@ def trials(url: str, port: int, n: int, variant: str, sent_before: int, gateway_
         runner.join(60)
         Engine.step = original  # type: ignore[method-assign]
         engine_state.save = real_save
+        gc.callbacks.remove(gc_timer)
     steps = np.array(step_cpu) * 1000.0
     waits = np.array(to_step) * 1000.0
     return lat, {"to_step_p50": float(np.percentile(waits, 50)),
                  "to_step_p99": float(np.percentile(waits, 99)),
                  "in_step_p50": float(np.percentile(np.array(lat) * 1000.0 - waits, 50)),
+                 "gc_full_passes": len(gc_pauses),
+                 "gc_full_max_ms": 1000.0 * max(gc_pauses, default=0.0),
 "engine_step_cpu_p50": float(np.percentile(steps, 50)),
                  "engine_step_cpu_p99": float(np.percentile(steps, 99)),
                  "server_step_cpu_mean": float(np.mean(server_cpu)) * 1000.0,
@@ -263,7 +278,8 @@ def report(r: dict[str, Any]) -> str:
             f"{inc['server_step_cpu_mean']:.1f} ms (its backend), gateway "
             f"{inc['gateway_msg_cpu_mean']:.1f} ms per message; publish to the step's start "
             f"p50 {inc['to_step_p50']:.1f} / p99 {inc['to_step_p99']:.1f} ms, the step p50 "
-            f"{inc['in_step_p50']:.1f} ms; run {r['elapsed_s']:.0f} s, "
+            f"{inc['in_step_p50']:.1f} ms; {inc['gc_full_passes']} full garbage collections "
+            f"(longest {inc['gc_full_max_ms']:.0f} ms); run {r['elapsed_s']:.0f} s, "
             f"load average {os.getloadavg()[0]:.1f}\n")
     if "whole-state" not in r:
         return head
