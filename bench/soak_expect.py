@@ -69,10 +69,15 @@ def gap_bounds(t: np.ndarray, late: np.ndarray) -> tuple[float, float]:
 
 
 def longest_above(values: np.ndarray, late: np.ndarray, threshold: float) -> int:
-    """The longest stretch of consecutive in-order samples at or above `threshold`."""
-    above = values[~late] >= threshold
+    """The longest stretch of consecutive samples at or above `threshold`, counting only its
+    in-order members (a late one below the threshold still breaks it if it is judged)."""
+    above = values >= threshold
+    if not above.any():
+        return 0
     starts, lengths = _runs(above)
-    return int(lengths[above[starts]].max()) if above.any() else 0
+    csum = np.concatenate([[0], np.cumsum(~late)])
+    kept = csum[starts + lengths] - csum[starts]
+    return int(kept[above[starts]].max())
 
 
 def expectations(plan_stuck: set[int], plan_offline: set[int], plan_flood: set[int],
