@@ -8,7 +8,10 @@ its fix, over 20 seeds:
 
 - an hourly station sending 5-minute reports in a storm (or any gauge reporting faster than
   registered): its rain ring was sized from the registered interval, the 24 h total read as
-  missing once the ring was full, and red fell to blue mid-storm (0 of 20 right);
+  missing once the ring was full, and red fell to blue mid-storm (0 of 20 right); and three
+  equal 5-minute increments made it a "repeating" gauge held at orange;
+- a gauge registered at 10 minutes that reports hourly: its honest hourly totals were
+  judged against the 10-minute plausibility envelope and lost;
 - a water-level channel whose last six readings are level to the centimetre: the fitted slope
   is rounding noise (1e-15 m/s), the crossing time centuries ahead, and the tick raised
   OSError building its evidence;
@@ -59,11 +62,20 @@ def rain_trial(step: float, registered_s: float, hours: float, bucket: float = 0
     return ok
 
 
-@pytest.mark.parametrize(("step", "registered_s", "hours"), [(60.0, 600.0, 12.0)])
+@pytest.mark.parametrize(("step", "registered_s", "hours"), [(60.0, 600.0, 12.0),
+                                                             (300.0, 3600.0, 36.0)])
 def test_a_gauge_reporting_faster_than_registered_keeps_its_rain_windows(
         step: float, registered_s: float, hours: float) -> None:
-    """The ring of a 10-minute registration holds 7.5 h of 1-minute reports."""
+    """The ring of a 10-minute registration holds 7.5 h of 1-minute reports; an hourly
+    station's 5-minute reports were also "repeating" after three equal increments (15 min,
+    where two hours are meant: alerts/engine/rain_interval.py), holding red at orange."""
     assert rain_trial(step, registered_s, hours) == len(SEEDS)
+
+
+def test_an_hourly_gauge_registered_at_ten_minutes_keeps_its_heavy_hours() -> None:
+    """Its hourly totals were judged against the 10-minute envelope (50 mm): a 60 mm hour
+    was implausible and left out, and red came late or never (9 of 20 right)."""
+    assert rain_trial(3600.0, 600.0, 36.0) == len(SEEDS)
 
 
 def test_a_level_stage_gives_no_crossing_and_the_tick_survives() -> None:

@@ -15,11 +15,13 @@ the device had an implausible value or a suspicious pattern within its `quality_
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from alerts.engine import rain_interval
 from alerts.engine.ring import Ring
 from alerts.engine.tick_setup import (
     GROUPS,
@@ -66,15 +68,21 @@ def screen_rain(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: I
                 t: FloatArray, v: FloatArray, q: np.ndarray) -> tuple[np.ndarray, Verdict]:
     """Judge new rain increments before they enter the running sums; returns the qualities
     to store (implausible ones count as no rain)."""
-    prev_t = rain_since(ring.newest_time(rows), t, setup.p["interval_s"][ch])
+    tt, _, _ = ring.last(rows, rain_interval.SPACINGS + 1)
+    every = rain_interval.observed(tt, setup.p["interval_s"][ch])
+    prev_t = rain_since(ring.newest_time(rows), t, every)
     prev = np.full((ch.size, 2 * HAMPEL_HALF), np.nan)
-    verdict = screen(st, ch, _params(setup, ch), t, v, q, prev, prev_t)
+    sp = _params(setup, ch)
+    sp = replace(sp, stuck_count=rain_interval.stuck_count(
+        sp.stuck_count, setup.p["interval_s"][ch], every))
+    verdict = screen(st, ch, sp, t, v, q, prev, prev_t)
     return np.where(verdict.implausible, IMPLAUSIBLE_Q, q).astype(np.int8), verdict
 
 
 def rain_since(prev_t: FloatArray, t: FloatArray, interval_s: FloatArray) -> FloatArray:
     """Start of the time a rain increment at t covers: its previous sample, but never more
-    than one reporting interval back (NaN prev: the gauge's first). A gauge reporting every
+    than one reporting interval back (the interval the gauge keeps, alerts/engine/
+    rain_interval.py; NaN prev: the gauge's first). A gauge reporting every
     10 minutes sends 10 minutes of rain after a data gap too (the lost reports are lost, or
     come later with their own times), so a 95.5 mm sample after a 2-hour gap is judged
     against the 10-minute envelope, not the 2-hour one (outside trial, issue 7)."""
@@ -229,7 +237,7 @@ def fill_memory(setup: Setup, state: EngineState, s: Samples) -> None:
         ch, t, v, q = s.ch[rain], s.t[rain], s.v[rain], s.q[rain]
         first = np.r_[True, ch[1:] != ch[:-1]]
         prev_t = rain_since(np.where(first, np.nan, np.r_[np.nan, t[:-1]]), t,
-                            setup.p["interval_s"][ch])
+                            rain_interval.observed_before(ch, t, setup.p["interval_s"][ch]))
         # The only rain marks are implausible increments, which need only the interval: one
         # vector over all samples gives the marks the ticks gave.
         p = setup.p
