@@ -9,6 +9,10 @@ dropouts and outliers, α = 2 and α ≠ 2 and velocity staircases. The test sui
 (tests/test_engine_disp_scenarios.py) asserts on the same runs.
 
 Run: .venv/bin/python -m bench.warning_skill [--seeds 20] [--first-seed 100]
+     .venv/bin/python -m bench.warning_skill --outside [--seeds 20] [--first-seed 100]
+The second form runs the outside trial's two families instead (tests/outside_series.py
+saito_slope, tests/test_outside_disp_trials.py accelerating_gnss; generators independent of
+simulators/): red before failure and its median lead time per family and sampling.
 """
 
 from __future__ import annotations
@@ -193,14 +197,59 @@ def _fmt(xs: list[float]) -> str:
     return f"{q[0]:.3g} / {q[1]:.3g} / {q[2]:.3g}"
 
 
+def outside_table(seeds: Sequence[int]) -> list[str]:
+    """Markdown rows: outside family × sampling, red before failure n/N, median red lead."""
+    from alerts.methods.levels import Level
+    from tests.outside_series import first_change, live, saito_slope
+    from tests.test_outside_disp_trials import accelerating_gnss
+
+    rows = []
+    cases: list[tuple[str, float, Callable[[int], tuple[object, float]]]] = [
+        ("accelerating_gnss (α = 2, 2 mm)", 600.0, lambda s: accelerating_gnss(s, 600.0)),
+        ("accelerating_gnss (α = 2, 2 mm)", 3600.0, lambda s: accelerating_gnss(s, 3600.0)),
+    ]
+    def saito(step: float) -> Callable[[int], tuple[object, float]]:
+        def make(s: int) -> tuple[object, float]:
+            sl = saito_slope(s, step, crack_meter=step == 60.0)
+            return sl.trace, sl.failure_t
+        return make
+    for step in (60.0, 600.0, 3600.0):
+        name = ("saito_slope crack meter (α 1.5–2.5, 0.1 mm)" if step == 60.0
+                else "saito_slope GNSS (α 1.5–2.5, 1.5–3 mm + coloured)")
+        cases.append((name, step, saito(step)))
+    for name, step, make in cases:
+        made = [make(s) for s in seeds]
+        kind, spec = ("crack_meter", "opening") if step == 60.0 else ("gnss", "disp_x")
+        chans = [ChannelInfo(i + 1, f"GN{i}", kind, spec, f"HP{i}", None, step)
+                 for i in range(len(made))]
+        ch = live(chans, [tr for tr, _ in made], batch_s=HOUR)  # type: ignore[misc]
+        leads = []
+        for i, (_, tf) in enumerate(made):
+            red = first_change(ch, f"HP{i}", "deformation", Level.RED)
+            if red is not None and red < tf:
+                leads.append((tf - red) / HOUR)
+        med = f"{np.median(leads):.3g}" if leads else "–"
+        rows.append(f"| {name} | {step / 60:g} min | {len(leads)}/{len(made)} | {med} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--first-seed", type=int, default=0,
                     help="first seed (e.g. 100 for seeds the test suite never runs)")
+    ap.add_argument("--outside", action="store_true",
+                    help="the outside trial's families (tests/outside_series.py) instead")
     args = ap.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     t0 = time.perf_counter()
+    if args.outside:
+        c0 = time.process_time()
+        print("| family | sampling | red before failure | median red lead h |")
+        print("|---|---|---|---|")
+        print("\n".join(outside_table(seeds)))
+        print(f"\n(CPU {time.process_time() - c0:.0f} s)")
+        return
     rows = [skill(f, r, s) for f, s, r in families_run(FAMILIES, seeds)]
     rows += [skill(f, r, s) for f, s, r in families_run((MINUTE_FAMILY,), seeds)]
     print("| family | n | red before failure | forecast at end | error ≤ 10 % | red lead h "

@@ -199,3 +199,85 @@ def ammonia_arrival(rng: np.random.Generator, step_s: float, growth: float) -> T
     tail = peak * np.exp(-0.5 * np.arange(1, 10))
     v = np.asarray(np.round(np.r_[base, rise, plateau, tail], 2))
     return Trace(T0 + step_s * np.arange(v.size), v)
+
+
+# --- displacement: a second, independent family of failing slopes -------------------------
+
+
+def _coloured(rng: np.random.Generator, t: np.ndarray, sigma: float, tau_s: float
+              ) -> np.ndarray:
+    """AR(1) noise of standard deviation sigma and correlation time tau_s at times t (GNSS
+    solutions are correlated over hours: multipath, troposphere)."""
+    if sigma <= 0:
+        return np.zeros(t.size)
+    phi = np.exp(-np.diff(t, prepend=t[0]) / tau_s)
+    e = rng.normal(0.0, sigma, t.size)
+    out = np.empty(t.size)
+    acc = 0.0
+    for i in range(t.size):
+        acc = phi[i] * acc + np.sqrt(1.0 - phi[i] ** 2) * e[i]
+        out[i] = acc
+    return out
+
+
+@dataclass(frozen=True)
+class Slope:
+    trace: Trace
+    failure_t: float
+    meta: dict[str, float]
+
+
+def saito_slope(seed: int, step_s: float, crack_meter: bool = False) -> Slope:
+    """A slope in steady creep (0.2–2 mm/day for 10–25 days) that then accelerates in
+    Saito/Fukuzono tertiary creep d v/dt ∝ v^α with α in 1.5–2.5 over 3–30 days: the velocity
+    excess grows as (t_f − t)^(−1/(α−1)) from zero at the onset (continuous velocity) to
+    20–300 mm/day (log-uniform) at the last reading, which comes 4–8 h before failure.
+    GNSS: 1.5–3 mm white noise plus 0.5–1 mm of noise correlated over ~2 h, 2–5 % lost
+    samples, 0.3 % outliers of 10–30 mm; a crack meter (crack_meter=True): 0.1 mm noise and
+    no correlated part. Independent of simulators/ and of `accelerating_gnss`."""
+    rng = np.random.default_rng([seed, 7, int(step_s)])
+    creep = rng.uniform(0.2, 2.0)  # mm/day
+    pre, span = rng.uniform(10.0, 25.0), rng.uniform(3.0, 30.0)  # days
+    alpha = rng.uniform(1.5, 2.5)
+    end_h = rng.uniform(4.0, 8.0)
+    v_end = float(np.exp(rng.uniform(np.log(20.0), np.log(300.0))))  # mm/day
+    p = 1.0 / (alpha - 1.0)
+    tf_d = pre + span
+    dt_end = end_h / 24.0
+    c = v_end / (dt_end ** -p - span ** -p)  # excess velocity c·((t_f−t)^−p − span^−p)
+    t = np.arange(T0, T0 + (tf_d - dt_end) * 86400.0, step_s)
+    t = t + rng.uniform(0, 0.1 * step_s, t.size)
+    d = (t - T0) / 86400.0
+    tau = np.maximum(tf_d - d, 1e-9)  # days to failure
+    # ∫ c·(τ^−p − span^−p) dt from the onset (τ = span) to τ
+    if abs(p - 1.0) < 1e-9:
+        excess = c * np.log(span / tau)
+    else:
+        excess = c * (span ** (1 - p) - tau ** (1 - p)) / (1 - p)
+    excess = excess - c * span ** -p * (span - tau)
+    x = creep * d + np.where(d > pre, excess, 0.0)
+    noise = 0.1 if crack_meter else rng.uniform(1.5, 3.0)
+    x = x + rng.normal(0.0, noise, t.size)
+    if not crack_meter:
+        x = x + _coloured(rng, t, rng.uniform(0.5, 1.0), 2 * 3600.0)
+        bad = rng.uniform(0, 1, t.size) < 0.003
+        x[bad] += rng.choice([-1.0, 1.0], int(bad.sum())) * rng.uniform(10, 30, int(bad.sum()))
+    x[rng.uniform(0, 1, t.size) < rng.uniform(0.02, 0.05)] = np.nan
+    return Slope(Trace(t, np.asarray(np.round(x, 2))), T0 + tf_d * 86400.0,
+                 {"creep": creep, "alpha": alpha, "span": span, "v_end": v_end,
+                  "noise": noise, "end_h": end_h})
+
+
+def stable_coloured(seed: int, step_s: float, days: float = 30.0) -> Trace:
+    """The negative control of `saito_slope`'s noise: the same GNSS noise (white 1.5–3 mm,
+    correlated 0.5–1 mm over ~2 h, outliers, lost samples) on a constant creep of
+    0.2–2 mm/day that never accelerates."""
+    rng = np.random.default_rng([seed, 8, int(step_s)])
+    creep = rng.uniform(0.2, 2.0)
+    t = np.arange(T0, T0 + days * 86400.0, step_s)
+    x = creep * (t - T0) / 86400.0 + rng.normal(0.0, rng.uniform(1.5, 3.0), t.size)
+    x = x + _coloured(rng, t, rng.uniform(0.5, 1.0), 2 * 3600.0)
+    bad = rng.uniform(0, 1, t.size) < 0.003
+    x[bad] += rng.choice([-1.0, 1.0], int(bad.sum())) * rng.uniform(10, 30, int(bad.sum()))
+    x[rng.uniform(0, 1, t.size) < rng.uniform(0.02, 0.05)] = np.nan
+    return Trace(t, np.asarray(np.round(x, 2)))
