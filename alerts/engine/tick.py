@@ -83,6 +83,9 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
         if s.ch.min() < 0 or s.ch.max() >= n:
             raise InvalidInput("sample channel index out of range")
         fresh = ~(s.t <= state.watermark[s.ch])  # replays of processed samples are skipped
+        # ... and so is a sample sent twice in one batch (sorted: the copy is adjacent), which
+        # otherwise entered the rain sums twice (outside trial: blue with no rain to match)
+        fresh[1:] &= (s.ch[1:] != s.ch[:-1]) | (s.t[1:] != s.t[:-1])
         s = Samples(s.ch[fresh], s.t[fresh], s.v[fresh], s.q[fresh])
     unwatched = np.isnan(state.first_watch)
     if unwatched.any():  # a fresh start or a registry change: every device's silence anew
