@@ -55,6 +55,65 @@ def test_onset_confirm_samples_sets_the_delay_of_an_onset(confirm: int) -> None:
     assert got == s.t(case.first_after_gap + confirm)
 
 
+RIVER = [ChannelInfo(1, "WL", "water_level", "level", None, "RIVER", 600.0)]
+STAGES = {"warning_m": 15.0, "guaranteed_m": 16.5, "historical_max_m": 18.2}
+
+
+def _river_jump(width: int) -> Series:
+    """A river at 12 m; from sample 40, `width` samples 5 m higher (30 m/h in ten minutes:
+    faster than onset_max_rate_per_h), then back (width 0: it stays up)."""
+    v = np.round(12.0 + np.random.default_rng(2).normal(0, 0.01, 80), 2)
+    v[40:40 + width if width else None] += 5.0
+    return Series(v, 600.0)
+
+
+def _river(s: Series, **extra: object) -> list:  # type: ignore[type-arg]
+    return run(RIVER, [s], {("site", "RIVER"): {**STAGES, **extra}})
+
+
+def test_onset_max_rate_per_h_decides_which_jumps_need_the_longer_confirmation() -> None:
+    double = _river_jump(2)
+    assert peak(_river(double), "RIVER", "water_level") == 0  # too fast: a double spike
+    slow_limit = _river(double, onset_max_rate_per_h=40.0)  # 30 m/h is plausible here
+    assert peak(slow_limit, "RIVER", "water_level") == Level.ORANGE
+    assert peak(_river(double, onset_max_rate_per_h=None), "RIVER", "water_level") == \
+        Level.ORANGE  # null: no limit, one sample confirms as before
+    real = _river_jump(0)
+    assert first_time(_river(real), "RIVER", "water_level", Level.ORANGE) == real.t(43)
+    assert first_time(_river(real, onset_max_rate_per_h=40.0), "RIVER", "water_level",
+                      Level.ORANGE) == real.t(41)
+
+
+@pytest.mark.parametrize("fast", [1, 3, 5])
+def test_onset_fast_confirm_samples_sets_the_delay_of_a_fast_onset(fast: int) -> None:
+    real = _river_jump(0)
+    got = first_time(_river(real, onset_fast_confirm_samples=fast), "RIVER", "water_level",
+                     Level.ORANGE)
+    assert got == real.t(40 + fast)  # late by that many samples, never thrown away
+    triple = _river_jump(3)  # three samples up: an onset only if fewer than 3 confirm it
+    assert peak(_river(triple, onset_fast_confirm_samples=fast), "RIVER", "water_level") == (
+        Level.ORANGE if fast < 3 else 0)
+
+
+def test_onset_settings_validated_and_water_level_only(db_url: str) -> None:
+    from geowarn.cli import main
+
+    for bad in ({"onset_max_rate_per_h": 0}, {"onset_max_rate_per_h": -5},
+                {"onset_fast_confirm_samples": 9}, {"onset_fast_confirm_samples": -1},
+                {"onset_fast_confirm_samples": 2.5}):
+        with pytest.raises(InvalidInput, match="onset_"):
+            validate_override("site", "RIVER", bad)
+    for params in ({"onset_max_rate_per_h": 20}, {"onset_fast_confirm_samples": 2}):
+        with pytest.raises(InvalidInput, match="no effect"):
+            validate_override("kind", "water_quality", params)
+    assert main(["engine", "rules-set", "kind", "water_level", json.dumps(
+        {"onset_max_rate_per_h": 20.0, "onset_fast_confirm_samples": 4})]) == 0
+    assert main(["engine", "rules-set", "kind", "water_level", json.dumps(
+        {"onset_fast_confirm_samples": 9})]) == 2
+    assert main(["engine", "rules-set", "kind", "rain_gauge", json.dumps(
+        {"onset_max_rate_per_h": 20.0})]) == 2
+
+
 def test_implausible_limits_leave_values_out() -> None:
     s = _spiky(size=5.0)
     s.values[40:45] = 25.0  # a rise to yellow, confirmed by the samples that follow

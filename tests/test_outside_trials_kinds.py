@@ -92,7 +92,9 @@ def test_a_level_stage_gives_no_crossing_and_the_tick_survives() -> None:
     6e-19 m/s); station B on the same river reaches yellow, so the river's change carries
     A's evidence, whose crossing times were beyond any datetime."""
     a = [3.6] * 5 + [3.61, 3.59, 3.61, 3.6, 3.61, 3.6]
-    b = [3.0] * 9 + [4.05, 4.06]
+    # B jumps 1.05 m in a minute (63 m/h, beyond onset_max_rate_per_h): yellow once three
+    # following readings confirm it, at the same last reading as A's level six.
+    b = [3.0] * 7 + [4.05, 4.06, 4.05, 4.06]
     t = T0 + 60.0 * np.arange(len(a))
     chans = [ChannelInfo(1, "WLA", "water_level", "level", None, "RIV", 60.0),
              ChannelInfo(2, "WLB", "water_level", "level", None, "RIV", 60.0)]

@@ -95,6 +95,11 @@ class RuleParams:
     hampel_k: float = 3.0
     hampel_min_deviation: float = math.nan  # sensor units; NaN: 3 resolution steps
     onset_confirm_samples: int = 1  # following samples that confirm a jump as an onset
+    # water level: a jump faster than this (m/h: off the trailing median, over the time since
+    # the previous sample) is faster than any recorded flood rise (docs/methods.md), and
+    # needs onset_fast_confirm_samples following samples staying up (NaN: no such limit)
+    onset_max_rate_per_h: float = 15.0
+    onset_fast_confirm_samples: int = 3
     # implausible values: outside [min, max], or changing faster than rate (units per hour)
     implausible_min: float = math.nan
     implausible_max: float = math.nan
@@ -162,6 +167,12 @@ class RuleParams:
         if not 0 <= self.onset_confirm_samples <= 8:
             raise InvalidInput(f"onset_confirm_samples must be 0..8, got "
                                f"{self.onset_confirm_samples}")
+        if not 0 <= self.onset_fast_confirm_samples <= 8:
+            raise InvalidInput(f"onset_fast_confirm_samples must be 0..8, got "
+                               f"{self.onset_fast_confirm_samples}")
+        if not (self.onset_max_rate_per_h > 0 or math.isnan(self.onset_max_rate_per_h)):
+            raise InvalidInput(f"onset_max_rate_per_h must be > 0 (m/h; null: no limit), got "
+                               f"{self.onset_max_rate_per_h}")
         if not 1 <= self.suspicious_max_level <= 4:
             raise InvalidInput(f"suspicious_max_level must be 1..4 (blue..red), got "
                                f"{self.suspicious_max_level}")

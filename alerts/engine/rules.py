@@ -103,7 +103,7 @@ APPLIES_TO: dict[str, frozenset[str]] = {
         "maintenance_until")},
     **{f: frozenset({"water_level"}) for f in (
         "warning_m", "guaranteed_m", "historical_max_m", "approach_margin_m",
-        "rise_rate_m_per_h")},
+        "rise_rate_m_per_h", "onset_max_rate_per_h", "onset_fast_confirm_samples")},
     "persist_n": frozenset({"water_quality", "air_quality"}),
     "persist_m": frozenset({"water_quality", "air_quality"}),
     **{f: _SERIES for f in ("hampel_k", "hampel_min_deviation", "onset_confirm_samples",

@@ -57,7 +57,10 @@ def _params(setup: Setup, ch: IntArray) -> ScreenParams:
     nan = np.full(ch.size, np.nan)
     return ScreenParams(
         hampel=~rain, hampel_k=p["hampel_k"][ch], min_dev=p["hampel_min_deviation"][ch],
-        confirm=p["onset_confirm_samples"][ch], stuck_count=p["stuck_count"][ch],
+        confirm=p["onset_confirm_samples"][ch],
+        fast_rate_per_s=np.where(setup.group_of[ch] == GROUPS.index("water_level"),
+                                 p["onset_max_rate_per_h"][ch] / 3600.0, np.nan),
+        fast_confirm=p["onset_fast_confirm_samples"][ch], stuck_count=p["stuck_count"][ch],
         exempt_zero=rain, low=p["implausible_min"][ch], high=p["implausible_max"][ch],
         rate_per_s=np.where(rain, nan, p["implausible_rate_per_h"][ch] / 3600.0),
         rain_10min=np.where(rain, p["rain_implausible_mm_10min"][ch], nan),

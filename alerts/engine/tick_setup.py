@@ -214,9 +214,9 @@ def build_setup(channels: list[ChannelInfo], params: list[RuleParams],
         "approach_margin_m", "rise_rate_m_per_h", "hampel_k", "hampel_min_deviation",
         "implausible_min", "implausible_max", "implausible_rate_per_h",
         "rain_implausible_mm_10min", "rain_implausible_mm_1h", "corroborate_within_m",
-        "quality_hold_s", *DISP_FLOAT_PARAMS)}
+        "quality_hold_s", "onset_max_rate_per_h", *DISP_FLOAT_PARAMS)}
     for name in ("persist_n", "persist_m", "stuck_count", "onset_confirm_samples",
-                 "suspicious_max_level", "accel_min_pairs"):
+                 "onset_fast_confirm_samples", "suspicious_max_level", "accel_min_pairs"):
         p_arrays[name] = arr(name, np.int64)
     p_arrays["maint_from"], p_arrays["maint_until"] = _maintenance(channels, params,
                                                                    windows or {})

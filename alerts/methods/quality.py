@@ -13,7 +13,10 @@ What a sample can be (docs/methods.md, "Data quality", gives the defaults and th
   side, it was an onset (a river after a data gap, a pollutant arriving): the pending samples
   are reinstated and the onset counts from the confirming sample on, so a real rise is late
   by at most `confirm` sampling intervals and never thrown away. If not, it was a spike and
-  stays out.
+  stays out. A jump faster than `fast_rate` (off the trailing median, over the time since
+  the previous sample: for a river, faster than any recorded flood rise) is a suspicious
+  pattern: it needs `fast_confirm` following samples staying up (a double or triple spike
+  of a river gauge is not an onset), so a rise that fast is late by at most that many.
 - suspicious: the same value `stuck_count` times in a row (for rain: the same non-zero
   increment, since dry spells repeat zeros). Counted, but the level it drives is held at
   `suspicious_max_level` (yellow) until something corroborates it: the pattern ends (the next
@@ -103,6 +106,8 @@ class ScreenParams:
     hampel_k: FloatArray
     min_dev: FloatArray
     confirm: IntArray
+    fast_rate_per_s: FloatArray  # a jump faster than this needs fast_confirm (NaN: none)
+    fast_confirm: IntArray
     stuck_count: IntArray  # 0: off
     exempt_zero: BoolArray  # rain: repeated zeros are a dry spell
     low: FloatArray  # implausible below / above (NaN: none)
@@ -127,12 +132,14 @@ class ScreenState:
     ok_t: FloatArray  # newest sample not judged implausible
     ok_v: FloatArray
     prev_dev: FloatArray  # |deviation from its window's median| of the previous sample
+    pend_fast: FloatArray  # 1: the pending jump was faster than fast_rate_per_s
 
     @classmethod
     def initial(cls, n: int) -> ScreenState:
         nan, zero = np.full(n, np.nan), np.zeros(n)
         return cls(zero.copy(), nan.copy(), zero.copy(), nan.copy(), zero.copy(),
-                   zero.copy(), zero.copy(), zero.copy(), nan.copy(), nan.copy(), nan.copy())
+                   zero.copy(), zero.copy(), zero.copy(), nan.copy(), nan.copy(), nan.copy(),
+                   zero.copy())
 
     def arrays(self) -> dict[str, FloatArray]:
         return {f"screen_{f.name}": getattr(self, f.name) for f in fields(self)}
@@ -202,15 +209,22 @@ def screen(st: ScreenState, ch: IntArray, p: ScreenParams, t: FloatArray, x: Flo
     start = out & ~cont & ~grow_out
     pend_n = np.where(grow, st.pend_n[ch] + 1, np.where(start, 1, 0))
     pend_q = np.where(grow, np.maximum(st.pend_q[ch], q), np.where(start, q, 0))
-    confirmed = ((out & ~cont) | grow_in) & (pend_n > p.confirm)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fast_now = np.abs(dev) / np.where(dt > 0, dt, np.nan) > p.fast_rate_per_s
+    fast = np.where(start, fast_now, grow & (st.pend_fast[ch] > 0))
+    need = np.where(fast, np.maximum(p.confirm, p.fast_confirm), p.confirm)
+    confirmed = ((out & ~cont) | grow_in) & (pend_n > need)
     reinstate_from = np.where(confirmed & grow, st.pend_t0[ch], np.nan)
     reinstate_q = np.where(confirmed & grow, st.pend_q[ch], np.nan)
-    pending = out & ~cont & ~confirmed
+    # Unconfirmed, a sample staying up is pending too, outlier or not (too few samples left
+    # in the window to judge it): a fast jump's second and third readings may not raise.
+    pending = ((out & ~cont) | grow_in) & ~confirmed
     st.pend_t0[ch] = np.where(start, t, st.pend_t0[ch])
     st.pend_dev[ch] = np.where(start, np.abs(dev), st.pend_dev[ch])
     st.pend_sign[ch] = np.where(start, side, st.pend_sign[ch])
     st.pend_n[ch] = np.where(confirmed, 0, pend_n)
     st.pend_q[ch] = pend_q
+    st.pend_fast[ch] = np.where(fast & ~confirmed, 1.0, 0.0)
     # An accepted onset keeps counting while it stays an outlier on its side; a sample back
     # inside the window ends it (and makes any pending outliers final spikes).
     st.onset_sign[ch] = np.where(confirmed & out, side,
