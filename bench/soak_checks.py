@@ -53,6 +53,14 @@ def check_store(url: str, plan: Plan, channel: dict[int, int], exp: Expected) ->
                        "r.channel_id = e.channel_id AND r.ts = e.ts WHERE r.value <> e.value")
         extra = scalar(conn, "SELECT count(*) FROM readings r WHERE NOT EXISTS (SELECT 1 FROM "
                        "soak_expected e WHERE e.channel_id = r.channel_id AND e.ts = r.ts)")
+        if missing:  # which: the database is dropped after the run
+            print("missing readings (channel, count, first, last), most first:", conn.execute(
+                "SELECT e.channel_id, count(*), min(e.ts)::text, max(e.ts)::text FROM "
+                "soak_expected e LEFT JOIN readings r ON r.channel_id = e.channel_id AND "
+                "r.ts = e.ts WHERE r.channel_id IS NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 12"
+            ).fetchall(), "newest stored:", conn.execute(
+                "SELECT max(ts)::text, max(ingested_at)::text FROM readings").fetchone(),
+                flush=True)
         dead = scalar(conn, "SELECT count(*) FROM dead_letters")
         size = scalar(conn, "SELECT pg_total_relation_size('readings')")
     return {"expected": int(dev.size), "stored": stored, "missing": missing,
