@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from alerts.engine.rules import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H, ChannelInfo, resolve
-from alerts.engine.tick import Change, EngineState, Samples, build_setup, tick
+from alerts.engine.tick import Change, build_setup
 from alerts.engine.tick_methods import gb3838_levels
 from alerts.methods.levels import classify
+from tests.tick_harness import tick_through
 
 T0 = 1_791_000_000.0  # 2026-10-03
 HOUR = 3600.0
@@ -209,23 +210,9 @@ def run(channels: Sequence[ChannelInfo], traces: Sequence[Trace],
     sample that arrives then (sorted by channel, then data time, as the store returns them),
     the clock at the arrival time."""
     setup = build_setup(list(channels), resolve(list(channels), overrides or {}))
-    state = EngineState.initial(setup)
     pts = sorted((float(a), c, float(tt), float(vv)) for c, tr in enumerate(traces)
                  for tt, vv, a in zip(tr.t, tr.v, tr.arrive, strict=True) if np.isfinite(vv))
-    out: list[Change] = []
-    i = 0
-    while i < len(pts):
-        j = i
-        while j < len(pts) and pts[j][0] == pts[i][0]:
-            j += 1
-        batch = sorted(pts[i:j], key=lambda p: (p[1], p[2]))
-        s = Samples(np.array([p[1] for p in batch], np.int64),
-                    np.array([p[2] for p in batch]), np.array([p[3] for p in batch]),
-                    np.zeros(len(batch), np.int8))
-        state, res = tick(setup, state, s, pts[i][0])
-        out += res.changes
-        i = j
-    return out
+    return tick_through(setup, pts)
 
 
 def engine_levels(changes: Sequence[Change], target: str, kind: str, t: np.ndarray

@@ -21,23 +21,32 @@ def run(channels: Sequence[ChannelInfo], series: Sequence[Series],
         regional: Sequence[int] | None = None) -> list[Change]:
     """Live through the series: one tick per distinct sample time, clock = that time."""
     setup = build_setup(list(channels), resolve(list(channels), overrides or {}))
-    state = EngineState.initial(setup)
-    pts = sorted((float(s.t(i)), c, float(s.values[i])) for c, s in enumerate(series)
-                 for i in range(s.n) if np.isfinite(s.values[i]))
+    pts = sorted((float(s.t(i)), c, float(s.t(i)), float(s.values[i]))
+                 for c, s in enumerate(series) for i in range(s.n) if np.isfinite(s.values[i]))
     reg = None
     if regional is not None:
         reg = np.array([regional[[c.target for c in channels].index(t)]
                         for t in setup.targets], np.int8)
+    return tick_through(setup, pts, reg)
+
+
+def tick_through(setup: Any, pts: Sequence[tuple[float, int, float, float]],
+                 regional: np.ndarray | None = None) -> list[Change]:
+    """Feed (clock, channel, data time, value) points, sorted by clock, to the pure tick: one
+    tick per distinct clock holding every point of it (by channel, then data time, as the
+    store returns them)."""
+    state = EngineState.initial(setup)
     out: list[Change] = []
     i = 0
     while i < len(pts):
         j = i
         while j < len(pts) and pts[j][0] == pts[i][0]:
             j += 1
-        batch = sorted(pts[i:j], key=lambda p: p[1])
-        s = Samples(np.array([p[1] for p in batch], np.int64), np.array([p[0] for p in batch]),
-                    np.array([p[2] for p in batch]), np.zeros(len(batch), np.int8))
-        state, res = tick(setup, state, s, pts[i][0], reg)
+        batch = sorted(pts[i:j], key=lambda p: (p[1], p[2]))
+        s = Samples(np.array([p[1] for p in batch], np.int64),
+                    np.array([p[2] for p in batch]), np.array([p[3] for p in batch]),
+                    np.zeros(len(batch), np.int8))
+        state, res = tick(setup, state, s, pts[i][0], regional)
         out += res.changes
         i = j
     return out
