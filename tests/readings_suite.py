@@ -357,3 +357,46 @@ def test_bulk_hourly_middles_match_numpy(store: psycopg.Connection) -> None:
     with pytest.raises(InvalidInput, match="not on a UTC hour edge"):
         rb.hourly_middles(store, ids[:1], [T0 + timedelta(minutes=5)], [hi[0]], [np.nan],
                           [np.nan], newest=1)
+
+
+def test_engine_late_readings_by_arrival_match_numpy(store: psycopg.Connection) -> None:
+    """The engine's arrival query (alerts/engine/data.py load_late): readings stored at or
+    after a time whose data time lies in (watermark − 72 h, watermark) of their channel,
+    whatever their data time, the same on both paths."""
+    from alerts.engine import data as engine_data
+    from alerts.engine.rules import resolve
+    from alerts.engine.tick import EngineState, build_setup
+
+    ids = make_channels(store, 3, "RG-LATE")
+    data = random_data(np.random.default_rng(11), ids, n=600)
+    store_data(store, data)
+    # Half of each channel's readings arrived a day ago (before the query's arrival bound).
+    arrived_long_ago = {cid: ts[::2] for cid, (ts, _) in data.items()}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for cid, ts in arrived_long_ago.items():
+        store.execute("UPDATE readings SET ingested_at = now() - interval '1 day' "
+                      "WHERE channel_id = %s AND ts = ANY(%s)",
+                      (cid, [epoch + timedelta(microseconds=int(t)) for t in ts]))
+    channels = [c for c in engine_data.load_channels(store) if c.channel_id in ids]
+    setup = build_setup(channels, resolve(channels, {}))
+    state = EngineState.initial(setup)
+    marks = {ids[0]: T0 + timedelta(days=4), ids[1]: T0 + timedelta(days=1, hours=5)}
+    for cid, m in marks.items():  # ids[2] was never judged: nothing is late for it
+        state.watermark[setup.index[cid]] = m.timestamp()
+    since = datetime.now(UTC) - timedelta(hours=1)
+    got = engine_data.load_late(store, setup, state, since)
+    assert np.all(np.diff(got.ch) >= 0)
+    for cid in ids:
+        ts, vals = data[cid]
+        keep = np.zeros(ts.size, bool)
+        if cid in marks:
+            m = us(marks[cid])
+            keep = (ts < m) & (ts > m - 72 * 3600 * 1_000_000) & ~np.isin(
+                ts, arrived_long_ago[cid])
+        mine = got.ch == setup.index[cid]
+        assert keep.sum() > 0 or cid not in marks
+        assert np.array_equal(np.rint(got.t[mine] * 1e6), ts[keep].astype(np.float64))
+        assert np.array_equal(got.v[mine], vals[keep])
+    # Only some channels asked: the others give nothing.
+    one = engine_data.load_late(store, setup, state, since, [setup.index[ids[1]]])
+    assert set(one.ch.tolist()) == {setup.index[ids[1]]}

@@ -28,6 +28,7 @@ from tests.readings_suite import (  # noqa: F401  (imported tests are collected 
     test_downsample_hand_computed,
     test_downsample_matches_numpy,
     test_duplicates_stored_once,
+    test_engine_late_readings_by_arrival_match_numpy,
     test_latest,
     test_rain_day_by_offset_or_by_zone,
     test_raw_is_start_inclusive_end_exclusive,
@@ -101,7 +102,8 @@ def test_plain_schema_has_range_indexes_and_foreign_key(conn: psycopg.Connection
         pytest.skip("server has TimescaleDB: the plain schema is not in use")
     names = {r[0] for r in conn.execute(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'readings'")}
-    assert {"readings_pkey", "readings_ts_brin", "readings_ingested_at_idx"} <= names
+    assert {"readings_pkey", "readings_ts_brin", "readings_ingested_at_idx",
+            "readings_channel_ingested_idx"} <= names
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute("INSERT INTO readings (channel_id, ts, value) VALUES (424242, now(), 1)")
 

@@ -5,6 +5,8 @@
 - `load_overrides`: the engine_rules table as {(scope, scope_id): params};
 - `load_samples`: readings newer than each channel's watermark up to the engine clock, in one
   query over (channel_id, ts) index ranges, returned as tick.Samples;
+- `load_late`: readings that arrived since a time with data times at or behind their
+  channel's watermark (a backlog behind live reports), over the ingested_at index;
 - `channels_with_new_readings`: which channels hold readings beyond their saved watermark,
   answered by the server (for steps that were not told which channels changed);
 - `load_memory`: the readings at or before each watermark that the rings need after a
@@ -32,7 +34,7 @@ from alerts.engine.disp_history import HOUR, OPEN_K, middle_times
 from alerts.engine.rule_params import RAIN_WINDOWS_H
 from alerts.engine.rules import ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
-from alerts.engine.tick_setup import DISP_MEMORY_S
+from alerts.engine.tick_setup import DISP_MEMORY_S, GROUPS
 from alerts.methods.quality import HAMPEL_HALF
 from devices.catalogue import load_catalogue
 from geowarn import readings_bulk
@@ -111,6 +113,72 @@ def load_samples(conn: psycopg.Connection, setup: Setup, state: EngineState, unt
     lows = [float(state.watermark[i]) for i in idx]
     return _fetch(conn, setup, ids, [_ts(w if math.isfinite(w) else since) for w in lows],
                   [up] * len(ids), inclusive_lower=False)
+
+
+def load_late(conn: psycopg.Connection, setup: Setup, state: EngineState,
+              arrived_since: datetime, channel_indices: Sequence[int] | None = None
+              ) -> Samples:
+    """Readings stored at or after `arrived_since` (ingested_at, the store's arrival
+    stamp) whose data time is behind their channel's watermark and inside the longest
+    window (watermark − 72 h, watermark): a backlog that arrived after newer readings,
+    which `load_samples` (data time after the watermark) never fetches. The reading at the
+    watermark is the one judged there (one reading per channel and time). One probe per
+    channel of the (channel_id, ingested_at) index (migration 0160, both store paths), when
+    anything was stored since at all; the lower bound on ts also excludes TimescaleDB
+    chunks. A reading judged already comes back when it arrived in the same span (a
+    burst's older readings): the tick counts a time once."""
+    idx = range(setup.n) if channel_indices is None else channel_indices
+    rows = [i for i in idx if math.isfinite(float(state.watermark[i]))]
+    if not rows:
+        return Samples.empty()
+    marks = [float(state.watermark[i]) for i in rows]
+    span = max(RAIN_WINDOWS_H) * 3600.0
+    lowest = datetime.fromtimestamp(min(marks) - span, UTC)
+    # Nothing stored since (a replay of what was loaded before): one probe of the
+    # ingested_at index instead of one per channel.
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM readings WHERE ingested_at >= %s AND "
+                       "ts >= %s)", (arrived_since, lowest)).fetchone()
+    if not (row and row[0]):
+        return Samples.empty()
+    got = conn.execute(
+        "SELECT w.channel_id, extract(epoch FROM r.ts)::float8, r.value, r.quality "
+        "FROM unnest(%(ids)s::int4[], %(marks)s::float8[]) AS w(channel_id, mark) "
+        "CROSS JOIN LATERAL (SELECT ts, value, quality FROM readings x "
+        "WHERE x.channel_id = w.channel_id AND x.ingested_at >= %(since)s "
+        "AND x.ts >= %(lowest)s::timestamptz AND x.ts < to_timestamp(w.mark) "
+        "AND x.ts > to_timestamp(w.mark - %(span)s)) r "
+        "ORDER BY w.channel_id, r.ts",
+        {"ids": [setup.channels[i].channel_id for i in rows], "marks": marks,
+         "since": arrived_since, "span": span, "lowest": lowest}).fetchall()
+    if not got:
+        return Samples.empty()
+    return Samples(setup.rows_of(np.array([g[0] for g in got], np.int64)),
+                   np.array([g[1] for g in got], np.float64),
+                   np.array([g[2] for g in got], np.float64),
+                   np.array([g[3] for g in got], np.int8))
+
+
+def merge_samples(a: Samples, b: Samples) -> Samples:
+    """Two sample sets as one, sorted by channel, then time (as the tick takes them)."""
+    if not b.ch.size:
+        return a
+    ch, t = np.r_[a.ch, b.ch], np.r_[a.t, b.t]
+    order = np.lexsort((t, ch))
+    return Samples(ch[order], t[order], np.r_[a.v, b.v][order],
+                   np.r_[a.q, b.q][order].astype(np.int8))
+
+
+def without_late(setup: Setup, memory: Samples, late: Samples) -> Samples:
+    """`memory` less the (channel, time) pairs of `late` (displacement keeps them: its
+    history takes no late samples, alerts/engine/late.py)."""
+    if not (late.ch.size and memory.ch.size):
+        return memory
+    late_ok = setup.group_of[late.ch] != GROUPS.index("displacement")
+    pairs = set(zip(late.ch[late_ok].tolist(), late.t[late_ok].tolist(), strict=True))
+    keep = np.ones(memory.ch.size, bool)
+    for i in np.flatnonzero(np.isin(memory.ch, late.ch[late_ok])).tolist():
+        keep[i] = (int(memory.ch[i]), float(memory.t[i])) not in pairs
+    return Samples(memory.ch[keep], memory.t[keep], memory.v[keep], memory.q[keep])
 
 
 def _hour_floor(seconds: float) -> float:

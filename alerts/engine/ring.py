@@ -108,6 +108,36 @@ class Ring:
         pos = np.maximum(self.total[rows] - 1, 0) % self.k
         return np.where(self.total[rows] > 0, self.t[rows, pos], np.nan)
 
+    def merge(self, row: int, t: FloatArray, v: FloatArray, q: np.ndarray, since: float
+              ) -> tuple[int, float]:
+        """Merge samples older than the row's newest into it in time order (a late backlog,
+        alerts/engine/late.py). Left out: times the row holds already (and repeats among
+        `t`), times at or before `since`, and, when the row is full, times before its oldest
+        held sample (they would not fit). Returns how many were added and the newest time
+        pushed out of the row to make room (NaN: none)."""
+        k = self.k
+        tot = int(self.total[row])
+        m = min(tot, k)
+        pos = (tot - m + np.arange(m)) % k
+        ht, hv, hq = self.t[row, pos], self.v[row, pos], self.q[row, pos]
+        ok = (t > since) & ~np.isin(t, ht)
+        if tot >= k and m:
+            ok &= t > ht.min()
+        ok[1:] &= t[1:] != t[:-1]
+        if not ok.any():
+            return 0, float("nan")
+        at, av, aq = np.r_[ht, t[ok]], np.r_[hv, v[ok]], np.r_[hq, q[ok]].astype(np.int8)
+        order = np.argsort(at, kind="stable")
+        at, av, aq = at[order], av[order], aq[order]
+        lost = at[:-k] if at.size > k else at[:0]
+        at, av, aq = at[-k:], av[-k:], aq[-k:]
+        added = int(ok.sum())
+        new_tot = tot + added
+        p = (new_tot - at.size + np.arange(at.size)) % k
+        self.t[row, p], self.v[row, p], self.q[row, p] = at, av, aq
+        self.total[row] = new_tot
+        return added, float(lost.max()) if lost.size else float("nan")
+
     def grow(self, k_new: int) -> None:
         """Widen every row to k_new slots, keeping each row's samples and their absolute
         indices (a sample with absolute index a sits at a % k)."""

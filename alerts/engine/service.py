@@ -50,6 +50,12 @@ from geowarn.errors import InvalidInput
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "geowarn_readings"
 _LEADER_KEY = 0x6765_6F77_6172_6E45  # GeoWarn's own advisory-lock key for the engine
+# Late readings (alerts/engine/late.py) are fetched by arrival from the last full step less
+# this: a writer's transaction that started before it (its now() stamps ingested_at) and
+# committed after it is still seen. Ingest commits in groups of well under a second; a
+# writer that holds readings behind the watermark uncommitted for longer than this (a long
+# import transaction) is not judged late. What the overlap fetches again counts once.
+ARRIVAL_OVERLAP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,7 @@ class Engine:
         self.regional = engine_data.RegionalFloors()
         self.reports = FieldReportFloors()
         self._fingerprint: tuple[Any, ...] = ()
+        self.arrived = datetime.fromtimestamp(0, UTC)  # set by load()
         self.registry: set[int] = set()  # every channel id, this partition's or not
         self.load()
 
@@ -119,8 +126,16 @@ class Engine:
             restored = engine_state.restore(self.conn, self.config.name, self.setup)
             self.state = restored.state
             self.saved = restored.saved
-            fill_memory(self.setup, self.state,
-                        engine_data.load_memory(self.conn, self.setup, self.state))
+            # Late readings may have arrived since the last committed step: they are left
+            # out of the rings here and come as late samples in the next step, which
+            # judges them as a live engine would have (alerts/engine/late.py).
+            row = self.conn.execute("SELECT saved_at FROM engine_state WHERE engine = %s",
+                                    (self.config.name,)).fetchone()
+            self.arrived = row[0] if row and row[0] is not None else self._now()
+            memory = engine_data.load_memory(self.conn, self.setup, self.state)
+            fill_memory(self.setup, self.state, engine_data.without_late(
+                self.setup, memory, engine_data.load_late(
+                    self.conn, self.setup, self.state, self._arrived_since())))
             self.clock = restored.clock if restored.clock is not None else -math.inf
             self._fingerprint = self._fingerprint_now()
         log.info("engine %s: %d channels, %d targets, clock %s", self.config.name,
@@ -152,6 +167,12 @@ class Engine:
                                                        if c in index))
                 samples = engine_data.load_samples(self.conn, self.setup, self.state, until,
                                                    which, since)
+                # Readings that arrived since, behind the watermark (a backlog after live
+                # reports): by arrival, not data time. The notified channels only, or all.
+                arrival = self._now()
+                samples = engine_data.merge_samples(samples, engine_data.load_late(
+                    self.conn, self.setup, self.state, self._arrived_since(),
+                    None if channel_ids is None else which))
                 clock = until if math.isfinite(until) else max(
                     self.clock, float(samples.t.max()) if samples.t.size else self.clock)
                 clock = max(clock, self.clock)
@@ -177,7 +198,22 @@ class Engine:
             raise
         self.clock = clock
         self.saved = saved  # committed: the database now holds exactly this
+        if channel_ids is None:  # every channel's arrivals judged up to this step
+            self.arrived = arrival
         return events
+
+    def _now(self) -> datetime:
+        """The database's now() (this transaction's start): the stamp readings get."""
+        row = self.conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        when: datetime = row[0]
+        return when
+
+    def _arrived_since(self) -> datetime:
+        """Arrival time from which late readings are fetched: the last step that looked at
+        every channel, less ARRIVAL_OVERLAP_S (a reading's ingested_at is its transaction's
+        start, and that transaction may commit after this step's snapshot)."""
+        return self.arrived - timedelta(seconds=ARRIVAL_OVERLAP_S)
 
 
     def _apply(self, changes: list[LevelChange], clock: float, periodic: bool

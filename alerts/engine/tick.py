@@ -18,7 +18,10 @@ new samples per channel cuts them into rounds along time (each round the longest
 time-sorted samples with at most one per channel), so a backlog, a burst or a replay yields
 the same changes at the same data times as living through it sample by sample; `now` (the
 engine clock, driven by the caller) only decides silence at the end, and every silence,
-data-quality and level change is stamped with the data time that caused it.
+data-quality and level change is stamped with the data time that caused it. A sample at or
+behind its channel's watermark (a backlog arriving after live reports) is merged into the
+channel's history (alerts/engine/late.py); the rain channels it moved are judged again at
+their newest data time, first in the tick: late rather than never.
 
 Targets and kinds: a channel's warnings land on its hazard point, else its site, else its own
 device (rules.ChannelInfo.target). Per target there is one level per hazard kind (rainfall,
@@ -44,6 +47,7 @@ from alerts.engine import tick_methods as tm
 from alerts.engine import tick_quality as tq
 from alerts.engine.disp_evidence import describe
 from alerts.engine.displacement import add_readings, in_maintenance
+from alerts.engine.late import merge_late
 from alerts.engine.rule_params import RAIN_WINDOWS_H
 from alerts.engine.rules import AQI_TABLE, GB3838_ITEM
 from alerts.engine.tick_quality import fill_memory
@@ -82,11 +86,20 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     if s.ch.size:
         if s.ch.min() < 0 or s.ch.max() >= n:
             raise InvalidInput("sample channel index out of range")
-        fresh = ~(s.t <= state.watermark[s.ch])  # replays of processed samples are skipped
-        # ... and so is a sample sent twice in one batch (sorted: the copy is adjacent), which
-        # otherwise entered the rain sums twice (outside trial: blue with no rain to match)
-        fresh[1:] &= (s.ch[1:] != s.ch[:-1]) | (s.t[1:] != s.t[:-1])
+        # A sample sent twice in one batch (sorted: the copy is adjacent) counts once
+        # (outside trial: it entered the rain sums twice, blue with no rain to match) ...
+        once = np.r_[True, (s.ch[1:] != s.ch[:-1]) | (s.t[1:] != s.t[:-1])]
+        # ... and one at or behind its channel's watermark is late (a backlog after live
+        # reports resumed) or a replay: merged into the history, judged at this step.
+        behind = s.t <= state.watermark[s.ch]
+        late = once & behind
+        fresh = once & ~behind
+        rejudge = merge_late(setup, state, Samples(s.ch[late], s.t[late], s.v[late],
+                                                   s.q[late]))
+        late_ch = np.unique(s.ch[late])
         s = Samples(s.ch[fresh], s.t[fresh], s.v[fresh], s.q[fresh])
+    else:
+        rejudge = late_ch = np.zeros(0, np.int64)
     unwatched = np.isnan(state.first_watch)
     if unwatched.any():  # a fresh start or a registry change: every device's silence anew
         state.first_watch = np.where(unwatched, now, state.first_watch)
@@ -96,10 +109,19 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     seen = np.zeros(n, bool)
     assert state.disp is not None
     targets: list[IntArray] = []
-    for part in time_rounds(s):
+    # Rain channels whose sums late samples moved and that get no new sample now are judged
+    # again at their newest data time (alerts/engine/late.py), before the new samples.
+    rejudge = np.setdiff1d(rejudge, s.ch)
+    parts = time_rounds(s)
+    if rejudge.size:
+        parts = [Samples(rejudge, state.watermark[rejudge], np.zeros(rejudge.size),
+                         np.zeros(rejudge.size, np.int8))] + parts
+    for i, part in enumerate(parts):
+        again = bool(rejudge.size) and i == 0
         issued = state.disp.fc[:, 3].copy()
-        changes += silence.returns(setup, state, part)
-        u, r, changed_ch = _judge(setup, state, part, regional)
+        if not again:
+            changes += silence.returns(setup, state, part)
+        u, r, changed_ch = _judge(setup, state, part, regional, again)
         last_raise[u], seen[u] = r, True
         changes += tq.quality_changes(setup, state, u)
         level_changes, fused = _target_changes(setup, state, now, changed_ch, regional,
@@ -114,7 +136,7 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     # What this tick can have changed in the saved state (alerts/engine/state.py compares
     # only these rows): the channels that got samples or were first watched, their devices
     # and those that fell silent, and the targets fused again.
-    ch = np.union1d(s.ch, np.flatnonzero(unwatched))
+    ch = np.union1d(np.union1d(s.ch, late_ch), np.flatnonzero(unwatched))
     disp = ch[setup.group_of[ch] == GROUPS.index("displacement")]
     touched = {"channel": ch, "target": np.unique(np.concatenate(targets)),
                "device": np.union1d(setup.device[ch],
@@ -145,10 +167,11 @@ def time_rounds(s: Samples) -> list[Samples]:
     return [Samples(s.ch[i], s.t[i], s.v[i], s.q[i]) for i in np.split(final, bounds)]
 
 
-def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | None
-           ) -> tuple[IntArray, LevelArray, IntArray]:
+def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | None,
+           again: bool = False) -> tuple[IntArray, LevelArray, IntArray]:
     """Evaluate at most one new sample per channel; returns the channels evaluated, their
-    raise levels after the quality gate, and the channels whose level changed."""
+    raise levels after the quality gate, and the channels whose level changed. `again`:
+    rain channels judged again at their newest sample (late samples moved their sums)."""
     n = setup.n
     raise_lv = np.zeros(n, LEVEL_DTYPE)
     hold = np.zeros(n, LEVEL_DTYPE)
@@ -160,7 +183,8 @@ def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | 
         if not in_g.any():
             continue
         idx = s.ch[in_g]
-        res, chans = _evaluate_group(setup, state, g, idx, s.t[in_g], s.v[in_g], s.q[in_g])
+        res, chans = _evaluate_group(setup, state, g, idx, s.t[in_g], s.v[in_g], s.q[in_g],
+                                     again)
         raise_lv[chans], hold[chans], flagged[chans] = res.raise_level, res.hold_level, \
             res.flagged
         updated_mask[chans] = True
@@ -168,7 +192,7 @@ def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | 
             full = state.evidence.setdefault(
                 name, np.full((n,) + col.shape[1:], np.nan))
             full[chans] = col
-    if s.ch.size:
+    if s.ch.size and not again:
         np.fmax.at(state.watermark, s.ch, s.t)
         silence.touch(setup, state, s.ch)
     u = np.flatnonzero(updated_mask)
@@ -192,11 +216,18 @@ def _judge(setup: Setup, state: EngineState, s: Samples, regional: LevelArray | 
 
 
 def _evaluate_group(setup: Setup, state: EngineState, g: str, idx: IntArray, t: FloatArray,
-                    v: FloatArray, q: np.ndarray) -> tuple[tm.MethodResult, IntArray]:
+                    v: FloatArray, q: np.ndarray, again: bool = False
+                    ) -> tuple[tm.MethodResult, IntArray]:
     rows_in = setup.row_in_group[idx]
     ring = state.rings[g]
     p = setup.p
     verdict: Verdict
+    if g == "rainfall" and again:  # the sums as late samples left them: nothing appended
+        assert state.rain is not None
+        acc = state.rain.totals_mm(ring, rows_in)
+        _, _, q_last = ring.last(rows_in, 1)
+        return tm.rainfall(acc, p["rain_table_mm"][idx], p["clear_ratio"][idx],
+                           q_last[:, 0]), idx
     if g == "rainfall":
         assert state.rain is not None
         q, verdict = tq.screen_rain(setup, state.screen, ring, rows_in, idx, t, v, q)
