@@ -34,7 +34,7 @@ from alerts.engine.disp_history import HOUR, OPEN_K, middle_times
 from alerts.engine.rule_params import RAIN_WINDOWS_H
 from alerts.engine.rules import ChannelInfo
 from alerts.engine.tick import RING_K, EngineState, Samples, Setup
-from alerts.engine.tick_setup import DISP_MEMORY_S, GROUPS
+from alerts.engine.tick_setup import DISP_MEMORY_S
 from alerts.methods.quality import HAMPEL_HALF
 from devices.catalogue import load_catalogue
 from geowarn import readings_bulk
@@ -166,19 +166,6 @@ def merge_samples(a: Samples, b: Samples) -> Samples:
     order = np.lexsort((t, ch))
     return Samples(ch[order], t[order], np.r_[a.v, b.v][order],
                    np.r_[a.q, b.q][order].astype(np.int8))
-
-
-def without_late(setup: Setup, memory: Samples, late: Samples) -> Samples:
-    """`memory` less the (channel, time) pairs of `late` (displacement keeps them: its
-    history takes no late samples, alerts/engine/late.py)."""
-    if not (late.ch.size and memory.ch.size):
-        return memory
-    late_ok = setup.group_of[late.ch] != GROUPS.index("displacement")
-    pairs = set(zip(late.ch[late_ok].tolist(), late.t[late_ok].tolist(), strict=True))
-    keep = np.ones(memory.ch.size, bool)
-    for i in np.flatnonzero(np.isin(memory.ch, late.ch[late_ok])).tolist():
-        keep[i] = (int(memory.ch[i]), float(memory.t[i])) not in pairs
-    return Samples(memory.ch[keep], memory.t[keep], memory.v[keep], memory.q[keep])
 
 
 def _hour_floor(seconds: float) -> float:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import psycopg
 
 from alerts.engine import data as engine_data
@@ -43,6 +44,7 @@ from alerts.engine.field_reports import FieldReportFloors
 from alerts.engine.partitions import Partition, select
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
+from alerts.engine.tick_setup import GROUPS
 from alerts.lifecycle.writes import AlertEvent, LevelChange, apply_changes, auto_resolve
 from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput
@@ -100,6 +102,7 @@ class Engine:
         self.reports = FieldReportFloors()
         self._fingerprint: tuple[Any, ...] = ()
         self.arrived = datetime.fromtimestamp(0, UTC)  # set by load()
+        self.rejudge = np.zeros(0, np.int64)  # rain rows a restart found late readings for
         self.registry: set[int] = set()  # every channel id, this partition's or not
         self.load()
 
@@ -126,16 +129,19 @@ class Engine:
             restored = engine_state.restore(self.conn, self.config.name, self.setup)
             self.state = restored.state
             self.saved = restored.saved
-            # Late readings may have arrived since the last committed step: they are left
-            # out of the rings here and come as late samples in the next step, which
-            # judges them as a live engine would have (alerts/engine/late.py).
+            # Late readings may have arrived since the last committed step: the refilled
+            # rings hold them, and the first step judges their rain channels again, as a
+            # live engine would have (alerts/engine/late.py; judging a channel again whose
+            # sums did not change changes nothing).
             row = self.conn.execute("SELECT saved_at FROM engine_state WHERE engine = %s",
                                     (self.config.name,)).fetchone()
             self.arrived = row[0] if row and row[0] is not None else self._now()
-            memory = engine_data.load_memory(self.conn, self.setup, self.state)
-            fill_memory(self.setup, self.state, engine_data.without_late(
-                self.setup, memory, engine_data.load_late(
-                    self.conn, self.setup, self.state, self._arrived_since())))
+            fill_memory(self.setup, self.state,
+                        engine_data.load_memory(self.conn, self.setup, self.state))
+            late = engine_data.load_late(self.conn, self.setup, self.state,
+                                         self._arrived_since())
+            rain = np.unique(late.ch)
+            self.rejudge = rain[self.setup.group_of[rain] == GROUPS.index("rainfall")]
             self.clock = restored.clock if restored.clock is not None else -math.inf
             self._fingerprint = self._fingerprint_now()
         log.info("engine %s: %d channels, %d targets, clock %s", self.config.name,
@@ -181,7 +187,7 @@ class Engine:
                 regional = self.regional.levels(self.conn, self.setup, clock)
                 reports = self.reports.levels(self.conn, self.setup, clock)
                 self.state, result = tick(self.setup, self.state, samples, clock, regional,
-                                          reports)
+                                          reports, self.rejudge)
                 changes = self.reports.annotate(
                     [LevelChange(**asdict(c)) for c in result.changes])
                 events = self._apply(changes, clock, periodic)
@@ -198,6 +204,7 @@ class Engine:
             raise
         self.clock = clock
         self.saved = saved  # committed: the database now holds exactly this
+        self.rejudge = self.rejudge[:0]
         if channel_ids is None:  # every channel's arrivals judged up to this step
             self.arrived = arrival
         return events

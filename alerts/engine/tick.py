@@ -80,8 +80,11 @@ __all__ = ["KINDS", "RING_K", "Change", "EngineState", "Samples", "Setup", "Tick
 
 def tick(setup: Setup, state: EngineState, s: Samples, now: float,
          regional: LevelArray | None = None,
-         reports: LevelArray | None = None) -> tuple[EngineState, TickResult]:
-    """Evaluate new samples at engine clock `now` (seconds); see the module docstring."""
+         reports: LevelArray | None = None,
+         rejudge_more: IntArray | None = None) -> tuple[EngineState, TickResult]:
+    """Evaluate new samples at engine clock `now` (seconds); see the module docstring.
+    `rejudge_more`: rain channels to judge again at their newest sample (late samples a restart
+    put in their rings before this tick)."""
     n = setup.n
     if s.ch.size:
         if s.ch.min() < 0 or s.ch.max() >= n:
@@ -111,6 +114,8 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     targets: list[IntArray] = []
     # Rain channels whose sums late samples moved and that get no new sample now are judged
     # again at their newest data time (alerts/engine/late.py), before the new samples.
+    if rejudge_more is not None:
+        rejudge = np.union1d(rejudge, rejudge_more[np.isfinite(state.watermark[rejudge_more])])
     rejudge = np.setdiff1d(rejudge, s.ch)
     parts = time_rounds(s)
     if rejudge.size:
@@ -136,7 +141,8 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     # What this tick can have changed in the saved state (alerts/engine/state.py compares
     # only these rows): the channels that got samples or were first watched, their devices
     # and those that fell silent, and the targets fused again.
-    ch = np.union1d(np.union1d(s.ch, late_ch), np.flatnonzero(unwatched))
+    ch = np.union1d(np.union1d(s.ch, np.union1d(late_ch, rejudge)),
+                    np.flatnonzero(unwatched))
     disp = ch[setup.group_of[ch] == GROUPS.index("displacement")]
     touched = {"channel": ch, "target": np.unique(np.concatenate(targets)),
                "device": np.union1d(setup.device[ch],
