@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,49 @@ def run_cpu(url: str, broker: int, gateway: int, engines: list[int]) -> dict[str
             f"PostgreSQL ({len(backends)} backends)": sum(cpu_seconds(p) for p in backends)}
 
 
+def stored_count(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+
+def restart_probe(url: str, port: int, tmp: Path, gateway: subprocess.Popen[bytes],
+                  n_expected: int) -> subprocess.Popen[bytes]:
+    """After a stall, restart the gateway once: readings that arrive now were held by the
+    broker (in flight or queued for the old session, never delivered again), readings that
+    still do not were lost before the broker queued them or dropped by it."""
+    before = stored_count(url)
+    gateway.terminate()
+    gateway.wait(60)
+    (tmp / "gw.log").rename(tmp / "gw-before-restart.log")
+    gateway = start_gateway(url, port, tmp / "gw.log")
+    wait_for(url, "SELECT count(*) FROM readings", n_expected, 600,
+             "readings stored after a gateway restart", stall_s=120)
+    after = stored_count(url)
+    print(f"  restart probe: {after - before:,} more readings stored after restarting the "
+          f"gateway ({n_expected - after:,} still missing)", flush=True)
+    return gateway
+
+
+def keep_logs(tmp: Path, dest: str) -> None:
+    """The run's logs outlive its temporary folder (connects, disconnects, failed batches)."""
+    if not dest:
+        return
+    out = Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    for log in [*tmp.glob("*.log"), tmp / "mq" / "mosquitto.log"]:
+        if log.exists():
+            shutil.copy(log, out / log.name)
+    print(f"logs kept in {out}/", flush=True)
+
+
+def print_dead_letters(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT reason, count(*), min(left(detail, 160)) FROM dead_letters "
+                            "GROUP BY reason ORDER BY 2 DESC").fetchall()
+    for reason, n, detail in rows:
+        print(f"dead letters {reason}: {n} (e.g. {detail})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
@@ -150,6 +194,9 @@ def main() -> int:
     parser.add_argument("--sabotage", choices=("lose", "double"), default="",
                         help="break the run on purpose (one reading lost / stored twice): "
                              "the checks must fail")
+    parser.add_argument("--keep-logs", default="soak-logs", metavar="DIR",
+                        help="copy the gateway's, engines' and broker's logs here at the end "
+                             "('' : keep none)")
     parser.add_argument("--verbose", action="store_true",
                         help="print each faulty device's run, gap and flood bounds")
     args = parser.parse_args()
@@ -189,6 +236,8 @@ def main() -> int:
             print(f"published {exp.messages:,} messages in {t_pub - t0:.0f} s", flush=True)
             t_stored = wait_for(url, "SELECT count(*) FROM readings", n_expected, 7200,
                                 "readings stored", stall_s=args.stall_s)
+            if stored_count(url) < n_expected:
+                gateway = restart_probe(url, port, tmp, gateway, n_expected)
             newest = float(exp.arrays()[1].max()) / 1000.0
             names_sql = ("SELECT count(*) FROM engine_state WHERE clock >= %s")
             t_engine = wait_for(url, names_sql, args.engine_partitions, 7200,
@@ -203,6 +252,8 @@ def main() -> int:
                 p.wait(60)
             broker.terminate()
             broker.wait(10)
+            keep_logs(tmp, args.keep_logs)
+        print_dead_letters(url)
         t_checks, t_checks_cpu = time.perf_counter(), sum(os.times()[:2])
         store = check_store(url, plan, channel, exp)
         want = expected_alerts(url, plan, channel, exp)
