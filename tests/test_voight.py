@@ -1,0 +1,57 @@
+"""The Voight-law fit (alerts/methods/voight.py) on synthetic Voight creep, 20 seeds per α:
+within 10 % of the remaining time, band coverage, α freed only when the data demand it, and
+no forecast on steady creep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alerts.methods.voight import fit_voight
+from geowarn.errors import InvalidInput
+from simulators.displacement_scenarios import DAY, HOUR, tertiary
+
+SEEDS = range(20)
+
+
+def _series(seed: int, alpha: float, noise: float) -> tuple[np.ndarray, np.ndarray, float]:
+    rng = np.random.default_rng([seed, int(alpha * 100)])
+    tf, onset = 20 * DAY, 10 * DAY
+    end = tf - rng.uniform(4, 8) * HOUR
+    t = np.arange(end - 168 * HOUR, end, HOUR) + rng.uniform(0, 600, 168)
+    x = tertiary(t, rng.uniform(0.5, 2.0) / DAY, onset, tf, alpha) + rng.normal(0, noise,
+                                                                                t.size)
+    return t, x, tf
+
+
+@pytest.mark.parametrize("alpha", [1.6, 1.8, 2.0, 2.2, 2.4])
+def test_voight_fit_within_ten_percent_for_several_alphas(alpha: float) -> None:
+    ok = covered = freed = 0
+    for s in SEEDS:
+        t, x, tf = _series(s, alpha, 0.1)
+        f = fit_voight(t, x, float(t[-1]))
+        fc = f.forecast
+        assert fc.issued, (alpha, s)
+        ok += abs(fc.t_failure - tf) <= 0.1 * (tf - t[-1])
+        covered += fc.t_lower <= tf <= fc.t_upper
+        freed += f.alpha_free
+    # Measured 20 of 20 for α ≤ 2.2, 15 for 2.4 (its displacement flattens near failure).
+    assert ok >= (13 if alpha > 2.3 else 18), ok
+    assert covered >= 15, covered  # 95 % band: measured 16–19 of 20
+    if alpha == 2.0:
+        assert freed <= 2, freed  # α = 2 stays the null model (F-test at 0.1 %)
+    else:
+        assert freed >= 18, freed
+
+
+def test_no_voight_forecast_on_steady_creep() -> None:
+    for s in SEEDS:
+        rng = np.random.default_rng(s)
+        t = np.arange(0, 168 * HOUR, HOUR)
+        x = rng.uniform(0.2, 2.0) * t / DAY + rng.normal(0, rng.uniform(0.1, 2.0), t.size)
+        assert not fit_voight(t, x, float(t[-1])).forecast.issued, s
+
+
+def test_voight_fit_rejects_bad_settings() -> None:
+    with pytest.raises(InvalidInput, match="confidence"):
+        fit_voight(np.arange(20.0), np.arange(20.0), 20.0, confidence=1.5)
