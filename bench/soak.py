@@ -136,7 +136,8 @@ def run_cpu(url: str, broker: int, gateway: int, engines: list[int]) -> dict[str
 
 def stored_count(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+        row = conn.execute("SELECT count(*) FROM readings").fetchone()
+        return int(row[0]) if row else 0
 
 
 def restart_probe(url: str, port: int, tmp: Path, gateway: subprocess.Popen[bytes],
