@@ -15,7 +15,8 @@ Choices, each against over-fitting noise (bench/forecast_bound.py: freeing α co
 precision, so α stays 2 unless the data demand another):
 - α is freed only when an F-test rejects α = 2 at `alpha_p` (0.1 %);
 - the creep term is kept only when it predicts the newest `holdout_h` hours (fitted without
-  them) better than the model without it (a held-out check, not an in-sample one);
+  them) better than the model without it (a held-out check) AND an F-test at `alpha_p` finds
+  it significant in-sample (the held-out check alone let it absorb α > 2);
 - samples with residuals beyond 5 robust sigmas are dropped once and the fit redone;
 - the forecast is the posterior median of t_f (flat prior in t_f over the grid, σ and the
   linear parameters profiled out, α marginalised over its grid when free) and the band its
@@ -177,7 +178,7 @@ def fit_voight(t: FloatArray, x: FloatArray, now: float, confidence: float = 0.9
     if t.size < 10 or not now - float(t.min()) > 0:
         return NO_FIT
     dropped = 0
-    for _ in range(2):  # outliers dropped once, then the final fit
+    for second_pass in (False, True):  # outliers dropped once, then the final fit
         errs = [_holdout_error(t, x, now, cr, alpha_p, horizon_factor, holdout_h * 3600.0)
                 for cr in (False, True)]
         gr, rows = _fit_model(t, x, now, False, alpha_p, horizon_factor)
@@ -189,7 +190,7 @@ def fit_voight(t: FloatArray, x: FloatArray, now: float, confidence: float = 0.9
         a, c, rss = _best(gr, rows)
         if not np.isfinite(rss):
             return NO_FIT
-        if dropped or _ > 0:
+        if second_pass:
             break
         res = x - _predict(gr, a, c, t)
         mad = 1.4826 * float(np.median(np.abs(res - np.median(res))))
