@@ -144,9 +144,9 @@ def restart_probe(url: str, port: int, tmp: Path, gateway: subprocess.Popen[byte
                   n_expected: int) -> subprocess.Popen[bytes]:
     """After a stall, restart the gateway once: readings that arrive now were held by the
     broker (in flight or queued for the old session, never delivered again), readings that
-    still do not were lost before the broker queued them or dropped by it. The RSS sampler
-    and the CPU figures keep following the first gateway's pid: after a probe they describe
-    the run up to the stall."""
+    still do not were lost before the broker queued them or dropped by it. After a probe the
+    gateway's RSS samples are the first gateway's (up to the stall) and its CPU seconds the
+    restarted one's only."""
     before = stored_count(url)
     gateway.terminate()
     gateway.wait(60)
