@@ -131,7 +131,7 @@ class Gateway:
 
     def stop(self) -> None:
         self._stop.set()
-        self.inbox.close()  # wakes a network thread blocked on a full inbox
+        self.inbox.close()  # a message still arriving is refused (not acked: redelivered)
         self.mqtt.stop()
         for thread in self._threads:
             thread.join(timeout=30)

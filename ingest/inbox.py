@@ -3,10 +3,16 @@
 A message counts against the byte budget from the moment the network thread puts it in until
 the writer releases it after its batch was committed and acknowledged, so everything the
 gateway holds (the inbox, the batch being built, decoded batches waiting, the batch being
-committed) stays within one budget however large the messages are. A full inbox blocks the
-network thread, which stops reading from the broker (TCP backpressure; the broker keeps the
-rest in the gateway's session). One message larger than the whole budget is still let in
-when nothing else is held, so it cannot block the stream for ever.
+committed) stays within one budget however large the messages are.
+
+The MQTT network thread never waits here (`offer` always takes the message): a thread blocked
+in a callback stops answering the broker's keepalive and the connection drops, which makes
+the broker send its whole in-flight window again. Instead, while the inbox is not
+`accepting`, the connection stops reading the socket (TCP backpressure; the broker keeps the
+rest in the gateway's session) and keeps writing acknowledgements and pings. A message read
+before the pause is still taken, so the budget can be exceeded by the one message in hand
+(the gateway's memory bound keeps room for it); one message larger than the whole budget
+still gets in, so it cannot block the stream for ever.
 """
 
 from __future__ import annotations
@@ -44,20 +50,29 @@ class Inbox:
         with self._lock:
             return len(self._queue)
 
-    def _has_room(self, size: int) -> bool:
-        if len(self._queue) >= self.max_messages:
-            return False
-        return self._held_bytes == 0 or self._held_bytes + size <= self.max_bytes
+    def _accepting(self) -> bool:  # the lock is held
+        return len(self._queue) < self.max_messages and (
+            self._held_bytes == 0 or self._held_bytes < self.max_bytes)
 
-    def put(self, message: ReceivedMessage) -> None:
-        """Block until the message fits; raises InboxClosed when the gateway stops."""
-        size = len(message.payload)
+    def accepting(self) -> bool:
+        """Whether there is room for another message."""
+        with self._lock:
+            return self._accepting()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for room (or the close); returns whether there is."""
         with self._changed:
-            self._changed.wait_for(lambda: self._closed or self._has_room(size))
+            self._changed.wait_for(lambda: self._closed or self._accepting(), timeout)
+            return self._accepting()
+
+    def offer(self, message: ReceivedMessage) -> None:
+        """Take the message without waiting, even beyond the limits (see the module's
+        docstring); raises InboxClosed when the gateway stops."""
+        with self._changed:
             if self._closed:
                 raise InboxClosed
             self._queue.append(message)
-            self._held_bytes += size
+            self._held_bytes += len(message.payload)
             self._changed.notify_all()
 
     def get(self, timeout: float, unless: Callable[[], bool] | None = None

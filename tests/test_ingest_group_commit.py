@@ -44,7 +44,7 @@ def test_inbox_get_returns_once_unless_holds_and_an_empty_queue() -> None:
     inbox = Inbox(10, 1000)
     idle = threading.Event()
     got: list[object] = []
-    inbox.put(_message(1))
+    inbox.offer(_message(1))
     waiter = threading.Thread(target=lambda: got.extend(
         [inbox.get(600.0, unless=idle.is_set), inbox.get(600.0, unless=idle.is_set)]))
     waiter.start()
