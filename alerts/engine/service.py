@@ -32,16 +32,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import psycopg
 
 from alerts.engine import data as engine_data
-from alerts.engine import maintenance as engine_maintenance
+from alerts.engine import registry_delta
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
-from alerts.engine.partitions import Partition, select
+from alerts.engine.partitions import Partition
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
 from alerts.engine.tick_setup import GROUPS
@@ -100,7 +100,7 @@ class Engine:
         self.saved: engine_state.Saved  # what the database holds: the next save diffs it
         self.regional = engine_data.RegionalFloors()
         self.reports = FieldReportFloors()
-        self._fingerprint: tuple[Any, ...] = ()
+        self.known: registry_delta.Known  # what the setup was built from (set by load())
         self.arrived = datetime.fromtimestamp(0, UTC)  # set by load()
         self.rejudge = np.zeros(0, np.int64)  # rain rows a restart found late readings for
         self.registry: set[int] = set()  # every channel id, this partition's or not
@@ -109,23 +109,14 @@ class Engine:
     def close(self) -> None:
         self.conn.close()
 
-    def _fingerprint_now(self) -> tuple[Any, ...]:
-        row = self.conn.execute(
-            "SELECT (SELECT count(*) FROM channels), (SELECT max(channel_id) FROM channels), "
-            "(SELECT max(updated_at) FROM devices), (SELECT count(*) FROM engine_rules), "
-            "(SELECT max(updated_at) FROM engine_rules)").fetchone()
-        return tuple(row or ())
-
     def load(self) -> None:
         """(Re)build the setup from the registry and rules, restore the saved state and refill
         the rings from the readings store."""
         with self.conn.transaction():
-            every = engine_data.load_channels(self.conn)
-            self.registry = {c.channel_id for c in every}
-            channels = select(self.conn, every, self.config.partition)
-            params = resolve(channels, engine_data.load_overrides(self.conn))
-            self.setup = build_setup(channels, params,
-                                     windows=engine_maintenance.load_windows(self.conn))
+            self.known, channels = registry_delta.known_now(self.conn, self.config.partition)
+            self.registry = set(self.known.every)
+            params = resolve(channels, self.known.overrides)
+            self.setup = build_setup(channels, params, windows=self.known.windows)
             restored = engine_state.restore(self.conn, self.config.name, self.setup)
             self.state = restored.state
             self.saved = restored.saved
@@ -143,23 +134,20 @@ class Engine:
             rain = np.unique(late.ch)
             self.rejudge = rain[self.setup.group_of[rain] == GROUPS.index("rainfall")]
             self.clock = restored.clock if restored.clock is not None else -math.inf
-            self._fingerprint = self._fingerprint_now()
         log.info("engine %s: %d channels, %d targets, clock %s", self.config.name,
                  self.setup.n, len(self.setup.targets), clock_text(self.clock))
 
     def reload_if_changed(self) -> bool:
-        with self.conn.transaction():
-            changed = self._fingerprint_now() != self._fingerprint
-        if changed:
-            self.load()
-        return changed
+        """Apply what changed in the registry and rules since the last look, at the cost of
+        what changed (alerts/engine/registry_delta.py); True if anything did."""
+        return registry_delta.refresh(self)
 
     def step(self, now: float | None = None, channel_ids: set[int] | None = None,
              periodic: bool = False) -> list[AlertEvent]:
         """One tick. `now` (seconds) drives a replay clock; else the configured clock.
         `channel_ids`: the channels with new readings (from NOTIFY); None: find them."""
         if channel_ids is not None and not channel_ids <= self.registry:
-            self.load()  # a channel the setup does not know yet: the registry changed
+            self.reload_if_changed()  # a channel the setup does not know: the registry changed
         try:
             with self.conn.transaction():
                 until = now if now is not None else (

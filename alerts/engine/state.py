@@ -221,10 +221,13 @@ def _upsert(conn: psycopg.Connection, engine: str, scopes: list[str], ks: list[s
                  (engine,))
 
 
-def restore(conn: psycopg.Connection, engine: str, setup: Setup) -> Restored:
+def restore(conn: psycopg.Connection, engine: str, setup: Setup, only: bool = False
+            ) -> Restored:
     """The saved state mapped onto `setup` (fresh where nothing was saved), and the snapshot
     of what is stored. Rows of channels, targets and devices the setup no longer has are
-    deleted (a retired device that comes back starts fresh)."""
+    deleted (a retired device that comes back starts fresh). `only`: `setup` is a part of
+    the engine's registry (the channels a registry change touched, alerts/engine/
+    registry_delta.py): only its rows are read, and no other row is deleted."""
     state = EngineState.initial(setup)
     scoped = _scoped(state)
     layout_now = {s: _layout(a) for s, a in scoped.items()}
@@ -239,7 +242,7 @@ def restore(conn: psycopg.Connection, engine: str, setup: Setup) -> Restored:
     for s in SCOPES:
         old_layout = stored_layout.get(s, [])
         rewrite |= old_layout != layout_now[s]
-        _load_scope(conn, engine, s, setup, scoped[s], old_layout)
+        _load_scope(conn, engine, s, setup, scoped[s], old_layout, only)
     return Restored(state, float(clock), snapshot(state, layout_now, rewrite))
 
 
@@ -249,12 +252,13 @@ def snapshot(state: EngineState, layout: dict[str, Layout], rewrite: bool) -> Sa
 
 
 def _load_scope(conn: psycopg.Connection, engine: str, scope: str, setup: Setup,
-                arrays: dict[str, np.ndarray], old_layout: Layout) -> None:
+                arrays: dict[str, np.ndarray], old_layout: Layout, only: bool = False) -> None:
+    now_pos = {k: i for i, k in enumerate(keys(setup, scope))}
     rows = conn.execute("SELECT key, packed FROM engine_state_rows WHERE engine = %s AND "
-                        "scope = %s", (engine, scope)).fetchall()
+                        "scope = %s AND (NOT %s OR key = ANY(%s))",
+                        (engine, scope, only, list(now_pos) if only else [])).fetchall()
     if not rows:
         return
-    now_pos = {k: i for i, k in enumerate(keys(setup, scope))}
     gone = [k for k, _ in rows if k not in now_pos]
     if gone:
         conn.execute("DELETE FROM engine_state_rows WHERE engine = %s AND scope = %s AND "
