@@ -156,18 +156,39 @@ def test_the_rain_envelope_settings_move_the_implausibility_limit() -> None:
     assert peak(strict, "HP1", "rainfall") == 0
 
 
+def _first_finding(changes: list) -> float:  # type: ignore[type-arg]
+    return next(c.data_time.timestamp() for c in changes
+                if c.hazard_kind == "data_quality" and c.level > 0)
+
+
 def test_stuck_count_and_suspicious_max_level_set_the_hold() -> None:
     rep = repeating_gauge_case(0)  # 4.0 mm every ten minutes for ten hours
     ch = [gauge(1, "RG", "HP1", rep.step_s)]
+    first = int(np.flatnonzero(rep.values)[0])
     by_hand = int(rain_levels_by_hand(rep.values, rep.step_s).max())
-    assert peak(run(ch, [rep]), "HP1", "rainfall") == Level.YELLOW
+    default = run(ch, [rep])
+    assert peak(default, "HP1", "rainfall") == Level.YELLOW
+    assert _first_finding(default) == rep.t(first + 11)  # the 12th: two hours of samples
     off = run(ch, [rep], {("kind", "rain_gauge"): {"stuck_count": 0}})
     assert peak(off, "HP1", "rainfall") == by_hand == Level.RED
     assert not [c for c in off if c.hazard_kind == "data_quality"]
+    # stuck_count 40: the run alone implies orange on the 6-hour row (120 mm) at its 30th
+    # sample, so it is held from there (alerts/methods/rain_runs.py), not from the 12th
     late = run(ch, [rep], {("kind", "rain_gauge"): {"stuck_count": 40}})
-    assert peak(late, "HP1", "rainfall") == Level.ORANGE  # held only from sample 40 on
+    assert peak(late, "HP1", "rainfall") == Level.YELLOW
+    assert _first_finding(late) == rep.t(first + 29)
     blue = run(ch, [rep], {("kind", "rain_gauge"): {"suspicious_max_level": 1}})
     assert peak(blue, "HP1", "rainfall") == Level.BLUE
+    # After an hour of genuine rain (30 mm, varying) the same run lifts the totals to
+    # orange at its 23rd sample (6 h: 30 + 92 mm), before its own rain would (30th): the
+    # default holds it from the 12th (yellow), stuck_count 40 only from the 30th (orange).
+    wet = rep.values.copy()
+    wet[first - 6:first] = [4.6, 5.2, 4.8, 5.4, 4.4, 5.6]
+    rained = Series(wet, rep.step_s)
+    assert int(rain_levels_by_hand(wet[:first + 23], rep.step_s).max()) == Level.ORANGE
+    assert peak(run(ch, [rained]), "HP1", "rainfall") == Level.YELLOW
+    late = run(ch, [rained], {("kind", "rain_gauge"): {"stuck_count": 40}})
+    assert peak(late, "HP1", "rainfall") == Level.ORANGE
 
 
 def test_corroborate_within_m_sets_who_is_a_neighbour() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from alerts.engine import rain_interval
 from alerts.engine.ring import Ring
+from alerts.engine.rule_params import RAIN_WINDOWS_H
 from alerts.engine.tick_setup import (
     GROUPS,
     Change,
@@ -44,6 +45,7 @@ from alerts.methods.quality import (
     screen,
 )
 from alerts.methods.ragged import FloatArray, IntArray
+from alerts.methods.rain_runs import RUN_MIN, run_implied_level
 
 IMPLAUSIBLE_Q = 3
 IMPLAUSIBLE, REPEATING = 1, 2
@@ -79,6 +81,14 @@ def screen_rain(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: I
     sp = replace(sp, stuck_count=rain_interval.stuck_count(
         sp.stuck_count, setup.p["interval_s"][ch], every))
     verdict = screen(st, ch, sp, t, v, q, prev, prev_t)
+    # A run whose own rain would lift the level above the hold's cap is held from its
+    # RUN_MIN-th sample, not only from its stuck_count-th (alerts/methods/rain_runs.py).
+    lifts = run_implied_level(st.run_val[ch], st.run_len[ch], every,
+                              setup.p["rain_table_mm"][ch], RAIN_WINDOWS_H) > setup.p[
+        "suspicious_max_level"][ch]
+    early = (~verdict.implausible & (sp.stuck_count > 0) & (v > 0) & lifts
+             & (st.run_len[ch] >= np.minimum(RUN_MIN, sp.stuck_count)))
+    verdict = replace(verdict, suspicious=verdict.suspicious | early)
     return np.where(verdict.implausible, IMPLAUSIBLE_Q, q).astype(np.int8), verdict
 
 
@@ -97,8 +107,9 @@ def screen_series(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch:
     """Judge the newest sample of each row just appended to `ring`, and mark the ring."""
     tt, vv, qq = ring.last(rows, 2 * HAMPEL_HALF + 1)
     prev = np.where(qq[:, :-1] >= SPIKE_Q, np.nan, vv[:, :-1])
+    prev_all = np.where(qq[:, :-1] >= IMPLAUSIBLE_Q, np.nan, vv[:, :-1])
     verdict = screen(st, ch, _params(setup, ch), tt[:, -1], vv[:, -1], qq[:, -1], prev,
-                     tt[:, -2])
+                     tt[:, -2], prev_all)
     ring.mark_last(rows[verdict.pending], SPIKE_Q)
     ring.mark_last(rows[verdict.implausible], IMPLAUSIBLE_Q)
     back = np.isfinite(verdict.reinstate_from)

@@ -158,10 +158,13 @@ class Verdict:
 
 
 def screen(st: ScreenState, ch: IntArray, p: ScreenParams, t: FloatArray, x: FloatArray,
-           q: np.ndarray, prev: FloatArray, prev_t: FloatArray) -> Verdict:
+           q: np.ndarray, prev: FloatArray, prev_t: FloatArray,
+           prev_all: FloatArray | None = None) -> Verdict:
     """Judge the newest sample (t, x, stored quality q) of channels `ch`; `prev` (rows, 2·half)
     holds each row's preceding samples, oldest first, NaN where left out or absent, and
-    `prev_t` the time of the preceding sample (NaN: none). Updates `st` at `ch`."""
+    `prev_t` the time of the preceding sample (NaN: none). `prev_all`: the same samples with
+    the pending and spike ones kept (NaN only where implausible or absent), judged against
+    when `prev` leaves too few to judge the newest. Updates `st` at `ch`."""
     dt = np.where(np.isfinite(prev_t), t - prev_t, np.nan)
     ok_dt = t - st.ok_t[ch]
     with np.errstate(invalid="ignore"):
@@ -187,6 +190,18 @@ def screen(st: ScreenState, ch: IntArray, p: ScreenParams, t: FloatArray, x: Flo
     if h.size:
         out[h], dev[h], _ = hampel_newest(np.concatenate([prev[h], x[h, None]], axis=1),
                                           p.hampel_k[h], p.min_dev[h])
+        # Spikes and noise-level outliers left out can starve the window (fewer than half + 2
+        # samples): a spike there was accepted unjudged and raised a level (soak, issue 7: a
+        # burst of two spikes in one window). Then the window with them kept decides whether
+        # it is an outlier (one spike of seven moves no median); an onset's own pending
+        # samples outnumber the old ones there, so its samples still stay in and confirm it.
+        starved = h[np.isfinite(prev[h]).sum(axis=1) <= HAMPEL_HALF] if (
+            prev_all is not None) else h[:0]
+        if starved.size:
+            assert prev_all is not None
+            out[starved] = hampel_newest(
+                np.concatenate([prev_all[starved], x[starved, None]], axis=1),
+                p.hampel_k[starved], p.min_dev[starved])[0]
     out &= good
     side = np.sign(dev)
     # An onset grows step by step: a sample continuing or confirming one lies within
