@@ -16,8 +16,10 @@ Per closed hour, for the rows that closed one:
    nothing accelerates, the same window ending now − `reference_gap_h` (shown, not used);
 5. tangent angle on the daily velocity, arctan(v_1d / max(v̄, floor)), levels by
    `tangent_angle_deg`, raising only while acceleration is established;
-6. the failure forecast while established (methods/inverse_velocity), replaced at most every
-   `forecast_refresh_s`, withdrawn when acceleration stops.
+6. the failure forecast while established, replaced at most every `forecast_refresh_s`,
+   withdrawn when acceleration stops: Fukuzono's inverse velocity (methods/inverse_velocity),
+   or the Voight fit (methods/voight) where methods/forecast_choice finds α ≠ 2 beyond
+   doubt; its outcome is kept per row until a new bin closes (the fit costs 5–25 ms).
 Velocity and cumulative thresholds (per site; off by default) use the daily velocity and the
 offset-corrected displacement since the baseline.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alerts.engine.disp_history import HOUR, DispHistory
+from alerts.methods.forecast_choice import voight_forecast
 from alerts.methods.inverse_velocity import forecast_failure_time
 from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
 from alerts.methods.ragged import FloatArray, IntArray
@@ -88,6 +91,10 @@ class DispState:
     # the newest STEP_LOG steps, oldest first: (time, jump_mm, kind index into STEP_KINDS,
     # expected); NaN time where none
     step_log: FloatArray
+    # Working cache, never saved (a restart refits once): the Voight forecast (time, lower,
+    # upper; NaN: not the one to show) for the window (last hour, first hour) it was fitted to.
+    voight_key: IntArray
+    voight_fc: FloatArray
 
     @classmethod
     def empty(cls, rows: int) -> DispState:
@@ -97,7 +104,7 @@ class DispState:
                    nan(), nan(), nan(), nan(4), nan(4), nan(4), nan(), nan(),
                    np.zeros(rows, np.int64), np.zeros(rows, bool), np.full(rows, -1, np.int64),
                    nan(), np.zeros(rows), np.full(rows, -(10 ** 9), np.int64),
-                   nan(STEP_LOG, 4))
+                   nan(STEP_LOG, 4), np.full((rows, 2), -1, np.int64), nan(3))
 
     def step_events(self, r: int) -> list[StepEvent]:
         """Row r's logged steps, oldest first."""
@@ -314,7 +321,16 @@ def _forecast(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntAr
         n = int(min(st.hist.last_hour[r] - np.floor(start / HOUR) + 1, 720))
         y = st.hist.window(np.array([r]), n)[0]
         # Each bin at its readings' mean time, not mid-hour (hourly GNSS comes on the hour).
-        f = forecast_failure_time(st.hist.window_times(np.array([r]), n)[0], y, t_now,
-                                  float(p["forecast_confidence"][c]))
+        tt = st.hist.window_times(np.array([r]), n)[0]
+        conf = float(p["forecast_confidence"][c])
+        key = (int(st.hist.last_hour[r]), n)
+        if tuple(st.voight_key[r]) != key:  # one Voight fit per window of bins
+            fv, _ = voight_forecast(tt, y, t_now, conf)
+            st.voight_fc[r] = np.nan if fv is None else (fv.t_failure, fv.t_lower, fv.t_upper)
+            st.voight_key[r] = key
+        if st.voight_fc[r, 0] > t_now:
+            st.fc[r] = (*st.voight_fc[r], t_now)
+            continue
+        f = forecast_failure_time(tt, y, t_now, conf)
         if f.issued:
             st.fc[r] = (f.t_failure, f.t_lower, f.t_upper, t_now)
