@@ -11,9 +11,11 @@ order (alerts/engine/ring.py `Ring.merge`), so every rule evaluated afterwards s
   gauge) judge live samples only. The rain channels whose sums moved are returned: the tick
   judges them again at their newest data time, so a level the late rain implies is raised
   at the step that received it (late rather than never).
-- water level, pollution, thresholds: merged into the ring (the samples older than the
-  ring's oldest held one when it is full are ignored); they count from the channel's next
-  live sample on (its rules judge the newest sample against the ones before it).
+- water level, pollution, thresholds: the channel is cut back to before its oldest late
+  sample and the late samples with the ones cut are returned to be judged again in time
+  order (alerts/engine/late_series.py), so their level changes are stamped at the reading
+  times they happened (the samples older than the ring's oldest held one when it is full
+  are ignored).
 - displacement: ignored. Its history is hourly medians of closed hours
   (alerts/engine/disp_history.py); reopening a closed hour is not done.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alerts.engine import rain_interval
+from alerts.engine import late_series, rain_interval
 from alerts.engine.ring import RAIN_RING_MAX, Ring
 from alerts.engine.tick_setup import GROUPS, EngineState, Samples, Setup
 from alerts.methods.quality import rain_envelope_mm
@@ -35,12 +37,14 @@ from alerts.methods.ragged import IntArray
 IMPLAUSIBLE_Q = 3  # as alerts/engine/tick_quality.IMPLAUSIBLE_Q (counts as no rain)
 
 
-def merge_late(setup: Setup, state: EngineState, late: Samples) -> IntArray:
+def merge_late(setup: Setup, state: EngineState, late: Samples) -> tuple[IntArray, Samples]:
     """Merge `late` (sorted by channel, then time, every one older than or at its channel's
-    watermark) into the rings; returns the rain channels whose window sums changed."""
+    watermark) into the rings; returns the rain channels whose window sums changed, and the
+    series channels' samples to judge again in time order (sorted by channel, then time)."""
     rejudge: list[int] = []
+    again: list[Samples] = []
     if not late.ch.size:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), Samples.empty()
     rain_g = GROUPS.index("rainfall")
     starts = np.flatnonzero(np.r_[True, late.ch[1:] != late.ch[:-1]])
     ends = np.r_[starts[1:], late.ch.size]
@@ -54,7 +58,7 @@ def merge_late(setup: Setup, state: EngineState, late: Samples) -> IntArray:
         row = int(setup.row_in_group[c])
         t, v, q = late.t[a:b], late.v[a:b], late.q[a:b].astype(np.int8)
         if int(setup.group_of[c]) != rain_g:
-            ring.merge(row, t, v, q, -np.inf)
+            again.append(late_series.rewind(setup, state, c, t, v, q))
             continue
         assert state.rain is not None
         newest = float(ring.newest_time(np.array([row]))[0])
@@ -66,7 +70,11 @@ def merge_late(setup: Setup, state: EngineState, late: Samples) -> IntArray:
             state.rain.dropped_t[row] = np.fmax(state.rain.dropped_t[row], lost)
             state.rain._recount(ring, np.array([row]))
             rejudge.append(c)
-    return np.asarray(rejudge, np.int64)
+    redo = (Samples(np.concatenate([a.ch for a in again]), np.concatenate([a.t for a in again]),
+                    np.concatenate([a.v for a in again]),
+                    np.concatenate([a.q for a in again]).astype(np.int8))
+            if again else Samples.empty())
+    return np.asarray(rejudge, np.int64), redo
 
 
 def _screen_rain(setup: Setup, c: int, held_t: np.ndarray, t: np.ndarray, v: np.ndarray,

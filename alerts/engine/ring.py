@@ -138,6 +138,20 @@ class Ring:
         self.total[row] = new_tot
         return added, float(lost.max()) if lost.size else float("nan")
 
+    def cut(self, row: int, since: float) -> tuple[FloatArray, FloatArray, np.ndarray]:
+        """Remove the row's samples at or after `since` (to judge them again after a late
+        one, alerts/engine/late_series.py) and return them oldest first. The older samples
+        keep their absolute indices; the slots the removed ones leave are emptied (NaN), so
+        `last` reads them as the padding before a row's first sample."""
+        k, tot = self.k, int(self.total[row])
+        m = min(tot, k)
+        pos = (tot - m + np.arange(m)) % k
+        gone = pos[self.t[row, pos] >= since]  # a suffix: a row's times ascend
+        out = (self.t[row, gone].copy(), self.v[row, gone].copy(), self.q[row, gone].copy())
+        self.t[row, gone], self.v[row, gone], self.q[row, gone] = np.nan, np.nan, 0
+        self.total[row] = tot - gone.size
+        return out
+
     def grow(self, k_new: int) -> None:
         """Widen every row to k_new slots, keeping each row's samples and their absolute
         indices (a sample with absolute index a sits at a % k)."""

@@ -38,13 +38,13 @@ import numpy as np
 import psycopg
 
 from alerts.engine import data as engine_data
-from alerts.engine import registry_delta
+from alerts.engine import late_series, registry_delta
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
 from alerts.engine.partitions import Partition
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
-from alerts.engine.tick_setup import GROUPS
+from alerts.engine.tick_setup import GROUPS, Samples
 from alerts.lifecycle.writes import AlertEvent, LevelChange, apply_changes, auto_resolve
 from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput
@@ -103,6 +103,7 @@ class Engine:
         self.known: registry_delta.Known  # what the setup was built from (set by load())
         self.arrived = datetime.fromtimestamp(0, UTC)  # set by load()
         self.rejudge = np.zeros(0, np.int64)  # rain rows a restart found late readings for
+        self.redo = Samples.empty()  # series samples a restart cut from the refilled rings
         self.registry: set[int] = set()  # every channel id, this partition's or not
         self.load()
 
@@ -133,6 +134,8 @@ class Engine:
                                          self._arrived_since())
             rain = np.unique(late.ch)
             self.rejudge = rain[self.setup.group_of[rain] == GROUPS.index("rainfall")]
+            # Series channels are judged again from their oldest late reading on.
+            self.redo = late_series.cut_refilled(self.setup, self.state, late)
             self.clock = restored.clock if restored.clock is not None else -math.inf
         log.info("engine %s: %d channels, %d targets, clock %s", self.config.name,
                  self.setup.n, len(self.setup.targets), clock_text(self.clock))
@@ -167,6 +170,7 @@ class Engine:
                 samples = engine_data.merge_samples(samples, engine_data.load_late(
                     self.conn, self.setup, self.state, self._arrived_since(),
                     None if channel_ids is None else which))
+                samples = engine_data.merge_samples(samples, self.redo)
                 clock = until if math.isfinite(until) else max(
                     self.clock, float(samples.t.max()) if samples.t.size else self.clock)
                 clock = max(clock, self.clock)
@@ -193,6 +197,7 @@ class Engine:
         self.clock = clock
         self.saved = saved  # committed: the database now holds exactly this
         self.rejudge = self.rejudge[:0]
+        self.redo = Samples.empty()
         if channel_ids is None:  # every channel's arrivals judged up to this step
             self.arrived = arrival
         return events

@@ -21,7 +21,10 @@ engine clock, driven by the caller) only decides silence at the end, and every s
 data-quality and level change is stamped with the data time that caused it. A sample at or
 behind its channel's watermark (a backlog arriving after live reports) is merged into the
 channel's history (alerts/engine/late.py); the rain channels it moved are judged again at
-their newest data time, first in the tick: late rather than never.
+their newest data time, first in the tick: late rather than never. A series channel (water
+level, pollution, thresholds) is cut back to before its oldest late sample and judged again
+from there in time order, so its changes carry the reading times they happened at
+(alerts/engine/late_series.py).
 
 Targets and kinds: a channel's warnings land on its hazard point, else its site, else its own
 device (rules.ChannelInfo.target). Per target there is one level per hazard kind (rainfall,
@@ -97,12 +100,14 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
         behind = s.t <= state.watermark[s.ch]
         late = once & behind
         fresh = once & ~behind
-        rejudge = merge_late(setup, state, Samples(s.ch[late], s.t[late], s.v[late],
-                                                   s.q[late]))
+        mark = state.watermark.copy() if late.any() else state.watermark
+        rejudge, redo = merge_late(setup, state, Samples(s.ch[late], s.t[late], s.v[late],
+                                                         s.q[late]))
         late_ch = np.unique(s.ch[late])
         s = Samples(s.ch[fresh], s.t[fresh], s.v[fresh], s.q[fresh])
     else:
         rejudge = late_ch = np.zeros(0, np.int64)
+        redo, mark = Samples.empty(), state.watermark
     unwatched = np.isnan(state.first_watch)
     if unwatched.any():  # a fresh start or a registry change: every device's silence anew
         state.first_watch = np.where(unwatched, now, state.first_watch)
@@ -117,14 +122,18 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
     if rejudge_more is not None:
         rejudge = np.union1d(rejudge, rejudge_more[np.isfinite(state.watermark[rejudge_more])])
     rejudge = np.setdiff1d(rejudge, s.ch)
-    parts = time_rounds(s)
+    # Series channels cut back by late samples are judged again in time order before the
+    # new samples (alerts/engine/late_series.py); the silence of that span was judged live.
+    redo_parts = time_rounds(redo) if redo.ch.size else []
+    parts = redo_parts + time_rounds(s)
     if rejudge.size:
         parts = [Samples(rejudge, state.watermark[rejudge], np.zeros(rejudge.size),
                          np.zeros(rejudge.size, np.int8))] + parts
+    last_redo = len(redo_parts) - (0 if rejudge.size else 1)
     for i, part in enumerate(parts):
         again = bool(rejudge.size) and i == 0
         issued = state.disp.fc[:, 3].copy()
-        if not again:
+        if not again and i > last_redo:
             changes += silence.returns(setup, state, part)
         u, r, changed_ch = _judge(setup, state, part, regional, again)
         last_raise[u], seen[u] = r, True
@@ -134,6 +143,10 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
         changes += level_changes + forecast_updates(
             setup, state, issued, level_changes, lambda c: _channel_evidence(setup, state, c))
         targets.append(fused)
+        if i == last_redo and redo.ch.size:  # judged again up to where they were
+            back = np.unique(redo.ch)
+            state.watermark[back] = np.fmax(state.watermark[back], mark[back])
+            silence.touch(setup, state, back)
     maintenance = state.maintenance.copy()
     quiet, silent_devs = silence.at_clock(setup, state, now)
     changes += quiet

@@ -102,14 +102,15 @@ def rain_since(prev_t: FloatArray, t: FloatArray, interval_s: FloatArray) -> Flo
     return np.asarray(np.where(interval_s > 0, np.fmax(prev_t, t - interval_s), prev_t))
 
 
-def screen_series(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: IntArray
-                  ) -> Verdict:
-    """Judge the newest sample of each row just appended to `ring`, and mark the ring."""
+def screen_series(setup: Setup, st: ScreenState, ring: Ring, rows: IntArray, ch: IntArray,
+                  st_rows: IntArray | None = None) -> Verdict:
+    """Judge the newest sample of each row just appended to `ring`, and mark the ring.
+    `st_rows`: the rows of `st` that are these channels' (default: `ch`, the engine's)."""
     tt, vv, qq = ring.last(rows, 2 * HAMPEL_HALF + 1)
     prev = np.where(qq[:, :-1] >= SPIKE_Q, np.nan, vv[:, :-1])
     prev_all = np.where(qq[:, :-1] >= IMPLAUSIBLE_Q, np.nan, vv[:, :-1])
-    verdict = screen(st, ch, _params(setup, ch), tt[:, -1], vv[:, -1], qq[:, -1], prev,
-                     tt[:, -2], prev_all)
+    verdict = screen(st, ch if st_rows is None else st_rows, _params(setup, ch), tt[:, -1],
+                     vv[:, -1], qq[:, -1], prev, tt[:, -2], prev_all)
     ring.mark_last(rows[verdict.pending], SPIKE_Q)
     ring.mark_last(rows[verdict.implausible], IMPLAUSIBLE_Q)
     back = np.isfinite(verdict.reinstate_from)
