@@ -214,6 +214,8 @@ def test_evidence_reads_like_a_duty_officers_note_and_alerts_show_prints_it() ->
     ({"maintenance_from": "2026-12-02T08:00"}, "time zone"),
     ({"forecast_lead_h": [None, None, 24, 72]}, "forecast_lead_h"),
     ({"accel_min_pairs": 4}, "accel_min_pairs"),
+    ({"accel_strong_z": 0}, "accel_strong_z"),
+    ({"accel_strong_persist_h": -1}, "accel_strong_persist_h"),
 ])
 def test_displacement_settings_are_validated_with_clear_errors(params: dict, words: str
                                                                ) -> None:
@@ -236,6 +238,7 @@ def test_every_displacement_setting_changes_a_verdict() -> None:
     variants: list[dict] = [
         {}, {"velocity_scales_h": [4, 24, 48, 120]}, {"accel_z": 4.0},
         {"accel_min_pairs": 3}, {"accel_persist_h": 48},
+        {"accel_strong_interval_s": 1800, "accel_strong_persist_h": 0},
         {"reference_rate_mm_per_day": 3.0}, {"reference_days": 3},
         {"reference_gap_h": 0}, {"reference_min_days": 12},
         {"reference_floor_mm_per_day": 5.0},

@@ -36,7 +36,13 @@ from alerts.methods.inverse_velocity import forecast_failure_time
 from alerts.methods.levels import LEVEL_DTYPE, LevelArray, classify
 from alerts.methods.ragged import FloatArray, IntArray
 from alerts.methods.steps import detect_step, usual_local_jump, usual_trend_jumps
-from alerts.methods.velocity import acceleration_seen, bin_noise, multi_scale, pair_velocity
+from alerts.methods.velocity import (
+    acceleration_seen,
+    bin_noise,
+    multi_scale,
+    ordered_rise,
+    pair_velocity,
+)
 
 DAY_H = 24.0
 ACCEL_GRACE_S = 3 * HOUR
@@ -243,7 +249,21 @@ def _judge(st: DispState, p: dict[str, np.ndarray], ch: IntArray, rows: IntArray
     broken = ~seen & ~(now - last <= np.minimum(persist / 4.0, ACCEL_GRACE_S))
     since = np.where(broken, np.nan, np.where(seen & np.isnan(since), now, since))
     last = np.where(seen, now, np.where(broken, np.nan, last))
-    established = np.isfinite(since) & (now - since >= persist)
+    # Strong, consistent evidence justifies less waiting: on sparse channels (hourly GNSS,
+    # whose short scales cannot resolve the last hours) the scales from the daily one up
+    # ordered by accel_strong_z errors each establish a run seen for accel_strong_persist_h.
+    # Denser channels resolve the rise on the short scales in time, and there a diurnal swing
+    # can order 1 d > 3 d > 7 d for hours. Once established, a run stays so until it breaks.
+    strong = np.zeros(rows.size, bool)
+    sparse = p["interval_s"][ch] >= p["accel_strong_interval_s"][ch]
+    for d in np.unique(daily):
+        sel = daily == d
+        strong[sel] = ordered_rise(vel[sel], se[sel], int(d), p["accel_strong_z"][ch[sel]])
+    strong &= sparse
+    run = now - since
+    established = np.isfinite(since) & (
+        (run >= persist) | (st.established[rows] & sparse)
+        | (strong & (run >= p["accel_strong_persist_h"][ch] * HOUR)))
     st.accel_since[rows], st.accel_last[rows] = since, last
     v_ref, source = _reference(st, p, ch, rows, now, established)
     v1d = vel[np.arange(rows.size), daily]

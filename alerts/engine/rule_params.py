@@ -61,6 +61,12 @@ class RuleParams:
     accel_z: float = 2.0  # standard errors by which a shorter scale must be faster
     accel_min_pairs: int = 2  # adjacent scale pairs that must agree
     accel_persist_h: float = 12.0  # acceleration seen this long before it is established
+    # ... or this long where the scales from the daily one up are each accel_strong_z errors
+    # apart (1 d > 3 d > 7 d): strong, consistent evidence justifies less waiting; only on
+    # channels reporting every accel_strong_interval_s or less often (hourly GNSS)
+    accel_strong_z: float = 2.5
+    accel_strong_persist_h: float = 6.0
+    accel_strong_interval_s: float = 3600.0
     reference_rate_mm_per_day: float = math.nan  # v̄ set by the engineer; NaN: baseline
     reference_days: float = 30.0  # baseline window for v̄, ending reference_gap_h before
     reference_gap_h: float = 48.0  # ... the time acceleration was first seen
@@ -215,6 +221,10 @@ class RuleParams:
         if not (0 <= self.accel_persist_h <= 240 and self.reference_floor_mm_per_day > 0):
             raise InvalidInput("need accel_persist_h in [0, 240] and "
                                "reference_floor_mm_per_day > 0")
+        if not (self.accel_strong_z > 0 and 0 <= self.accel_strong_persist_h <= 240
+                and self.accel_strong_interval_s > 0):
+            raise InvalidInput("need accel_strong_z > 0, accel_strong_persist_h in [0, 240] "
+                               "and accel_strong_interval_s > 0")
         if not (0 < self.reference_min_days <= self.reference_days
                 and self.reference_days + self.reference_gap_h / 24.0 <= 40.0
                 and self.reference_gap_h >= 0):

@@ -96,11 +96,11 @@ APPLIES_TO: dict[str, frozenset[str]] = {
     **{f: frozenset({"displacement"}) for f in (
         "velocity_mm_per_day", "cumulative_mm", "baseline", "reference_rate_mm_per_day",
         "sign", "velocity_scales_h", "accel_z", "accel_min_pairs", "accel_persist_h",
-        "reference_days", "reference_gap_h", "reference_min_days",
-        "reference_floor_mm_per_day", "tangent_angle_deg", "step_confirm_h", "step_z",
-        "step_min_mm", "forecast_pre_h", "forecast_max_h", "forecast_refresh_s",
-        "forecast_confidence", "forecast_lead_h", "update_interval_s", "maintenance_from",
-        "maintenance_until")},
+        "accel_strong_z", "accel_strong_persist_h", "accel_strong_interval_s", "reference_days",
+        "reference_gap_h", "reference_min_days", "reference_floor_mm_per_day", "tangent_angle_deg",
+        "step_confirm_h", "step_z", "step_min_mm", "forecast_pre_h", "forecast_max_h",
+        "forecast_refresh_s", "forecast_confidence", "forecast_lead_h", "update_interval_s",
+        "maintenance_from", "maintenance_until")},
     **{f: frozenset({"water_level"}) for f in (
         "warning_m", "guaranteed_m", "historical_max_m", "approach_margin_m",
         "rise_rate_m_per_h", "onset_max_rate_per_h", "onset_fast_confirm_samples")},

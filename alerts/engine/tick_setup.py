@@ -44,7 +44,8 @@ GROUPS = ("rainfall", "displacement", "water_level", "water_quality", "air_quali
 RING_K = {"displacement": 16, "water_level": 16, "water_quality": 16, "air_quality": 16,
           "threshold": 16}
 _KIND_FAMILY = {"water_level": 2, "water_quality": 3, "air_quality": 4}
-DISP_FLOAT_PARAMS = ("velocity_scales_h", "accel_z", "accel_persist_h", "reference_days",
+DISP_FLOAT_PARAMS = ("velocity_scales_h", "accel_z", "accel_persist_h", "accel_strong_z",
+                     "accel_strong_persist_h", "accel_strong_interval_s", "reference_days",
                      "reference_gap_h", "reference_min_days", "reference_floor_mm_per_day",
                      "tangent_angle_deg", "step_confirm_h", "step_z", "step_min_mm",
                      "forecast_pre_h", "forecast_max_h", "forecast_refresh_s",

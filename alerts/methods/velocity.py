@@ -14,6 +14,8 @@ docs/methods.md, "Velocity" and "Acceleration".
   than the next longer one by more than `z` combined standard errors on at least
   `min_pairs` adjacent pairs, none significantly slower, and the daily velocity
   significantly positive. Persistence over time is the engine's (engine/displacement.py).
+- `ordered_rise`: the stronger evidence that lets the engine wait less: the scales from the
+  daily one up ordered, each faster than the next longer by more than `z` combined errors.
 """
 
 from __future__ import annotations
@@ -150,3 +152,20 @@ def _far_agreement(v: FloatArray, se: FloatArray, v0: FloatArray, se0: FloatArra
         return np.asarray(sig & ordered[..., None])
 
     return np.asarray((holds(v, se) & holds(v0, se0)).sum(axis=-1))
+
+
+def ordered_rise(v: FloatArray, se: FloatArray, daily: int, z: FloatArray | float
+                 ) -> BoolArray:
+    """Velocities (channels, scales) shortest first, `daily` the index of the one-day scale,
+    z scalar or (channels,). True where every adjacent pair of scales from the daily one up
+    (1 d > 3 d > 7 d) has the shorter faster by more than z combined standard errors and the
+    daily velocity is z errors above zero. The shortest scales are left out: on hourly GNSS
+    their errors exceed the signal until the last hours (docs/methods.md, "Acceleration")."""
+    if np.any(~(np.asarray(z) > 0)):
+        raise InvalidInput(f"an ordered rise needs z > 0, got {z}")
+    z = np.asarray(z, dtype=np.float64)
+    vv, ss = v[..., daily:], se[..., daily:]
+    with np.errstate(invalid="ignore"):
+        apart = (vv[..., :-1] - vv[..., 1:]) > z[..., None] * np.hypot(ss[..., :-1], ss[..., 1:])
+        moving = vv[..., 0] > z * ss[..., 0]
+    return np.asarray(moving & apart.all(axis=-1) & (vv.shape[-1] > 1))
