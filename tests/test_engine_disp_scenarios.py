@@ -227,7 +227,9 @@ def test_displacement_settings_are_validated_with_clear_errors(params: dict, wor
 
 def test_every_displacement_setting_changes_a_verdict() -> None:
     """Each setting `rules-set` accepts for displacement moves something the engine decides
-    on the same series (no accepted-and-ignored settings)."""
+    on the same series (no accepted-and-ignored settings). The accel_strong_* settings act
+    on hourly channels only: tests/test_outside_disp_trials.py
+    test_ordered_scales_establish_hourly_acceleration_in_time_for_red."""
     from simulators.displacement_scenarios import accelerating
 
     base = [accelerating(4, v0_mm_day=1.0, pre_days=8, tert_days=6, noise_mm=0.3,
@@ -238,7 +240,6 @@ def test_every_displacement_setting_changes_a_verdict() -> None:
     variants: list[dict] = [
         {}, {"velocity_scales_h": [4, 24, 48, 120]}, {"accel_z": 4.0},
         {"accel_min_pairs": 3}, {"accel_persist_h": 48},
-        {"accel_strong_interval_s": 1800, "accel_strong_persist_h": 0},
         {"reference_rate_mm_per_day": 3.0}, {"reference_days": 3},
         {"reference_gap_h": 0}, {"reference_min_days": 12},
         {"reference_floor_mm_per_day": 5.0},
