@@ -171,8 +171,11 @@ def test_a_fresh_wall_clock_engine_judges_only_the_backfill_window(
                                 reporting_interval_s=300))
     ids: dict[str, int] = dict(conn.execute("SELECT channel, channel_id FROM channels").fetchall())
     old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
-    # A storm ten days ago (60 mm in an hour: orange), then light rain yesterday.
-    rows = [(ids["rain"], old + i * STEP, 5.0, 0) for i in range(12)]
+    # A storm ten days ago (60 mm in an hour: orange), then light rain yesterday. The storm
+    # varies from bucket to bucket as real rain does (twelve identical 5.0 mm would be a
+    # repeating gauge, held at yellow until corroborated).
+    storm = [4.6, 5.2, 4.8, 5.6, 5.0, 4.4, 5.4, 5.0, 4.8, 5.2, 4.6, 5.4]
+    rows = [(ids["rain"], old + i * STEP, v, 0) for i, v in enumerate(storm)]
     rows += [(ids["rain"], old + timedelta(days=9) + i * STEP, 0.2, 0) for i in range(12)]
     write_readings(conn, rows)
     for days, expected in ((7.0, 0), (30.0, 3)):
