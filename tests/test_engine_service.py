@@ -13,7 +13,8 @@ import pytest
 
 from alerts.engine import service as service_module
 from alerts.engine import state as engine_state
-from alerts.engine.service import NOTIFY_CHANNEL, Engine, EngineConfig, Service, parse_payload
+from alerts.engine.listener import NOTIFY_CHANNEL, parse_payload
+from alerts.engine.service import Engine, EngineConfig, Service
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
 

@@ -11,7 +11,8 @@ Clocks (`EngineConfig.clock`): "wall" judges silence and regional validity at th
 (production); "data" at the newest reading time seen (a simulator or a backlog replayed through
 the broker); a caller that drives `step(now=...)` itself is a replay clock.
 
-Triggers: after every ingest commit (LISTEN geowarn_readings; the payload names the channels
+Triggers: after every ingest commit (LISTEN geowarn_readings, read on its own thread:
+alerts/engine/listener.py; the payload names the channels
 or says "*") and on a periodic tick for silence, dwell, regional validity and auto-resolve.
 A step's work follows what changed, not the registry: it loads the notified channels only,
 saves only the state rows that changed (alerts/engine/state.py), and searches the whole
@@ -41,6 +42,7 @@ from alerts.engine import data as engine_data
 from alerts.engine import late_series, registry_delta
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
+from alerts.engine.listener import Listener
 from alerts.engine.partitions import Partition
 from alerts.engine.rules import resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory, tick
@@ -50,7 +52,6 @@ from alerts.methods.levels import Level
 from geowarn.errors import InvalidInput
 
 log = logging.getLogger(__name__)
-NOTIFY_CHANNEL = "geowarn_readings"
 _LEADER_KEY = 0x6765_6F77_6172_6E45  # GeoWarn's own advisory-lock key for the engine
 # Late readings (alerts/engine/late.py) are fetched by arrival from the last full step less
 # this: a writer's transaction that started before it (its now() stamps ingested_at) and
@@ -253,17 +254,6 @@ def log_event(e: AlertEvent) -> None:
              e.data_time.astimezone(UTC).isoformat())
 
 
-def parse_payload(payload: str) -> set[int] | None:
-    """Channel ids named by a geowarn_readings notification; None means all ("*")."""
-    if payload.strip() in ("", "*"):
-        return None
-    try:
-        return {int(x) for x in payload.split(",") if x.strip()}
-    except ValueError:
-        log.warning("ignoring malformed %s payload %r", NOTIFY_CHANNEL, payload[:80])
-        return None
-
-
 class Service:
     """Leader election, LISTEN and the periodic tick around an Engine."""
 
@@ -309,9 +299,8 @@ class Service:
                 self.engine = None
 
     def _lead(self, stop: threading.Event, lock: psycopg.Connection) -> None:
-        listen = psycopg.connect(self.db_url, autocommit=True)
+        listen = Listener(self.db_url)  # before the catch-up step: nothing falls between
         try:
-            listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
             self.engine = engine = Engine(self.db_url, self.config)
             engine.step(periodic=True)  # catch up with what arrived while no engine ran
             self.caught_up.set()
@@ -319,14 +308,8 @@ class Service:
             next_search = time.monotonic() + self.config.search_period_s
             while not stop.is_set():
                 wait = max(0.0, min(next_periodic - time.monotonic(), 0.5))
-                ids: set[int] | None = set()
-                got = False
-                for note in listen.notifies(timeout=wait, stop_after=1):
-                    got = True
-                    ids = _merge(ids, parse_payload(note.payload))
-                if got:  # drain what queued behind it, so one tick covers a burst
-                    for note in listen.notifies(timeout=0.0):
-                        ids = _merge(ids, parse_payload(note.payload))
+                got, ids = listen.take(wait)  # all that arrived during the last step
+                if got:
                     engine.step(channel_ids=ids)
                     self.ticks += 1
                 if time.monotonic() >= next_periodic:
@@ -342,7 +325,3 @@ class Service:
                         next_search = time.monotonic() + self.config.search_period_s
         finally:
             listen.close()
-
-
-def _merge(a: set[int] | None, b: set[int] | None) -> set[int] | None:
-    return None if a is None or b is None else a | b
