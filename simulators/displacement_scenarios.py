@@ -60,6 +60,21 @@ def tertiary(t: np.ndarray, v0: float, onset: float, tf: float, alpha: float) ->
     return np.where(t < onset, v0 * t, late)
 
 
+def tertiary_week(seed: int, alpha: float, noise: float, *, salt: int = 100
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+    """A week of hourly bins (each timed somewhere in its first 10 minutes) of a slope failing
+    at day 20 after 0.5–2 mm/day creep, tertiary from day 10 with exponent `alpha`, ending
+    4–8 h before failure, with white noise (mm); (times s, displacement mm, failure time s).
+    `salt` scales α into the seed, so tests with their own seeds keep them."""
+    rng = np.random.default_rng([seed, int(alpha * salt)])
+    tf, onset = 20 * DAY, 10 * DAY
+    end = tf - rng.uniform(4, 8) * HOUR
+    t = np.arange(end - 168 * HOUR, end, HOUR) + rng.uniform(0, 600, 168)
+    x = tertiary(t, rng.uniform(0.5, 2.0) / DAY, onset, tf, alpha) + rng.normal(0, noise,
+                                                                                t.size)
+    return t, x, tf
+
+
 def velocity_steps(t: np.ndarray, v0: float, onset: float, tf: float) -> np.ndarray:
     """Creep whose velocity doubles in steps over ever shorter stages (a staircase around the
     hyperbola, not the estimator's smooth law), failing at tf."""

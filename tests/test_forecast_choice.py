@@ -18,21 +18,10 @@ from alerts.methods.forecast_choice import voight_forecast
 from alerts.methods.inverse_velocity import Forecast, forecast_failure_time
 from alerts.methods.voight import VoightFit
 from bench.warning_skill import FAMILIES, run
-from simulators.displacement_scenarios import DAY, HOUR, tertiary
+from simulators.displacement_scenarios import DAY, HOUR, tertiary_week
 from tests.fixtures.shared import shared_file
 
 SEEDS = range(20)
-
-
-def _slope(seed: int, alpha: float, noise: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """A week of hourly bins ending 4–8 h before failure, α off the fit's 0.1 grid."""
-    rng = np.random.default_rng([seed, int(alpha * 1000)])
-    tf, onset = 20 * DAY, 10 * DAY
-    end = tf - rng.uniform(4, 8) * HOUR
-    t = np.arange(end - 168 * HOUR, end, HOUR) + rng.uniform(0, 600, 168)
-    x = tertiary(t, rng.uniform(0.5, 2.0) / DAY, onset, tf, alpha) + rng.normal(0, noise,
-                                                                                t.size)
-    return t, x, tf
 
 
 # α: (chosen, within 10 %) at least; measured 20/20, 18/17, 14/11, 14/6 of 20, while the
@@ -45,7 +34,7 @@ MIN = {1.67: (18, 18), 1.83: (16, 15), 2.17: (12, 9), 2.33: (12, 4)}
 def test_voight_replaces_the_line_where_alpha_is_not_two(alpha: float) -> None:
     chosen = better = within = line_within = 0
     for s in SEEDS:
-        t, x, tf = _slope(s, alpha, 0.2)
+        t, x, tf = tertiary_week(s, alpha, 0.2, salt=1000)
         now = float(t[-1])
         rem = tf - now
         fv, _ = voight_forecast(t, x, now, 0.95)
@@ -64,7 +53,8 @@ def test_voight_replaces_the_line_where_alpha_is_not_two(alpha: float) -> None:
 
 def test_the_line_stays_on_alpha_two_and_steady_creep() -> None:
     for s in SEEDS:
-        t, x, _ = _slope(s, 2.0, float(np.random.default_rng(s).uniform(1.0, 3.0)))
+        t, x, _ = tertiary_week(s, 2.0, float(np.random.default_rng(s).uniform(1.0, 3.0)),
+                                salt=1000)
         assert voight_forecast(t, x, float(t[-1]), 0.95)[0] is None, s
         rng = np.random.default_rng([s, 1])
         t = np.arange(0, 168 * HOUR, HOUR)

@@ -9,19 +9,9 @@ import pytest
 
 from alerts.methods.voight import fit_voight
 from geowarn.errors import InvalidInput
-from simulators.displacement_scenarios import DAY, HOUR, tertiary
+from simulators.displacement_scenarios import DAY, HOUR, tertiary_week
 
 SEEDS = range(20)
-
-
-def _series(seed: int, alpha: float, noise: float) -> tuple[np.ndarray, np.ndarray, float]:
-    rng = np.random.default_rng([seed, int(alpha * 100)])
-    tf, onset = 20 * DAY, 10 * DAY
-    end = tf - rng.uniform(4, 8) * HOUR
-    t = np.arange(end - 168 * HOUR, end, HOUR) + rng.uniform(0, 600, 168)
-    x = tertiary(t, rng.uniform(0.5, 2.0) / DAY, onset, tf, alpha) + rng.normal(0, noise,
-                                                                                t.size)
-    return t, x, tf
 
 
 # On the coarse α grid (0.1 steps) and between its points: a slope's α is never on a grid.
@@ -29,7 +19,7 @@ def _series(seed: int, alpha: float, noise: float) -> tuple[np.ndarray, np.ndarr
 def test_voight_fit_within_ten_percent_for_several_alphas(alpha: float) -> None:
     ok = covered = freed = 0
     for s in SEEDS:
-        t, x, tf = _series(s, alpha, 0.1)
+        t, x, tf = tertiary_week(s, alpha, 0.1)
         f = fit_voight(t, x, float(t[-1]))
         fc = f.forecast
         assert fc.issued, (alpha, s)
