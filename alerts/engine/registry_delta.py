@@ -33,7 +33,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -47,9 +47,6 @@ from alerts.engine.rules import ChannelInfo, resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory
 from alerts.engine.tick_setup import GROUPS
 from devices.registry import registry_snapshot
-
-if TYPE_CHECKING:
-    from alerts.engine.service import Engine
 
 log = logging.getLogger(__name__)
 
@@ -335,27 +332,3 @@ def _forget(conn: psycopg.Connection, engine: str, old: Setup, new: Setup) -> No
         if gone:
             conn.execute("DELETE FROM engine_state_rows WHERE engine = %s AND scope = %s AND "
                          "key = ANY(%s)", (engine, s, gone))
-
-
-def refresh(engine: Engine) -> bool:
-    """Apply what changed in the registry since the engine last looked; True if anything
-    did. Whole reload when the state cannot be spliced."""
-    try:
-        with engine.conn.transaction():
-            known, change = find_change(engine.conn, engine.known, engine.setup,
-                                        engine.config.partition)
-            if change is None:
-                engine.known = known
-                return False
-            done = apply(engine.conn, engine.config.name, engine.setup, engine.state,
-                         engine.saved, change, engine.rejudge, engine._arrived_since())
-    except Unspliceable as exc:
-        log.warning("engine %s: registry change reloads everything (cannot splice %s)",
-                    engine.config.name, exc)
-        engine.load()
-        return True
-    engine.setup, engine.state, engine.saved = done.setup, done.state, done.saved
-    engine.known, engine.registry, engine.rejudge = known, set(known.every), done.rejudge
-    log.info("engine %s: registry change, %d channels (%d reloaded, %d removed)",
-             engine.config.name, done.setup.n, len(done.reloaded), len(done.removed))
-    return True

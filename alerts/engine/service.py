@@ -144,7 +144,26 @@ class Engine:
     def reload_if_changed(self) -> bool:
         """Apply what changed in the registry and rules since the last look, at the cost of
         what changed (alerts/engine/registry_delta.py); True if anything did."""
-        return registry_delta.refresh(self)
+        try:
+            with self.conn.transaction():
+                known, change = registry_delta.find_change(self.conn, self.known, self.setup,
+                                                           self.config.partition)
+                if change is None:
+                    self.known = known
+                    return False
+                done = registry_delta.apply(self.conn, self.config.name, self.setup,
+                                            self.state, self.saved, change, self.rejudge,
+                                            self._arrived_since())
+        except registry_delta.Unspliceable as exc:
+            log.warning("engine %s: registry change reloads everything (cannot splice %s)",
+                        self.config.name, exc)
+            self.load()
+            return True
+        self.setup, self.state, self.saved = done.setup, done.state, done.saved
+        self.known, self.registry, self.rejudge = known, set(known.every), done.rejudge
+        log.info("engine %s: registry change, %d channels (%d reloaded, %d removed)",
+                 self.config.name, done.setup.n, len(done.reloaded), len(done.removed))
+        return True
 
     def step(self, now: float | None = None, channel_ids: set[int] | None = None,
              periodic: bool = False) -> list[AlertEvent]:
