@@ -67,9 +67,12 @@ def test_run_turns_a_published_storm_into_an_alert_a_message_and_an_api_alert(
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
     try:
         _wait("start", lambda: "SIGTERM stops" in _log(log), proc, log)
-        # 5-minute rain of 20 mm three times: 60 mm in the last hour, orange in the county
+        # 5-minute rain of 18, 22 and 20 mm: 60 mm in the last hour, orange in the county
         # table (1 h: 35/45/60/80 mm), under the 10-minute and hourly plausibility limits.
+        # (Three identical 20 mm reports would be a repeating gauge, held at yellow.)
         now = datetime.now(UTC).replace(second=0, microsecond=0)
+        rain = (18.0, 22.0, 20.0)
+        totals = (18.0, 40.0, 60.0)
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
@@ -77,8 +80,8 @@ def test_run_turns_a_published_storm_into_an_alert_a_message_and_an_api_alert(
             for seq, ago in enumerate((15, 10, 5), start=1):
                 ts = (now - timedelta(minutes=ago)).isoformat()
                 payload = json.dumps({"seq": seq, "readings": [
-                    {"ts": ts, "channel": "rain", "value": 20.0},
-                    {"ts": ts, "channel": "rain_total", "value": 20.0 * seq}]})
+                    {"ts": ts, "channel": "rain", "value": rain[seq - 1]},
+                    {"ts": ts, "channel": "rain_total", "value": totals[seq - 1]}]})
                 pub.publish("gw/v1/RUN-RAIN/telemetry", payload, qos=1).wait_for_publish(10)
             # The shared subscription may be set up after the first publish: resend until
             # stored (the store keeps each reading once).
@@ -89,8 +92,9 @@ def test_run_turns_a_published_storm_into_an_alert_a_message_and_an_api_alert(
                 for seq, ago in enumerate((15, 10, 5), start=1):
                     ts = (now - timedelta(minutes=ago)).isoformat()
                     pub.publish("gw/v1/RUN-RAIN/telemetry", json.dumps({"seq": seq, "readings": [
-                        {"ts": ts, "channel": "rain", "value": 20.0},
-                        {"ts": ts, "channel": "rain_total", "value": 20.0 * seq}]}), qos=1)
+                        {"ts": ts, "channel": "rain", "value": rain[seq - 1]},
+                        {"ts": ts, "channel": "rain_total", "value": totals[seq - 1]}]}),
+                        qos=1)
                 time.sleep(1.0)
                 return False
             _wait("storing the readings", stored, proc, log)
