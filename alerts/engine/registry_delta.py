@@ -29,7 +29,6 @@ raises `Unspliceable` and the service falls back to the whole reload.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
@@ -47,8 +46,6 @@ from alerts.engine.rules import ChannelInfo, resolve
 from alerts.engine.tick import EngineState, Setup, build_setup, fill_memory
 from alerts.engine.tick_setup import GROUPS
 from devices.registry import registry_snapshot
-
-log = logging.getLogger(__name__)
 
 Windows = dict[str, list[tuple[float, float]]]
 Overrides = dict[tuple[str, str], Mapping[str, Any]]
