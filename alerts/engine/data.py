@@ -158,6 +158,19 @@ def load_late(conn: psycopg.Connection, setup: Setup, state: EngineState,
                    np.array([g[3] for g in got], np.int8))
 
 
+def load_spans(conn: psycopg.Connection, setup: Setup,
+               spans: tuple[Sequence[int], Sequence[float], Sequence[float]]) -> Samples:
+    """Stored readings of channel rows `spans[0]` with spans[1] <= ts <= spans[2] (seconds):
+    what a displacement channel with late readings is judged again from
+    (alerts/engine/disp_late.py `plan`)."""
+    rows, lo, hi = spans
+    if not len(rows):
+        return Samples.empty()
+    return _fetch(conn, setup, [setup.channels[i].channel_id for i in rows],
+                  [datetime.fromtimestamp(x, UTC) for x in lo],
+                  [datetime.fromtimestamp(x, UTC) for x in hi], inclusive_lower=True)
+
+
 def merge_samples(a: Samples, b: Samples) -> Samples:
     """Two sample sets as one, sorted by channel, then time (as the tick takes them)."""
     if not b.ch.size:

@@ -16,8 +16,11 @@ order (alerts/engine/ring.py `Ring.merge`), so every rule evaluated afterwards s
   order (alerts/engine/late_series.py), so their level changes are stamped at the reading
   times they happened (the samples older than the ring's oldest held one when it is full
   are ignored).
-- displacement: ignored. Its history is hourly medians of closed hours
-  (alerts/engine/disp_history.py); reopening a closed hour is not done.
+- displacement: the channel goes back to its checkpoint before the newest close older than
+  the oldest new late reading, and the late readings with the stored ones since (which the
+  service fetched into the same tick) are returned to be judged again in time order
+  (alerts/engine/disp_late.py); the level changes that rerun ends with are stamped at the
+  channel's newest data time, naming the late readings.
 
 Duplicates (a time the ring already holds) are ignored, so a sample delivered twice, or
 fetched again by the service's arrival overlap (alerts/engine/service.py), counts once.
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alerts.engine import late_series, rain_interval
+from alerts.engine import disp_late, late_series, rain_interval
 from alerts.engine.ring import RAIN_RING_MAX, Ring
 from alerts.engine.tick_setup import GROUPS, EngineState, Samples, Setup
 from alerts.methods.quality import rain_envelope_mm
@@ -51,12 +54,15 @@ def merge_late(setup: Setup, state: EngineState, late: Samples) -> tuple[IntArra
     for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
         c = int(late.ch[a])
         gi = int(setup.group_of[c])
-        if gi < 0 or GROUPS[gi] == "displacement":  # not judged, or hourly history
+        if gi < 0:  # not judged
             continue
         g = GROUPS[gi]
         ring = state.rings[g]
         row = int(setup.row_in_group[c])
         t, v, q = late.t[a:b], late.v[a:b], late.q[a:b].astype(np.int8)
+        if g == "displacement":
+            again.append(disp_late.rewind(setup, state, c, t, v, q))
+            continue
         if int(setup.group_of[c]) != rain_g:
             again.append(late_series.rewind(setup, state, c, t, v, q))
             continue

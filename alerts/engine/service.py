@@ -39,7 +39,7 @@ import numpy as np
 import psycopg
 
 from alerts.engine import data as engine_data
-from alerts.engine import late_series, registry_delta
+from alerts.engine import disp_late, late_series, registry_delta
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
 from alerts.engine.listener import Listener
@@ -191,6 +191,9 @@ class Engine:
                     self.conn, self.setup, self.state, self._arrived_since(),
                     None if channel_ids is None else which))
                 samples = engine_data.merge_samples(samples, self.redo)
+                # Late displacement readings are judged again from the store's readings.
+                samples = engine_data.merge_samples(samples, engine_data.load_spans(
+                    self.conn, self.setup, disp_late.plan(self.setup, self.state, samples)))
                 clock = until if math.isfinite(until) else max(
                     self.clock, float(samples.t.max()) if samples.t.size else self.clock)
                 clock = max(clock, self.clock)

@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 
-from alerts.engine import silence
+from alerts.engine import disp_late, silence
 from alerts.engine import tick_methods as tm
 from alerts.engine import tick_quality as tq
 from alerts.engine.disp_evidence import describe
-from alerts.engine.displacement import add_readings, in_maintenance
+from alerts.engine.displacement import in_maintenance
 from alerts.engine.late import merge_late
 from alerts.engine.rule_params import RAIN_WINDOWS_H
 from alerts.engine.rules import AQI_TABLE, GB3838_ITEM
@@ -144,6 +144,7 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
             setup, state, issued, level_changes, lambda c: _channel_evidence(setup, state, c))
         targets.append(fused)
         if i == last_redo and redo.ch.size:  # judged again up to where they were
+            changes = disp_late.restamp(setup, state, changes)
             back = np.unique(redo.ch)
             state.watermark[back] = np.fmax(state.watermark[back], mark[back])
             silence.touch(setup, state, back)
@@ -300,7 +301,7 @@ def _evaluate_displacement(setup: Setup, state: EngineState, ch: IntArray, t: Fl
     hour is still open are not evaluated. A step found outside a maintenance window is a
     data-quality finding of its channel (tick_quality's device alert names it)."""
     assert state.disp is not None
-    res = add_readings(state.disp, setup.p, ch, setup.row_in_group[ch], t, v, q)
+    res = disp_late.add_readings(setup, state, ch, t, v, q)  # checkpoints for late ones
     for e in res.steps:
         if not e.expected:
             c = int(setup.group_rows["displacement"][e.row])
