@@ -48,7 +48,7 @@ import numpy as np
 from alerts.engine import displacement
 from alerts.engine import tick_quality as tq
 from alerts.engine.disp_history import HOUR
-from alerts.engine.displacement import DispResult, DispState
+from alerts.engine.displacement import DispResult
 from alerts.engine.tick_setup import GROUPS, RING_K, Change, EngineState, Samples, Setup
 from alerts.methods.quality import HAMPEL_HALF, ScreenState
 from alerts.methods.ragged import FloatArray, IntArray
