@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from alerts.engine import tick as tick_module
+from alerts.engine import displacement as disp_module
 from alerts.engine.disp_history import HOUR, H
 from alerts.engine.displacement import DispResult, DispState, add_readings
 from alerts.engine.ring import MICRO
@@ -161,7 +161,7 @@ def hour_closing_tick(setup: Setup, state: EngineState, t: np.ndarray, values: n
         if hour == 0:  # the first hour close
             state, _ = tick(setup, state, _column(t, values, k), float(t[k]))
             k += 1
-    tick_module.add_readings = recording  # type: ignore[assignment]
+    disp_module.add_readings = recording  # type: ignore[assignment]  # as the tick calls it
     try:
         s = _column(t, values, k)
         started, c = time.perf_counter(), time.process_time()
@@ -169,7 +169,7 @@ def hour_closing_tick(setup: Setup, state: EngineState, t: np.ndarray, values: n
         vec_s = time.perf_counter() - started
         CPU.append(time.process_time() - c)
     finally:
-        tick_module.add_readings = add_readings
+        disp_module.add_readings = add_readings
     (st0, (p, ch, rows, tt, vv, qq), res), = calls  # one round: one call
     assert res.rows.size == setup.group_rows["displacement"].size
     started, c = time.perf_counter(), time.process_time()
