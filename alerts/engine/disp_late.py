@@ -73,6 +73,11 @@ class LateMemory:
     b: np.ndarray  # (rows, K, 5) int8: _ENGINE_B, established
     n: IntArray  # checkpoints taken per row
     ignored: IntArray  # late readings not judged again (older than the checkpoints)
+    # The minutes of each of the newest LATE_CLOSES hours that held a reading (bit m of
+    # seen[r, h % K], for hour seen_hour[r, h % K]): a reading fetched again (the service's
+    # arrival overlap, a re-sent backlog) is told from a new one without keeping readings.
+    seen: np.ndarray  # (rows, K) uint64
+    seen_hour: np.ndarray  # (rows, K) int32
     # channel -> (judged again from, the new late times): set by `plan`, used by `rewind`
     plan: dict[int, tuple[float, FloatArray]] = field(default_factory=dict)
     pending: dict[int, tuple[float, int, float, float]] = field(default_factory=dict)
@@ -83,13 +88,35 @@ class LateMemory:
         k = LATE_CLOSES
         return cls(np.full((rows, k), -1, np.int32), np.full((rows, k, 13), np.nan),
                    np.zeros((rows, k, 2), np.int32), np.zeros((rows, k, 5), np.int8),
-                   np.zeros(rows, np.int64), np.zeros(rows, np.int64))
+                   np.zeros(rows, np.int64), np.zeros(rows, np.int64),
+                   np.zeros((rows, k), np.uint64), np.full((rows, k), -1, np.int32))
 
     @property
     def nbytes_per_row(self) -> float:
         rows = max(self.n.size, 1)
         return sum(a.nbytes for a in (self.hour, self.f, self.i, self.b, self.n,
-                                      self.ignored)) / rows
+                                      self.ignored, self.seen, self.seen_hour)) / rows
+
+    def note(self, rows: IntArray, t: FloatArray) -> None:
+        """Mark the minutes of readings (one per row) as seen."""
+        h = np.floor(t / HOUR).astype(np.int64)
+        slot = h % LATE_CLOSES
+        stale = self.seen_hour[rows, slot] != h
+        self.seen[rows[stale], slot[stale]] = 0
+        self.seen_hour[rows, slot] = h
+        bit = np.left_shift(np.uint64(1), _minute(t, h).astype(np.uint64))
+        self.seen[rows, slot] |= bit
+
+    def holds(self, r: int, t: FloatArray) -> np.ndarray:
+        """Whether row r saw a reading in the minute of each t."""
+        h = np.floor(t / HOUR).astype(np.int64)
+        slot = h % LATE_CLOSES
+        bit = np.left_shift(np.uint64(1), _minute(t, h).astype(np.uint64))
+        return np.asarray((self.seen_hour[r, slot] == h) & ((self.seen[r, slot] & bit) > 0))
+
+
+def _minute(t: FloatArray, h: IntArray) -> IntArray:
+    return np.clip(np.floor((t - h * HOUR) / 60.0), 0, 59).astype(np.int64)
 
 
 def memory(state: EngineState) -> LateMemory:
@@ -114,6 +141,7 @@ def add_readings(setup: Setup, state: EngineState, ch: IntArray, t: FloatArray, 
     closing = (q < 2) & (open_h >= 0) & (np.floor(t / HOUR) > open_h)
     if closing.any():
         _checkpoint(state, ch[closing], rows[closing])
+    memory(state).note(rows, t)
     return displacement.add_readings(st, setup.p, ch, rows, t, v, q)
 
 
@@ -157,8 +185,12 @@ def _held(state: EngineState, setup: Setup, c: int) -> FloatArray:
 
 
 def _news(setup: Setup, state: EngineState, c: int, t: FloatArray) -> np.ndarray:
+    """Which of channel c's readings behind the watermark it has not judged yet. Within a
+    minute of one it judged counts as judged (sensors report at most once a minute)."""
     mem = memory(state)
-    return ~np.isin(t, _held(state, setup, c)) & ~np.isin(t, mem.folded.get(c, t[:0]))
+    seen = mem.holds(int(setup.row_in_group[c]), t)
+    return (~np.isin(t, _held(state, setup, c)) & ~np.isin(t, mem.folded.get(c, t[:0]))
+            & ~seen)
 
 
 def plan(setup: Setup, state: EngineState, s: Samples
