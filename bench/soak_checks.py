@@ -62,9 +62,16 @@ def check_store(url: str, plan: Plan, channel: dict[int, int], exp: Expected) ->
                 "SELECT max(ts)::text, max(ingested_at)::text FROM readings").fetchone(),
                 flush=True)
         dead = scalar(conn, "SELECT count(*) FROM dead_letters")
+        # One message resent (a device's duplicate, a broker's redelivery) is the same payload.
+        dead_distinct = scalar(conn, "SELECT count(DISTINCT payload) FROM dead_letters "
+                                     "WHERE reason = 'timestamp_future'")
+        dead_other = scalar(conn, "SELECT count(*) FROM dead_letters "
+                                  "WHERE reason <> 'timestamp_future'")
         size = scalar(conn, "SELECT pg_total_relation_size('readings')")
     return {"expected": int(dev.size), "stored": stored, "missing": missing,
-            "wrong_value": wrong, "extra": extra, "dead_letters": dead, "readings_bytes": size}
+            "wrong_value": wrong, "extra": extra, "dead_letters": dead,
+            "dead_letters_distinct": dead_distinct, "dead_letters_other": dead_other,
+            "readings_bytes": size}
 
 
 def device_rules(url: str, plan: Plan, channel: dict[int, int]) -> dict[int, RuleParams]:

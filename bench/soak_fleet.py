@@ -105,6 +105,7 @@ class Expected:
     value: list[np.ndarray] = field(default_factory=list)
     late: list[tuple[int, int]] = field(default_factory=list)  # (device, ts ms) sent late
     future_messages: int = 0
+    future_published: int = 0  # future-stamped publications, a duplicated one counted twice
     messages: int = 0
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,7 +132,7 @@ def stream(plan: Plan, start: datetime, seed: int, exp: Expected,
     topics = [f"gw/v1/{i}/telemetry" for i in plan.ids]
     chan = ["level" if w else "opening" for w in plan.water]
     seq = np.zeros(plan.n, np.int64)
-    held: dict[int, bytes] = {}  # out of order: sent after the device's next message
+    held: dict[int, tuple[bytes, bool]] = {}  # out of order: sent after the device's next one
     t0 = int(start.timestamp() * 1000)
     off = np.zeros(plan.n, bool)
     skew_ms = (plan.skew_s * 1000).astype(np.int64)
@@ -166,14 +167,21 @@ def stream(plan: Plan, start: datetime, seed: int, exp: Expected,
                         f'"channel":"{chan[d]}","value":{float(vals[d])!r}}}]}}').encode()
                 continue  # "lose": recorded as expected, never sent
             if ooo[j] and d not in held:
-                held[d] = payload
+                held[d] = (payload, bool(fut[j]))
                 if not fut[j]:
                     exp.late.append((d, int(ts[j])))
                 continue
             yield topics[d], payload
+            exp.future_published += int(fut[j])
             if dup[j]:
+                # Each publication of a rejected message is its own dead letter: the gateway
+                # keeps what arrived, and a device's resend is a second arrival.
                 yield topics[d], payload
+                exp.future_published += int(fut[j])
             if d in held:
-                yield topics[d], held.pop(d)
-    for d, payload in held.items():
+                late_payload, late_fut = held.pop(d)
+                yield topics[d], late_payload
+                exp.future_published += int(late_fut)
+    for d, (payload, late_fut) in held.items():
         yield topics[d], payload
+        exp.future_published += int(late_fut)
