@@ -11,7 +11,9 @@ out of float32 bins may differ in the last bit)."""
 
 from __future__ import annotations
 
+import copy
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
@@ -169,3 +171,29 @@ def test_a_restart_after_a_backlog_holds_the_same_displacement_state(
     np.testing.assert_array_equal(st.disp.hist.window(rows, 24 * 16),
                                   b.state.disp.hist.window(rows, 24 * 16))
     np.testing.assert_array_equal(st.level, b.state.level)
+
+
+def test_a_backlog_delivered_again_reruns_nothing(
+        backlog: tuple[feed.Store, feed.Lived, feed.Store, feed.Lived],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arrival overlap or a re-sent backlog brings readings judged already: told apart
+    by the minutes they were seen in, nothing is judged again and nothing changes."""
+    _, _, late, b = backlog
+    state = copy.deepcopy(b.state)
+    reruns: list[int] = []
+    restore = disp_late._restore
+
+    def counted(setup: Any, st: EngineState, c: int, r: int, slot: int) -> None:
+        reruns.append(c)
+        restore(setup, st, c, r, slot)
+
+    monkeypatch.setattr(disp_late, "_restore", counted)
+    again = np.flatnonzero(late.arrival > late.t)  # every buffered solution
+    i = again[np.lexsort((late.t[again], late.ch[again]))]
+    batch = late.samples(i)
+    assert disp_late.plan(late.setup, state, batch) == ([], [], [])
+    state, res = tick(late.setup, state, batch, float(late.edges[-1]) + 60.0)
+    assert reruns == [] and res.changes == []
+    assert state.disp is not None and b.state.disp is not None
+    np.testing.assert_array_equal(state.disp.vel, b.state.disp.vel)
+    np.testing.assert_array_equal(state.disp.fc, b.state.disp.fc)

@@ -27,7 +27,7 @@ than the late reading and lives through the stored readings from there on:
   engine learns it), its evidence naming the late readings and the data time the level was
   first reached (`restamp`). A rerun that ends where it began emits nothing.
 
-Bounds: LATE_CLOSES checkpoints per channel (8.7 kB, next to 8.0 kB of DispState; BENCHMARKS.md).
+Bounds: LATE_CLOSES checkpoints per channel (9.6 kB, next to 8.0 kB of DispState; BENCHMARKS.md).
 A late reading older than the oldest checkpoint (72 closed hours back, or before the engine
 started or the registry last changed: checkpoints are working memory, not saved) is not
 judged: it is counted per channel (`LateMemory.ignored`) and logged, and the restart's refill
