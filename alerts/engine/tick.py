@@ -48,10 +48,9 @@ import numpy as np
 from alerts.engine import disp_late, silence
 from alerts.engine import tick_methods as tm
 from alerts.engine import tick_quality as tq
-from alerts.engine.disp_evidence import describe
+from alerts.engine.channel_evidence import channel_evidence
 from alerts.engine.displacement import in_maintenance
 from alerts.engine.late import merge_late
-from alerts.engine.rule_params import RAIN_WINDOWS_H
 from alerts.engine.rules import AQI_TABLE, GB3838_ITEM
 from alerts.engine.tick_quality import fill_memory
 from alerts.engine.tick_setup import (
@@ -141,7 +140,7 @@ def tick(setup: Setup, state: EngineState, s: Samples, now: float,
         level_changes, fused = _target_changes(setup, state, now, changed_ch, regional,
                                                reports)
         changes += level_changes + forecast_updates(
-            setup, state, issued, level_changes, lambda c: _channel_evidence(setup, state, c))
+            setup, state, issued, level_changes, lambda c: channel_evidence(setup, state, c))
         targets.append(fused)
         if i == last_redo and redo.ch.size:  # judged again up to where they were
             changes = disp_late.restamp(setup, state, changes)
@@ -352,7 +351,7 @@ def _target_changes(setup: Setup, state: EngineState, now: float, changed_ch: In
         if ki != COMBINED:
             members_t = members_t[setup.family[members_t] == ki]
         when = data_t[li] if np.isfinite(data_t[li]) else now
-        ev: dict[str, Any] = {"channels": [_channel_evidence(setup, state, int(c))
+        ev: dict[str, Any] = {"channels": [channel_evidence(setup, state, int(c))
                                            for c in members_t if state.level[c] > 0
                                            or c in changed_ch],
                               "previous_level": int(state.emitted[ti, ki])}
@@ -368,51 +367,5 @@ def _target_changes(setup: Setup, state: EngineState, now: float, changed_ch: In
     return changes, ts
 
 
-def _channel_evidence(setup: Setup, state: EngineState, c: int) -> dict[str, Any]:
-    info, p = setup.channels[c], setup.params[c]
-    ev: dict[str, Any] = {"channel_id": info.channel_id, "device_id": info.device_id,
-                          "sensor": f"{info.kind}.{info.spec}", "method": p.method,
-                          "level": int(state.level[c]), "data_time": _iso(state.watermark[c])}
-    for name, col in state.evidence.items():
-        x = col[c]
-        if np.ndim(x) == 0 and np.isnan(x):
-            continue
-        if name in ("failure_time", "time_to_crossing"):
-            ev[name] = [_iso(v) for v in np.atleast_1d(x)]
-        elif name == "accumulations_mm":
-            ev[name] = {f"{w:g}h": _num(v) for w, v in zip(RAIN_WINDOWS_H, x, strict=True)}
-        else:
-            ev[name] = _num(x) if np.ndim(x) == 0 else [_num(v) for v in x]
-    if state.suspicious[c]:
-        ev["quality"] = (f"repeating values, held at most "
-                         f"{Level(int(setup.p['suspicious_max_level'][c])).name.lower()} "
-                         f"until corroborated")
-    if p.method == "rainfall":
-        ev["thresholds_mm"] = {f"{w:g}h": [_num(v) for v in row] for w, row in
-                               zip(RAIN_WINDOWS_H, p.rain_table_mm, strict=True)}
-    elif p.method == "water_level":
-        ev["stages_m"] = {"warning": _num(p.warning_m), "guaranteed": _num(p.guaranteed_m),
-                          "historical_max": _num(p.historical_max_m)}
-    elif p.method == "displacement":
-        assert state.disp is not None
-        ev.pop("value", None)
-        ev.update(describe(state.disp, setup.p, int(setup.row_in_group[c]), c,
-                           f"{info.device_id} {info.spec}"))
-    elif p.method == "threshold":
-        ev["thresholds"] = [_num(v) for v in p.thresholds]
-    return ev
-
-
-def _num(x: Any) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
-
-
 def _dt(seconds: float) -> datetime:
     return datetime.fromtimestamp(float(seconds), UTC)
-
-
-def _iso(seconds: Any) -> str | None:
-    if seconds is None or not np.isfinite(seconds):
-        return None
-    return _dt(float(seconds)).isoformat()
