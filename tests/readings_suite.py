@@ -400,3 +400,79 @@ def test_engine_late_readings_by_arrival_match_numpy(store: psycopg.Connection) 
     # Only some channels asked: the others give nothing.
     one = engine_data.load_late(store, setup, state, since, [setup.index[ids[1]]])
     assert set(one.ch.tolist()) == {setup.index[ids[1]]}
+
+
+def test_engine_late_from_arrival_marks(store: psycopg.Connection) -> None:
+    """load_late from the engine's per-channel arrival marks (alerts/engine/arrival.py), the
+    same on both paths: a backlog behind the watermark stored since a channel's mark comes
+    back; once the marks moved past it, it does not come back (only what arrived since);
+    a channel keeps its own mark; readings at or older than watermark − 72 h and at or
+    after the watermark never come, and on TimescaleDB the chunks wholly older than the
+    query's lower bound on ts are not in its plan."""
+    from alerts.engine import arrival
+    from alerts.engine import data as engine_data
+    from alerts.engine.rules import resolve
+    from alerts.engine.tick import EngineState, build_setup
+    from geowarn.db import has_timescaledb
+
+    a, b = make_channels(store, 2, "RG-MARK")
+    wm = {a: T0 + timedelta(days=5), b: T0 + timedelta(days=5, hours=1)}
+
+    def write(rows: list[tuple[int, datetime]], ago: str | None = None) -> None:
+        rd.write_readings(store, [(c, t, 1.0 + i, 0) for i, (c, t) in enumerate(rows)])
+        if ago is not None:  # stored that long before now
+            store.execute("UPDATE readings SET ingested_at = now() - %s::interval "
+                          "WHERE (channel_id, ts) IN (SELECT * FROM unnest(%s::int4[], "
+                          "%s::timestamptz[]))", (ago, [c for c, _ in rows],
+                                                  [t for _, t in rows]))
+
+    # Judged long ago: each channel's live readings up to its watermark, 4 days of them.
+    write([(c, w - k * H) for c, w in wm.items() for k in range(0, 96)], ago="1 day")
+    # Stored since the old marks, behind the watermarks: the backlog (A: 2 readings, B: 1),
+    # and readings that never come: one at A's watermark (judged there), one older than
+    # A's watermark − 72 h, one 30 days back (its own chunk), one after A's watermark.
+    backlog = [(a, wm[a] - 2 * H - timedelta(minutes=30)), (a, wm[a] - H / 2),
+               (b, wm[b] - 3 * H - timedelta(minutes=10))]
+    never = [(a, wm[a] - 73 * H - timedelta(minutes=5)), (a, wm[a] - timedelta(days=30)),
+             (a, wm[a] + H / 2)]
+    store.execute("DELETE FROM readings WHERE channel_id = %s AND ts = %s", (a, wm[a]))
+    write([*backlog, *never, (a, wm[a])], ago="1 hour")
+    channels = [c for c in engine_data.load_channels(store) if c.channel_id in wm]
+    setup = build_setup(channels, resolve(channels, {}))
+    state = EngineState.initial(setup)
+    for c, w in wm.items():
+        state.watermark[setup.index[c]] = w.timestamp()
+
+    def got(since: np.ndarray) -> set[tuple[int, datetime]]:
+        late = engine_data.load_late(store, setup, state, since)
+        assert np.all(np.diff(late.ch) >= 0)
+        return {(setup.channels[int(i)].channel_id, datetime.fromtimestamp(float(t), UTC))
+                for i, t in zip(late.ch, late.t, strict=True)}
+
+    row = store.execute("SELECT now() - interval '2 hours'").fetchone()
+    assert row is not None
+    old = np.full(setup.n, row[0].timestamp())
+    assert got(old) == set(backlog)
+    # Every channel looked at: the marks move. A new backlog reading of A arrives.
+    looked = arrival.ArrivalMarks.looked_at_all(setup, arrival.take(store))
+    more = (a, wm[a] - H - timedelta(minutes=20))
+    write([more])
+    assert got(looked.at) == {more}
+    # Only A looked at then (a notified step): B reads from its own, older mark.
+    only_a = looked.at.copy()
+    only_a[setup.index[b]] = old[0]
+    assert got(only_a) == {more} | {x for x in backlog if x[0] == b}
+    if has_timescaledb(store):
+        span = max(engine_data.RAIN_WINDOWS_H) * 3600.0
+        lowest = datetime.fromtimestamp(min(w.timestamp() for w in wm.values()) - span, UTC)
+        plan = "\n".join(r[0] for r in store.execute("EXPLAIN " + engine_data.LATE_SQL, {
+            "ids": [a, b], "marks": [wm[a].timestamp(), wm[b].timestamp()],
+            "sinces": old[:2].tolist(), "span": span, "lowest": lowest}))
+        chunks = store.execute(
+            "SELECT chunk_name, range_end <= %s FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'readings'", (lowest,)).fetchall()
+        before = [n for n, gone in chunks if gone]
+        after = [n for n, gone in chunks if not gone]
+        assert before and after  # 30 days back: a chunk of its own
+        assert not [n for n in before if n in plan], plan
+        assert any(n in plan for n in after), plan

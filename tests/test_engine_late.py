@@ -11,8 +11,12 @@ import numpy as np
 import psycopg
 import pytest
 
+from alerts.engine import arrival
+from alerts.engine import data as engine_data
 from alerts.engine.rule_params import DEFAULT_RAIN_TABLE, RAIN_WINDOWS_H
+from alerts.engine.rules import resolve
 from alerts.engine.service import Engine
+from alerts.engine.tick import EngineState, build_setup
 from alerts.methods.levels import classify
 from devices.registry import DeviceSpec, add_device
 from geowarn.readings import write_readings
@@ -46,11 +50,22 @@ def _write(conn: psycopg.Connection, cid: int, rain: np.ndarray, which: range | 
     write_readings(conn, [(cid, START + i * STEP, float(rain[i]), 0) for i in which])
 
 
-def _rain_events(conn: psycopg.Connection) -> list[tuple[int, datetime]]:
+def _rain_events(conn: psycopg.Connection, target: str = "HP1"
+                 ) -> list[tuple[int, datetime]]:
     return conn.execute(
         "SELECT e.level, e.data_time FROM alert_events e JOIN alerts a USING (alert_id) "
-        "WHERE a.hazard_kind = 'rainfall' AND a.target_id = 'HP1' ORDER BY e.data_time, e.level"
-    ).fetchall()
+        "WHERE a.hazard_kind = 'rainfall' AND a.target_id = %s ORDER BY e.data_time, e.level",
+        (target,)).fetchall()
+
+
+def _gauge(conn: psycopg.Connection, device: str, hazard: str) -> int:
+    add_device(conn, DeviceSpec(device, kind="rain_gauge", hazard_id=hazard,
+                                reporting_interval_s=300))
+    row = conn.execute("SELECT channel_id FROM channels WHERE device_id = %s AND "
+                       "channel = 'rain'", (device,)).fetchone()
+    assert row is not None
+    cid: int = row[0]
+    return cid
 
 
 @pytest.mark.parametrize("how", ["notified", "search", "restart"])
@@ -88,5 +103,80 @@ def test_a_backlog_stored_after_live_reports_raises_its_level(
         assert acc is not None
         got = acc[0]["channels"][0]["accumulations_mm"]
         assert got["3h"] == pytest.approx(float(rain[RESUME - 35:RESUME + 1].sum()), abs=1e-6)
+    finally:
+        engine.close()
+
+
+def test_a_late_reading_a_writer_commits_after_the_step_read_is_seen_from_the_mark(
+        db_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The arrival mark (alerts/engine/arrival.py) is taken safely: a writer whose
+    transaction began before the step (its readings stamped with that start) and commits
+    after the step read them is seen by the next look from the mark; a reading stored
+    well before the mark, seen already, is not fetched again; an open session does not
+    hold the mark back further than ARRIVAL_OVERLAP_S."""
+    cid = _gauge(conn, "RAIN-1", "HP1")
+    rain = _rain()
+    _write(conn, cid, rain, range(RESUME + 1))
+    conn.execute("UPDATE readings SET ingested_at = now() - interval '1 hour'")
+    seen = START + 10 * STEP  # stored 40 s before the step, behind the watermark
+    conn.execute("UPDATE readings SET ingested_at = now() - interval '40 seconds' "
+                 "WHERE channel_id = %s AND ts = %s", (cid, seen))
+    channels = engine_data.load_channels(conn)
+    setup = build_setup(channels, resolve(channels, {}))
+    state = EngineState.initial(setup)
+    state.watermark[setup.index[cid]] = (START + RESUME * STEP).timestamp()
+    behind = START + OUT.start * STEP
+    conn.execute("DELETE FROM readings WHERE channel_id = %s AND ts = %s", (cid, behind))
+    with psycopg.connect(db_url) as writer:  # a transaction left open
+        row = writer.execute("SELECT now()").fetchone()  # begins it
+        assert row is not None
+        writer_start = row[0]
+        _write(writer, cid, rain, [OUT.start])
+        with conn.transaction():  # the step
+            mark = arrival.take(conn)
+            assert mark <= writer_start
+            late = engine_data.load_late(conn, setup, state, mark - timedelta(hours=1))
+        assert behind.timestamp() not in late.t.tolist()  # not committed yet
+        assert seen.timestamp() in late.t.tolist()
+        # An open session holds the mark back at most ARRIVAL_OVERLAP_S.
+        monkeypatch.setattr(arrival, "ARRIVAL_OVERLAP_S", 0.0)
+        assert arrival.take(conn) > writer_start
+        monkeypatch.undo()
+        writer.commit()
+    marks = arrival.ArrivalMarks.looked_at_all(setup, mark).at
+    again = engine_data.load_late(conn, setup, state, marks)
+    assert again.t.tolist() == [behind.timestamp()]
+
+
+def test_a_restart_looks_from_the_oldest_mark_a_notified_step_left(
+        db_url: str, conn: psycopg.Connection) -> None:
+    """Nothing is lost on restart: a backlog of gauge B arrives without a notification
+    (a writer that does not notify); the next steps are notified for gauge A only, so
+    B's arrival mark stays behind A's. The oldest mark is what is saved (not the last
+    step's time), and the restarted engine looks at every channel from it: B's backlog is
+    judged at the first step after the restart."""
+    a, b = _gauge(conn, "RAIN-1", "HP1"), _gauge(conn, "RAIN-2", "HP2")
+    rain = _rain()
+    expected = _hand_level(rain, RESUME)
+    engine = Engine(db_url)
+    try:
+        for i in [*range(OUT.start), RESUME]:
+            _write(conn, a, rain, [i])
+            _write(conn, b, rain, [i])
+            engine.step(now=(START + i * STEP).timestamp(), channel_ids={a, b})
+        _write(conn, b, rain, [*OUT])  # the buffer, not notified
+        _write(conn, a, np.r_[rain, 0.2], [RESUME + 1])
+        now = (START + (RESUME + 1) * STEP).timestamp()
+        engine.step(now=now, channel_ids={a})
+        ia, ib = engine.setup.index[a], engine.setup.index[b]
+        assert engine.arrivals.at[ib] < engine.arrivals.at[ia]
+        saved = arrival.restored(conn, engine.config.name)
+        assert saved is not None and saved.timestamp() == pytest.approx(
+            float(engine.arrivals.at[ib]), abs=1e-6)
+        assert _rain_events(conn, "HP2") == []  # B not looked at
+        engine.close()
+        engine = Engine(db_url)
+        engine.step(now=now + 60.0, channel_ids={a})
+        assert _rain_events(conn, "HP2") == [(expected, START + RESUME * STEP)]
     finally:
         engine.close()

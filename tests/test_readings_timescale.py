@@ -37,6 +37,7 @@ from tests.readings_suite import (  # noqa: F401  (imported tests are collected 
     test_downsample_hand_computed,
     test_downsample_matches_numpy,
     test_duplicates_stored_once,
+    test_engine_late_from_arrival_marks,
     test_engine_late_readings_by_arrival_match_numpy,
     test_latest,
     test_rain_day_by_offset_or_by_zone,

@@ -5,8 +5,9 @@
 - `load_overrides`: the engine_rules table as {(scope, scope_id): params};
 - `load_samples`: readings newer than each channel's watermark up to the engine clock, in one
   query over (channel_id, ts) index ranges, returned as tick.Samples;
-- `load_late`: readings that arrived since a time with data times at or behind their
-  channel's watermark (a backlog behind live reports), over the ingested_at index;
+- `load_late`: readings that arrived since a time (per channel: its arrival mark) with data
+  times behind their channel's watermark (a backlog behind live reports), over the
+  (channel_id, ingested_at) index;
 - `channels_with_new_readings`: which channels hold readings beyond their saved watermark,
   answered by the server (for steps that were not told which channels changed);
 - `load_memory`: the readings at or before each watermark that the rings need after a
@@ -116,46 +117,57 @@ def load_samples(conn: psycopg.Connection, setup: Setup, state: EngineState, unt
 
 
 def load_late(conn: psycopg.Connection, setup: Setup, state: EngineState,
-              arrived_since: datetime, channel_indices: Sequence[int] | None = None
-              ) -> Samples:
+              arrived_since: datetime | np.ndarray,
+              channel_indices: Sequence[int] | None = None) -> Samples:
     """Readings stored at or after `arrived_since` (ingested_at, the store's arrival
-    stamp) whose data time is behind their channel's watermark and inside the longest
-    window (watermark − 72 h, watermark): a backlog that arrived after newer readings,
-    which `load_samples` (data time after the watermark) never fetches. The reading at the
-    watermark is the one judged there (one reading per channel and time). One probe per
-    channel of the (channel_id, ingested_at) index (migration 0160, both store paths), when
-    anything was stored since at all; the lower bound on ts also excludes TimescaleDB
-    chunks. A reading judged already comes back when it arrived in the same span (a
-    burst's older readings): the tick counts a time once."""
+    stamp; one time for every channel, or per setup row in seconds since the epoch: the
+    service's arrival marks, alerts/engine/arrival.py) whose data time is behind their
+    channel's watermark and inside the longest window (watermark − 72 h, watermark): a
+    backlog that arrived after newer readings, which `load_samples` (data time after the
+    watermark) never fetches. The reading at the watermark is the one judged there (one
+    reading per channel and time). One probe per channel of the (channel_id, ingested_at)
+    index (migration 0160, both store paths), when anything was stored since at all; the
+    lower bound on ts also excludes TimescaleDB chunks. A reading judged already comes
+    back when it arrived in the same span (a burst's older readings): the tick counts a
+    time once."""
     idx = range(setup.n) if channel_indices is None else channel_indices
     rows = [i for i in idx if math.isfinite(float(state.watermark[i]))]
     if not rows:
         return Samples.empty()
     marks = [float(state.watermark[i]) for i in rows]
+    if isinstance(arrived_since, datetime):
+        sinces = [arrived_since.timestamp()] * len(rows)
+    else:
+        sinces = np.asarray(arrived_since, np.float64)[rows].tolist()
     span = max(RAIN_WINDOWS_H) * 3600.0
     lowest = datetime.fromtimestamp(min(marks) - span, UTC)
     # Nothing stored since (a replay of what was loaded before): one probe of the
     # ingested_at index instead of one per channel.
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM readings WHERE ingested_at >= %s AND "
-                       "ts >= %s)", (arrived_since, lowest)).fetchone()
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM readings WHERE ingested_at >= "
+                       "to_timestamp(%s) AND ts >= %s)", (min(sinces), lowest)).fetchone()
     if not (row and row[0]):
         return Samples.empty()
-    got = conn.execute(
-        "SELECT w.channel_id, extract(epoch FROM r.ts)::float8, r.value, r.quality "
-        "FROM unnest(%(ids)s::int4[], %(marks)s::float8[]) AS w(channel_id, mark) "
-        "CROSS JOIN LATERAL (SELECT ts, value, quality FROM readings x "
-        "WHERE x.channel_id = w.channel_id AND x.ingested_at >= %(since)s "
-        "AND x.ts >= %(lowest)s::timestamptz AND x.ts < to_timestamp(w.mark) "
-        "AND x.ts > to_timestamp(w.mark - %(span)s)) r "
-        "ORDER BY w.channel_id, r.ts",
-        {"ids": [setup.channels[i].channel_id for i in rows], "marks": marks,
-         "since": arrived_since, "span": span, "lowest": lowest}).fetchall()
+    got = conn.execute(LATE_SQL, {
+        "ids": [setup.channels[i].channel_id for i in rows], "marks": marks,
+        "sinces": sinces, "span": span, "lowest": lowest}).fetchall()
     if not got:
         return Samples.empty()
     return Samples(setup.rows_of(np.array([g[0] for g in got], np.int64)),
                    np.array([g[1] for g in got], np.float64),
                    np.array([g[2] for g in got], np.float64),
                    np.array([g[3] for g in got], np.int8))
+
+
+# Per channel: its watermark (`mark`) and the arrival stamp it is read from (`since`).
+LATE_SQL = (
+    "SELECT w.channel_id, extract(epoch FROM r.ts)::float8, r.value, r.quality "
+    "FROM unnest(%(ids)s::int4[], %(marks)s::float8[], %(sinces)s::float8[]) "
+    "AS w(channel_id, mark, since) "
+    "CROSS JOIN LATERAL (SELECT ts, value, quality FROM readings x "
+    "WHERE x.channel_id = w.channel_id AND x.ingested_at >= to_timestamp(w.since) "
+    "AND x.ts >= %(lowest)s::timestamptz AND x.ts < to_timestamp(w.mark) "
+    "AND x.ts > to_timestamp(w.mark - %(span)s)) r "
+    "ORDER BY w.channel_id, r.ts")
 
 
 def load_spans(conn: psycopg.Connection, setup: Setup,

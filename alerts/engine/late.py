@@ -23,7 +23,7 @@ order (alerts/engine/ring.py `Ring.merge`), so every rule evaluated afterwards s
   channel's newest data time, naming the late readings.
 
 Duplicates (a time the ring already holds) are ignored, so a sample delivered twice, or
-fetched again by the service's arrival overlap (alerts/engine/service.py), counts once.
+fetched again where the arrival marks overlap (alerts/engine/arrival.py), counts once.
 Pure: no I/O.
 """
 

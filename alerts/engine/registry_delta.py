@@ -185,7 +185,7 @@ def apply(conn: psycopg.Connection, engine: str, setup: Setup, state: EngineStat
           arrived_since: datetime) -> Applied:
     """Build the new setup and splice the new state (see the module docstring). `rejudge`:
     rain rows of the old setup still to be judged again; `arrived_since`: the arrival time
-    from which late readings count (the service's)."""
+    from which late readings count (the service's oldest arrival mark)."""
     windows = change.windows
     new = build_setup(change.channels, change.params, windows=windows)
     part = [j for j, c in enumerate(change.channels) if c.channel_id in change.reload]
@@ -200,7 +200,7 @@ def apply(conn: psycopg.Connection, engine: str, setup: Setup, state: EngineStat
     snap = _splice_saved(out, saved, restored.saved, maps)
     _forget(conn, engine, setup, new)
     # Rain rows to judge again: those the old setup still had to, and reloaded gauges with
-    # late readings since the last full step (as a restart's load finds them).
+    # late readings since the oldest arrival mark (as a restart's load finds them).
     rain = GROUPS.index("rainfall")
     again = [setup.channels[i].channel_id for i in rejudge.tolist()]
     again += [sub.channels[i].channel_id for i in np.unique(late.ch).tolist()

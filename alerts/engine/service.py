@@ -14,8 +14,9 @@ the broker); a caller that drives `step(now=...)` itself is a replay clock.
 Triggers: after every ingest commit (LISTEN geowarn_readings, read on its own thread:
 alerts/engine/listener.py; the payload names the channels
 or says "*") and on a periodic tick for silence, dwell, regional validity and auto-resolve.
-A step's work follows what changed, not the registry: it loads the notified channels only,
-saves only the state rows that changed (alerts/engine/state.py), and searches the whole
+A step's work follows what changed, not the registry: it loads the notified channels only
+(their late readings from each one's own arrival mark, alerts/engine/arrival.py), saves
+only the state rows that changed (alerts/engine/state.py), and searches the whole
 registry for unjudged readings only on start, for "*", on a replay step and every
 `search_period_s` (alerts/engine/data.py `channels_with_new_readings`, server-side).
 One active engine at a time: the leader holds pg_try_advisory_lock on a dedicated session; a
@@ -38,6 +39,7 @@ from typing import Literal
 import numpy as np
 import psycopg
 
+from alerts.engine import arrival
 from alerts.engine import data as engine_data
 from alerts.engine import disp_late, late_series, registry_delta
 from alerts.engine import state as engine_state
@@ -53,12 +55,6 @@ from geowarn.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 _LEADER_KEY = 0x6765_6F77_6172_6E45  # GeoWarn's own advisory-lock key for the engine
-# Late readings (alerts/engine/late.py) are fetched by arrival from the last full step less
-# this: a writer's transaction that started before it (its now() stamps ingested_at) and
-# committed after it is still seen. Ingest commits in groups of well under a second; a
-# writer that holds readings behind the watermark uncommitted for longer than this (a long
-# import transaction) is not judged late. What the overlap fetches again counts once.
-ARRIVAL_OVERLAP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ class Engine:
         self.regional = engine_data.RegionalFloors()
         self.reports = FieldReportFloors()
         self.known: registry_delta.Known  # what the setup was built from (set by load())
-        self.arrived = datetime.fromtimestamp(0, UTC)  # set by load()
+        self.arrivals: arrival.ArrivalMarks  # per channel, up to where late ones were looked for
         self.rejudge = np.zeros(0, np.int64)  # rain rows a restart found late readings for
         self.redo = Samples.empty()  # series samples a restart cut from the refilled rings
         self.registry: set[int] = set()  # every channel id, this partition's or not
@@ -115,6 +111,7 @@ class Engine:
         """(Re)build the setup from the registry and rules, restore the saved state and refill
         the rings from the readings store."""
         with self.conn.transaction():
+            mark = arrival.take(self.conn)  # before any read of readings
             self.known, channels = registry_delta.known_now(self.conn, self.config.partition)
             self.registry = set(self.known.every)
             params = resolve(channels, self.known.overrides)
@@ -126,13 +123,12 @@ class Engine:
             # rings hold them, and the first step judges their rain channels again, as a
             # live engine would have (alerts/engine/late.py; judging a channel again whose
             # sums did not change changes nothing).
-            row = self.conn.execute("SELECT saved_at FROM engine_state WHERE engine = %s",
-                                    (self.config.name,)).fetchone()
-            self.arrived = row[0] if row and row[0] is not None else self._now()
+            # Every channel from the oldest saved arrival mark on (alerts/engine/arrival.py).
+            since = arrival.restored(self.conn, self.config.name) or mark
             fill_memory(self.setup, self.state,
                         engine_data.load_memory(self.conn, self.setup, self.state))
-            late = engine_data.load_late(self.conn, self.setup, self.state,
-                                         self._arrived_since())
+            late = engine_data.load_late(self.conn, self.setup, self.state, since)
+            self.arrivals = arrival.ArrivalMarks.looked_at_all(self.setup, mark)
             rain = np.unique(late.ch)
             self.rejudge = rain[self.setup.group_of[rain] == GROUPS.index("rainfall")]
             # Series channels are judged again from their oldest late reading on.
@@ -151,15 +147,17 @@ class Engine:
                 if change is None:
                     self.known = known
                     return False
+                oldest = datetime.fromtimestamp(self.arrivals.oldest(), UTC)
                 done = registry_delta.apply(self.conn, self.config.name, self.setup,
                                             self.state, self.saved, change, self.rejudge,
-                                            self._arrived_since())
+                                            oldest)
         except registry_delta.Unspliceable as exc:
             log.warning("engine %s: registry change reloads everything (cannot splice %s)",
                         self.config.name, exc)
             self.load()
             return True
         self.setup, self.state, self.saved = done.setup, done.state, done.saved
+        self.arrivals = self.arrivals.remapped(done.setup)
         self.known, self.registry, self.rejudge = known, set(known.every), done.rejudge
         log.info("engine %s: registry change, %d channels (%d reloaded, %d removed)",
                  self.config.name, done.setup.n, len(done.reloaded), len(done.removed))
@@ -173,6 +171,7 @@ class Engine:
             self.reload_if_changed()  # a channel the setup does not know: the registry changed
         try:
             with self.conn.transaction():
+                mark = arrival.take(self.conn)  # before any read of readings
                 until = now if now is not None else (
                     time.time() if self.config.clock == "wall" else math.inf)
                 since = (until - self.config.backfill_s
@@ -184,12 +183,13 @@ class Engine:
                                                        if c in index))
                 samples = engine_data.load_samples(self.conn, self.setup, self.state, until,
                                                    which, since)
-                # Readings that arrived since, behind the watermark (a backlog after live
-                # reports): by arrival, not data time. The notified channels only, or all.
-                arrival = self._now()
+                # Readings that arrived since each channel's last look, behind the watermark
+                # (a backlog after live reports): by arrival, not data time. The notified
+                # channels only, or all.
+                looked = None if channel_ids is None else which
                 samples = engine_data.merge_samples(samples, engine_data.load_late(
-                    self.conn, self.setup, self.state, self._arrived_since(),
-                    None if channel_ids is None else which))
+                    self.conn, self.setup, self.state, self.arrivals.at, looked))
+                arrivals = self.arrivals.after(looked, mark)
                 samples = engine_data.merge_samples(samples, self.redo)
                 # Late displacement readings are judged again from the store's readings.
                 samples = engine_data.merge_samples(samples, engine_data.load_spans(
@@ -211,6 +211,7 @@ class Engine:
                 saved = engine_state.save(self.conn, self.config.name, self.setup,
                                           self.state, clock, self.saved,
                                           None if periodic else result.touched)
+                arrivals.save(self.conn, self.config.name)
         except Exception:
             # The tick advanced the in-memory state; the database did not: start again from
             # what was committed.
@@ -221,23 +222,8 @@ class Engine:
         self.saved = saved  # committed: the database now holds exactly this
         self.rejudge = self.rejudge[:0]
         self.redo = Samples.empty()
-        if channel_ids is None:  # every channel's arrivals judged up to this step
-            self.arrived = arrival
+        self.arrivals = arrivals  # the channels looked at: their late ones up to `mark`
         return events
-
-    def _now(self) -> datetime:
-        """The database's now() (this transaction's start): the stamp readings get."""
-        row = self.conn.execute("SELECT now()").fetchone()
-        assert row is not None
-        when: datetime = row[0]
-        return when
-
-    def _arrived_since(self) -> datetime:
-        """Arrival time from which late readings are fetched: the last step that looked at
-        every channel, less ARRIVAL_OVERLAP_S (a reading's ingested_at is its transaction's
-        start, and that transaction may commit after this step's snapshot)."""
-        return self.arrived - timedelta(seconds=ARRIVAL_OVERLAP_S)
-
 
     def _apply(self, changes: list[LevelChange], clock: float, periodic: bool
                ) -> list[AlertEvent]:
