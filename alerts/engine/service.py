@@ -39,9 +39,8 @@ from typing import Literal
 import numpy as np
 import psycopg
 
-from alerts.engine import arrival
+from alerts.engine import arrival, disp_late, late_series, registry_delta
 from alerts.engine import data as engine_data
-from alerts.engine import disp_late, late_series, registry_delta
 from alerts.engine import state as engine_state
 from alerts.engine.field_reports import FieldReportFloors
 from alerts.engine.listener import Listener
