@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 
 from alerts.engine import disp_late
-from alerts.engine.data import memory_ranges
-from alerts.engine.tick import EngineState, Samples, tick
-from alerts.engine.tick_quality import fill_memory
+from alerts.engine.tick import EngineState, tick
 from simulators.displacement_scenarios import HOUR, Series, accelerating, stable
 from tests import disp_late_feed as feed
+from tests import restart_memory
 
 SEEDS = tuple(range(20))
 OUTAGE_H = 6
@@ -152,18 +151,7 @@ def test_a_tick_without_the_stored_span_judges_again_what_its_ring_holds() -> No
 def test_a_restart_after_a_backlog_holds_the_same_displacement_state(
         backlog: tuple[feed.Store, feed.Lived, feed.Store, feed.Lived]) -> None:
     _, _, late, b = backlog
-    st = EngineState.initial(late.setup)
-    for name, arr in st.saved_arrays().items():
-        arr[...] = b.state.saved_arrays()[name]
-    ids, lo, hi = memory_ranges(late.setup, st)
-    keep = np.zeros(late.t.size, bool)
-    for cid, lo_t, hi_t in zip(ids, lo, hi, strict=True):
-        c = late.setup.index[cid]
-        keep |= (late.ch == c) & (late.t > lo_t.timestamp()) & (late.t <= hi_t.timestamp())
-    i = np.flatnonzero(keep)
-    i = i[np.lexsort((late.t[i], late.ch[i]))]
-    fill_memory(late.setup, st, Samples(late.ch[i], late.t[i], late.v[i],
-                                        np.zeros(i.size, np.int8)))
+    st = restart_memory.restarted(late.setup, late.ch, late.t, late.v, b.state)
     assert st.disp is not None and b.state.disp is not None
     for name, x in b.state.disp.saved_arrays().items():
         np.testing.assert_array_equal(x, st.disp.saved_arrays()[name], err_msg=name)

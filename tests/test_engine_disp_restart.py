@@ -18,11 +18,11 @@ import pytest
 
 from alerts.engine import disp_restart
 from alerts.engine import tick_quality as tq
-from alerts.engine.data import memory_ranges
 from alerts.engine.rules import ChannelInfo, resolve
 from alerts.engine.tick import Change, EngineState, Samples, Setup, build_setup, tick
 from alerts.engine.tick_quality import fill_memory
 from simulators.displacement_scenarios import DAY, HOUR, Series, accelerating
+from tests import restart_memory
 
 SEEDS = (11, 12, 13)
 
@@ -61,23 +61,8 @@ def feed(series: list[Series]) -> Feed:
 
 
 def restarted(f: Feed, live: EngineState) -> EngineState:
-    """What a restart holds: the saved arrays of `live` and its memory refilled from the
-    readings it is made of (alerts/engine/data.py memory_ranges; the service reads the older
-    hours of them as two middle values an hour, which give the same history:
-    tests/test_engine_history_load.py)."""
-    st = EngineState.initial(f.setup)
-    saved = live.saved_arrays()
-    for name, a in st.saved_arrays().items():
-        a[...] = saved[name]
-    ids, lo, hi = memory_ranges(f.setup, st)
-    keep = np.zeros(f.t.size, bool)
-    for cid, lo_t, hi_t in zip(ids, lo, hi, strict=True):
-        c = f.setup.index[cid]
-        keep |= (f.ch == c) & (f.t > lo_t.timestamp()) & (f.t <= hi_t.timestamp())
-    i = np.flatnonzero(keep)
-    i = i[np.lexsort((f.t[i], f.ch[i]))]
-    fill_memory(f.setup, st, Samples(f.ch[i], f.t[i], f.v[i], np.zeros(i.size, np.int8)))
-    return st
+    """What a restart holds (tests/restart_memory.py) for this feed's readings."""
+    return restart_memory.restarted(f.setup, f.ch, f.t, f.v, live)
 
 
 def key(c: Change) -> tuple[object, ...]:
